@@ -1,0 +1,25 @@
+"""trio_h2: an HTTP/2 server for trio.
+
+One nursery per connection holds a reader, one handler per stream and a
+single sender that consults the priority tree before each write.
+"""
+
+from ._config import Config as Config
+from ._errors import ClientDisconnected as ClientDisconnected
+from ._lifespan import LifespanFailure as LifespanFailure
+from ._server import serve as serve
+from ._server import serve_listeners as serve_listeners
+from ._tls import configure_h2_context as configure_h2_context
+from ._tls import server_ssl_context as server_ssl_context
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClientDisconnected",
+    "Config",
+    "LifespanFailure",
+    "configure_h2_context",
+    "serve",
+    "serve_listeners",
+    "server_ssl_context",
+]

@@ -1,0 +1,228 @@
+"""ASGI 3 ``http`` for one stream: the handler task's ``receive`` and ``send``.
+
+When ``send`` returns: for ``http.response.body``, once every byte of that
+body has been written to the socket by the sender (for TLS: encrypted and
+written). Until then the chunk is the only response data of the stream that
+trio_h2 holds, and it is held by reference, never copied into a queue. So an
+app that streams to a slow client waits, and one stream's bytes are never
+reordered: its next chunk cannot be offered before the last is out.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, final
+
+import trio
+from h2.errors import ErrorCodes
+
+from ._config import Config
+from ._connection import Connection, StreamHandler
+from ._errors import ClientDisconnected, LocalProtocolError
+from ._headers import Headers, response_headers, trailer_headers
+from ._scope import Address, build_scope
+from ._state import StreamState
+
+log = logging.getLogger("trio_h2")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_DISCONNECT: Message = {"type": "http.disconnect"}
+_ERROR_BODY = b"Internal Server Error\n"
+
+
+def asgi_handler(
+    app: ASGIApp,
+    config: Config,
+    *,
+    scheme: str,
+    server: Address | None,
+    client: Address | None,
+    state: dict[str, Any] | None,
+) -> StreamHandler:
+    """The stream handler that runs ``app`` for each request of one connection."""
+
+    async def handle(conn: Connection, stream: StreamState) -> None:
+        scope = build_scope(
+            stream.head, scheme=scheme, server=server, client=client,
+            root_path=config.root_path, state=state,
+            extensions={"http.response.trailers": {}},
+        )
+        await _Exchange(conn, stream, scope).run(app)
+
+    return handle
+
+
+@final
+class _Exchange:
+    """One request and its response, as the application sees them."""
+
+    def __init__(self, conn: Connection, stream: StreamState, scope: Scope) -> None:
+        self._conn = conn
+        self._state = conn.state
+        self._stream = stream
+        self._scope = scope
+        self._lot = trio.lowlevel.ParkingLot()
+        stream.wake = self._lot.unpark_all
+        self._is_head = stream.head.method == b"HEAD"
+        self._request_done = False
+        self._start: Headers | None = None
+        self._trailers_expected = False
+        self._body_done = False
+        self._complete = False
+
+    async def run(self, app: ASGIApp) -> None:
+        stream = self._stream
+        try:
+            await app(self._scope, self.receive, self.send)
+        except Exception as exc:
+            if isinstance(exc, ClientDisconnected) and stream.disconnected:
+                return  # the app noticed the client left; nothing to answer
+            log.error("%s: stream %d: application raised %s", self._conn.peer,
+                      stream.stream_id, type(exc).__name__, exc_info=exc)
+            await self._fail()
+        else:
+            if not self._complete and not stream.disconnected:
+                log.error("%s: stream %d: application returned without completing the response",
+                          self._conn.peer, stream.stream_id)
+                await self._fail()
+
+    async def _fail(self) -> None:
+        """500 if nothing was sent yet, else RST_STREAM INTERNAL_ERROR."""
+        stream = self._stream
+        if stream.disconnected:
+            return
+        if stream.headers_sent:
+            self._state.reset(stream, ErrorCodes.INTERNAL_ERROR)
+            self._conn.wake_sender()
+            return
+        headers = [(b":status", b"500"), (b"content-type", b"text/plain; charset=utf-8"),
+                   (b"content-length", str(len(_ERROR_BODY)).encode()), (b"date", _date())]
+        self._state.send_headers(stream, headers, end_stream=self._is_head)
+        if not self._is_head:
+            self._state.offer(stream, _ERROR_BODY, end_stream=True)
+        self._complete = True
+        try:
+            await self._written()
+        except ClientDisconnected:
+            pass
+
+    async def receive(self) -> Message:
+        stream = self._stream
+        while True:
+            if stream.body:
+                data = self._state.take_body(stream)
+                self._conn.wake_sender()  # a WINDOW_UPDATE may be queued
+                more = not stream.body_ended or bool(stream.body)
+                self._request_done = not more
+                return {"type": "http.request", "body": data, "more_body": more}
+            if stream.disconnected:
+                return _DISCONNECT
+            if not self._request_done:
+                if stream.body_ended:
+                    self._request_done = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+            elif self._complete or stream.closed:
+                return _DISCONNECT
+            await self._lot.park()
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self._start is not None:
+                raise LocalProtocolError("http.response.start sent twice")
+            self._start = response_headers(message["status"], message.get("headers", ()))
+            self._trailers_expected = bool(message.get("trailers", False))
+            self._check_connected()
+        elif kind == "http.response.body":
+            await self._send_body(message)
+        elif kind == "http.response.trailers":
+            await self._send_trailers(message)
+        else:
+            raise LocalProtocolError(f"unexpected ASGI message {kind!r} on an http scope")
+
+    async def _send_body(self, message: Message) -> None:
+        stream = self._stream
+        if self._start is None:
+            raise LocalProtocolError("http.response.body before http.response.start")
+        if self._body_done:
+            raise LocalProtocolError("http.response.body after the response body ended")
+        body = message.get("body", b"")
+        if not isinstance(body, bytes | bytearray | memoryview):
+            raise LocalProtocolError(f"http.response.body body must be bytes, not {type(body)}")
+        more = bool(message.get("more_body", False))
+        self._check_connected()
+        end = not more and not self._trailers_expected
+        if self._is_head:
+            body = b""  # RFC 9110 section 9.3.2: no content in a response to HEAD
+        self._body_done = not more
+        self._complete = end
+        if not stream.headers_sent:
+            headers = self._start
+            if not more and not self._is_head and not self._trailers_expected:
+                headers = _with_length(headers, len(body))
+            headers = _with_date(headers)
+            self._state.send_headers(stream, headers, end_stream=end and not body)
+            if not body:
+                self._conn.wake_sender()
+                return
+        elif not body and not end:
+            return
+        self._state.offer(stream, bytes(body), end_stream=end)
+        await self._written()
+
+    async def _send_trailers(self, message: Message) -> None:
+        if not self._trailers_expected or not self._body_done or self._complete:
+            raise LocalProtocolError(
+                "http.response.trailers needs trailers=True in http.response.start and "
+                "must follow the last http.response.body")
+        if message.get("more_trailers", False):
+            raise LocalProtocolError("more_trailers is not supported")
+        headers = trailer_headers(message.get("headers", ()))
+        self._check_connected()
+        self._complete = True
+        self._state.offer(self._stream, b"", end_stream=True, trailers=headers)
+        await self._written()
+
+    def _check_connected(self) -> None:
+        if self._stream.disconnected:
+            raise ClientDisconnected(f"stream {self._stream.stream_id}: client disconnected")
+
+    async def _written(self) -> None:
+        """Wait until the sender has written our offer; raise if it never will."""
+        stream = self._stream
+        self._conn.wake_sender()
+        while stream.in_flight:
+            self._check_connected()
+            await self._lot.park()
+
+
+def _with_length(headers: Headers, length: int) -> Headers:
+    if any(name == b"content-length" for name, _ in headers):
+        return headers
+    return [*headers, (b"content-length", str(length).encode())]
+
+
+def _with_date(headers: Headers) -> Headers:
+    # RFC 9110 section 6.6.1: an origin server with a clock sends Date.
+    if any(name == b"date" for name, _ in headers):
+        return headers
+    return [*headers, (b"date", _date())]
+
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def _date() -> bytes:
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True).encode())
+    return _date_cache[1]

@@ -1,0 +1,111 @@
+"""The one configuration object: frozen, keyword-only, validated.
+
+Every field is a limit or a policy of the server. Each says its unit, its
+default and where the default comes from, and each has a test that sees its
+effect on the wire.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal, final
+
+# RFC 9113 section 6.5.2: the largest flow-control window and frame size a
+# peer may announce.
+MAX_WINDOW_SIZE = 2**31 - 1
+MIN_FRAME_SIZE = 2**14
+MAX_FRAME_SIZE = 2**24 - 1
+
+
+@final
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Config:
+    """How a trio_h2 server behaves. Build it once and pass it to :func:`serve`.
+
+    Every argument is keyword-only and has a default; :meth:`replace` gives a
+    copy with some fields changed. Invalid values raise :exc:`ValueError` at
+    construction, never later on a connection.
+    """
+
+    max_concurrent_streams: int = 100
+    """SETTINGS_MAX_CONCURRENT_STREAMS we advertise (streams per connection).
+
+    100 is the floor RFC 9113 section 6.5.2 recommends and nghttp2's default.
+    Together with :attr:`initial_window_size` it bounds request-body memory per
+    connection (see :attr:`connection_window_size`)."""
+
+    initial_window_size: int = 256 * 1024
+    """SETTINGS_INITIAL_WINDOW_SIZE we advertise, in bytes: the most request
+    body one stream can have buffered before its app reads it.
+
+    Credit for a stream is returned only as the app consumes its body, so this
+    is a hard bound per stream. nghttp2 uses 64 KiB - 1 and Go 1 MiB; 256 KiB
+    keeps a full connection (100 streams) under 25 MiB of buffered body while
+    letting one upload run at loopback speed."""
+
+    max_frame_size: int = MIN_FRAME_SIZE
+    """SETTINGS_MAX_FRAME_SIZE we advertise, in bytes: the largest frame
+    payload the client may send us. 16 KiB is the RFC 9113 default and what
+    nghttp2, Go and h2o advertise; larger frames only delay PING and
+    WINDOW_UPDATE behind them."""
+
+    max_header_list_size: int = 64 * 1024
+    """SETTINGS_MAX_HEADER_LIST_SIZE we advertise and enforce, in bytes
+    (decoded name + value + 32 per field, RFC 9113 section 6.5.2). 64 KiB is
+    h2's default; nginx allows 32 KiB (large_client_header_buffers 4 x 8k)."""
+
+    tls_handshake_timeout: float = 10.0
+    """Seconds a TLS client gets to finish its handshake before we close the
+    connection. nginx's ssl_handshake_timeout is 60 s; a browser finishes in
+    milliseconds, so 10 s only cuts off clients that stall on purpose."""
+
+    shutdown_timeout: float = 30.0
+    """Seconds in-flight streams get to finish after a graceful shutdown
+    starts (SIGTERM, SIGINT or cancellation of :func:`serve`). What is still
+    running then is cancelled. 30 s is Kubernetes' default grace period."""
+
+    root_path: str = ""
+    """The ASGI ``root_path``: the prefix under which the app is mounted, for
+    apps behind a proxy that strips it."""
+
+    lifespan: Literal["auto", "on", "off"] = "auto"
+    """ASGI lifespan protocol. ``auto`` runs it and carries on without it if
+    the app raises before answering startup; ``on`` treats that as a failure;
+    ``off`` never sends lifespan events."""
+
+    def __post_init__(self) -> None:
+        # RFC 9113 section 6.5.2 gives the legal ranges of the settings.
+        _check_range("max_concurrent_streams", self.max_concurrent_streams, 1, 2**31 - 1)
+        _check_range("initial_window_size", self.initial_window_size, 1, MAX_WINDOW_SIZE)
+        _check_range("max_frame_size", self.max_frame_size, MIN_FRAME_SIZE, MAX_FRAME_SIZE)
+        _check_range("max_header_list_size", self.max_header_list_size, 1, 2**31 - 1)
+        if not self.tls_handshake_timeout > 0:
+            raise ValueError(f"tls_handshake_timeout must be > 0, not {self.tls_handshake_timeout}")
+        if not self.shutdown_timeout >= 0:
+            raise ValueError(f"shutdown_timeout must be >= 0, not {self.shutdown_timeout}")
+        if self.root_path.endswith("/"):
+            raise ValueError(f"root_path must not end with '/': {self.root_path!r}")
+        if self.lifespan not in ("auto", "on", "off"):
+            raise ValueError(f"lifespan must be 'auto', 'on' or 'off', not {self.lifespan!r}")
+
+    @property
+    def connection_window_size(self) -> int:
+        """The connection-level receive window, in bytes (derived, not set).
+
+        ``max_concurrent_streams x initial_window_size``, capped at 2^31-1: large
+        enough that streams whose apps do not read can never use up the
+        connection window and stall the others, and at the same time the bound
+        on request body buffered per connection."""
+        return min(self.max_concurrent_streams * self.initial_window_size, MAX_WINDOW_SIZE)
+
+    def replace(self, **changes: object) -> Config:
+        """A copy of this configuration with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, not {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, not {value}")

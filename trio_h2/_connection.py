@@ -1,0 +1,138 @@
+"""One HTTP/2 connection on trio: a reader, a sender and a handler per stream.
+
+All three kinds of task live in one nursery, so nothing outlives the
+connection::
+
+    reader  --bytes-->  ConnectionState (sans-IO)  <--offer/take--  handlers
+                              |
+    sender  <--pull/data_to_send--  (asks the scheduler before every frame)
+
+* The **reader** feeds socket bytes to the core and starts handlers. It never
+  awaits an application, so PING, SETTINGS, WINDOW_UPDATE and RST_STREAM are
+  answered however slow the handlers are.
+* The **sender** is the only task that calls ``send_all``. Before each write
+  it lets the scheduler pick, frame by frame, whose data goes next.
+* A **handler** (``_asgi``) runs the application for one stream. Its ``send``
+  hands one chunk to the sender and waits until that chunk is written: a
+  zero-buffer hand-off, so no response data queues up behind a slow client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import final
+
+import trio
+
+from ._config import Config
+from ._state import ConnectionState, StreamState
+
+log = logging.getLogger("trio_h2")
+
+# Bytes read per receive_some: one full 16 KiB frame plus headers, several
+# small frames at once. Inbound memory is bounded by flow control, not this.
+READ_SIZE = 65536
+
+# DATA framed per send_all while streams compete: a few frames, so one
+# write is cheap yet a late high-priority stream waits behind at most this
+# much (plus the kernel's TCP_NOTSENT_LOWAT of 16 KiB that trio sets).
+SEND_BATCH = 64 * 1024
+
+StreamHandler = Callable[["Connection", StreamState], Awaitable[None]]
+
+
+@final
+class Connection:
+    """Runs the HTTP/2 protocol on an established byte stream (TCP or TLS)."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        config: Config,
+        handler: StreamHandler,
+        *,
+        peer: str,
+    ) -> None:
+        self.state = ConnectionState(config, peer=peer)
+        self.peer = peer
+        self._stream = stream
+        self._handler = handler
+        self._sender_lot = trio.lowlevel.ParkingLot()
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self) -> None:
+        """Serve until the connection ends; then every task of it has exited.
+
+        Returns normally on an orderly close, a client error (answered with
+        GOAWAY) or a lost peer. Raises only for bugs, which the server logs.
+        Does not close the underlying stream: the caller owns it.
+        """
+        self.state.initiate()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._sender)
+            nursery.start_soon(self._reader)
+
+    def drain(self) -> None:
+        """Begin a graceful close: GOAWAY, then finish the streams in flight."""
+        self.state.start_drain()
+        self.wake_sender()
+
+    def wake_sender(self) -> None:
+        self._sender_lot.unpark_all()
+
+    def _end(self) -> None:
+        """Cancel whatever still runs: handlers of streams that cannot complete."""
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+
+    async def _reader(self) -> None:
+        state = self.state
+        assert self._nursery is not None
+        while not state.terminated:
+            try:
+                data = await self._stream.receive_some(READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                log.debug("%s: connection closed by client", self.peer)
+                state.connection_lost()
+                self._end()
+                return
+            for stream in state.receive_data(data):
+                self._nursery.start_soon(self._run_handler, stream,
+                                         name=f"trio_h2 stream {stream.stream_id}")
+            self.wake_sender()
+
+    async def _run_handler(self, stream: StreamState) -> None:
+        try:
+            await self._handler(self, stream)
+        finally:
+            self.state.handler_finished(stream)
+            self.wake_sender()
+
+    async def _sender(self) -> None:
+        state = self.state
+        while True:
+            done = state.pull(SEND_BATCH)
+            data = state.data_to_send()
+            if data:
+                try:
+                    await self._stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    log.debug("%s: connection lost while sending", self.peer)
+                    state.connection_lost()
+                    self._end()
+                    return
+            if done:
+                state.written(done)
+            if data or done:
+                continue
+            if state.finished:
+                if not state.terminated:
+                    state.close()  # drained: final GOAWAY, flushed on the next turn
+                    continue
+                self._end()
+                return
+            await self._sender_lot.park()

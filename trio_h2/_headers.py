@@ -1,0 +1,168 @@
+"""Request header validation and response header preparation (RFC 9113 8.2-8.3).
+
+Pure functions over ``list[tuple[bytes, bytes]]``. h2 can validate headers
+too, but it answers every malformed request with a connection error; RFC 9113
+section 8.1.1 makes a malformed request a *stream* error, so that one bad
+request does not cost the client its other streams. trio_h2 therefore turns
+h2's inbound validation off and does it here. (Content-length checks stay in
+h2, which treats them as connection errors; section 5.4.1 allows that.)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import final
+
+from ._errors import LocalProtocolError
+
+Headers = list[tuple[bytes, bytes]]
+
+# RFC 9113 section 8.2.2: fields that only make sense for one HTTP/1.1 hop.
+CONNECTION_SPECIFIC = frozenset(
+    [b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade"]
+)
+REQUEST_PSEUDO = frozenset([b":method", b":scheme", b":authority", b":path"])
+
+# RFC 9113 section 8.2.1: no 0x00-0x20, no uppercase, no 0x7f-0xff, and no
+# colon outside the leading one of a pseudo-header.
+_BAD_NAME = re.compile(rb"[\x00-\x20A-Z\x7f-\xff:]")
+# RFC 9113 section 8.2.1: no NUL, CR or LF anywhere, no leading or trailing SP/HTAB.
+_BAD_VALUE = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")
+# RFC 9110 section 5.1: a field name is a token.
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9a-zA-Z]+$")
+
+
+class MalformedRequest(Exception):
+    """The request breaks RFC 9113 section 8; answer with RST_STREAM PROTOCOL_ERROR."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """A validated request header block."""
+
+    method: bytes
+    scheme: bytes
+    authority: bytes | None
+    path: bytes
+    headers: Headers
+    """Regular fields, pseudo-headers removed, in the order received."""
+
+
+def validate_request(fields: Headers) -> RequestHead:
+    """Check a request header block and split off its pseudo-headers.
+
+    Raises :exc:`MalformedRequest` naming the first rule broken.
+    """
+    pseudo: dict[bytes, bytes] = {}
+    regular: Headers = []
+    for name, value in fields:
+        if not name:
+            raise MalformedRequest("empty field name")
+        if name[:1] == b":":
+            if regular:
+                raise MalformedRequest(f"pseudo-header {name!r} after a regular field")
+            if name not in REQUEST_PSEUDO:
+                raise MalformedRequest(f"unknown pseudo-header {name!r}")
+            if name in pseudo:
+                raise MalformedRequest(f"duplicate pseudo-header {name!r}")
+            pseudo[name] = value
+        else:
+            _check_field(name, value)
+            regular.append((name, value))
+        if _BAD_VALUE.search(value):
+            raise MalformedRequest(f"invalid value for field {name!r}")
+
+    method = pseudo.get(b":method")
+    if not method:
+        raise MalformedRequest("missing :method")
+    authority = pseudo.get(b":authority")
+    if method == b"CONNECT":
+        # RFC 9113 section 8.5: :scheme and :path are omitted, :authority required.
+        if b":scheme" in pseudo or b":path" in pseudo or not authority:
+            raise MalformedRequest("CONNECT needs :authority and no :scheme or :path")
+        return RequestHead(method, b"", authority, b"", regular)
+    scheme = pseudo.get(b":scheme")
+    path = pseudo.get(b":path")
+    if not scheme:
+        raise MalformedRequest("missing :scheme")
+    if not path:
+        raise MalformedRequest("missing or empty :path")
+    if path == b"*":
+        if method != b"OPTIONS":
+            raise MalformedRequest(f"':path *' with method {method!r}")
+    elif path[:1] != b"/" and scheme in (b"http", b"https"):
+        raise MalformedRequest(f"{scheme!r} :path must start with '/': {path!r}")
+    if authority is not None:
+        for name, value in regular:
+            # RFC 9113 section 8.3.1: a Host that differs from :authority.
+            if name == b"host" and value != authority:
+                raise MalformedRequest("host and :authority differ")
+    return RequestHead(method, scheme, authority, path, regular)
+
+
+def validate_trailers(fields: Headers) -> None:
+    """Check a trailer block: regular fields only (RFC 9113 section 8.1)."""
+    for name, value in fields:
+        if name[:1] == b":":
+            raise MalformedRequest(f"pseudo-header {name!r} in trailers")
+        _check_field(name, value)
+        if _BAD_VALUE.search(value):
+            raise MalformedRequest(f"invalid value for field {name!r}")
+
+
+def _check_field(name: bytes, value: bytes) -> None:
+    if _BAD_NAME.search(name):
+        raise MalformedRequest(f"invalid field name {name!r}")
+    if name in CONNECTION_SPECIFIC:
+        raise MalformedRequest(f"connection-specific field {name!r}")
+    if name == b"te" and value != b"trailers":
+        raise MalformedRequest(f"te: {value!r} (only 'trailers' is allowed)")
+
+
+def response_headers(status: int, fields: object) -> Headers:
+    """The header block for an ASGI ``http.response.start``, ready for h2.
+
+    Names are lowercased (ASGI apps may send ``Content-Type``) and the HTTP/1.1
+    connection-specific fields that apps written for HTTP/1.1 send are dropped
+    (RFC 9113 section 8.2.2 forbids them). Anything h2 would reject, or that
+    would put the HPACK state at risk, raises :exc:`LocalProtocolError` here,
+    before h2 sees it.
+    """
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 999:
+        raise LocalProtocolError(f"invalid response status {status!r}")
+    if 100 <= status < 200:
+        raise LocalProtocolError(f"status {status}: informational responses are not supported")
+    block: Headers = [(b":status", str(status).encode())]
+    block.extend(_app_fields(fields, "response"))
+    return block
+
+
+def trailer_headers(fields: object) -> Headers:
+    """The header block for ASGI ``http.response.trailers``, ready for h2."""
+    return _app_fields(fields, "trailer")
+
+
+def _app_fields(fields: object, what: str) -> Headers:
+    out: Headers = []
+    try:
+        pairs = list(fields)  # type: ignore[call-overload]
+    except TypeError:
+        raise LocalProtocolError(f"{what} headers must be an iterable of pairs") from None
+    for pair in pairs:
+        try:
+            raw_name, value = pair
+        except (TypeError, ValueError):
+            raise LocalProtocolError(f"{what} header {pair!r} is not a (name, value) pair") from None
+        if not isinstance(raw_name, bytes) or not isinstance(value, bytes):
+            raise LocalProtocolError(f"{what} header {pair!r} must be a pair of bytes")
+        if not _TOKEN.match(raw_name):
+            raise LocalProtocolError(f"invalid {what} header name {raw_name!r}")
+        name = raw_name.lower()
+        if _BAD_VALUE.search(value):
+            raise LocalProtocolError(f"invalid value for {what} header {name!r}: {value!r}")
+        if name in CONNECTION_SPECIFIC:
+            continue
+        out.append((name, value))
+    return out

@@ -1,0 +1,233 @@
+"""Listening, TLS, per-connection containment and graceful shutdown."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import ssl
+from collections.abc import Sequence
+from typing import final
+
+import trio
+from h2.errors import ErrorCodes
+
+from ._asgi import ASGIApp, asgi_handler
+from ._config import Config
+from ._connection import Connection
+from ._lifespan import Lifespan
+from ._scope import Address
+
+log = logging.getLogger("trio_h2")
+
+# After the last frame of a closing connection, how long we keep reading
+# (and discarding) so that the client's in-flight frames do not make our
+# kernel answer with a TCP RST that could destroy the GOAWAY before the
+# client reads it. nginx's lingering_time serves the same purpose (30 s);
+# a GOAWAY needs one round trip, so 1 s is plenty on any sane path.
+LINGER_SECONDS = 1.0
+
+__all__ = ["serve", "serve_listeners"]
+
+
+async def serve(
+    app: ASGIApp,
+    *,
+    host: str | None = "127.0.0.1",
+    port: int = 8000,
+    ssl_context: ssl.SSLContext | None = None,
+    config: Config | None = None,
+    task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the ASGI 3 application ``app`` over HTTP/2 on ``host:port``.
+
+    Plain TCP speaks h2c with prior knowledge; with ``ssl_context`` (see
+    :func:`server_ssl_context`) connections are TLS and must negotiate ``h2``
+    by ALPN. ``port=0`` picks a free port. With :meth:`trio.Nursery.start`,
+    ``task_status`` reports the bound ``(host, port)`` addresses once the
+    app's lifespan startup is done and the server accepts connections.
+
+    Runs until cancelled. Cancellation is graceful: the listeners close,
+    every connection gets GOAWAY and its in-flight streams up to
+    ``config.shutdown_timeout`` seconds to finish, then the rest are cancelled,
+    lifespan shutdown runs, and the cancellation propagates as usual.
+
+    A failure inside a connection (the client's, the app's or trio_h2's own)
+    ends at most that connection and is logged; it never ends the server.
+    Raises :exc:`OSError` if the address cannot be bound, and
+    ``LifespanFailure`` if the app's lifespan startup fails.
+    """
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    await serve_listeners(app, listeners, ssl_context=ssl_context, config=config,
+                          task_status=task_status)
+
+
+async def serve_listeners(
+    app: ASGIApp,
+    listeners: Sequence[trio.SocketListener],
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    config: Config | None = None,
+    task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Like :func:`serve`, on listeners you opened (for example several
+    addresses, or a socket inherited from a supervisor). Takes ownership of
+    ``listeners`` and closes them when it stops accepting."""
+    config = config or Config()
+    lifespan = Lifespan(app, config)
+    server = _Server(app, config, ssl_context, lifespan)
+    addresses = [_address(listener.socket.getsockname()) for listener in listeners]
+    async with trio.open_nursery() as nursery:
+        try:
+            await lifespan.startup(nursery)
+            async with trio.open_nursery() as connections:
+                try:
+                    await connections.start(functools.partial(
+                        trio.serve_listeners, server.handle, list(listeners),
+                        handler_nursery=connections))
+                    task_status.started(addresses)
+                    await trio.sleep_forever()
+                finally:
+                    # Cancelled: the accept loop is gone and the listeners
+                    # closed; now the graceful part, under its own deadline.
+                    with trio.move_on_after(config.shutdown_timeout, shield=True):
+                        await server.drain()
+                    server.cancel_all()
+        finally:
+            with trio.move_on_after(config.shutdown_timeout, shield=True):
+                await lifespan.shutdown()
+            lifespan.cancel()
+
+
+@final
+class _Server:
+    """The connections of one :func:`serve_listeners` call."""
+
+    def __init__(self, app: ASGIApp, config: Config, ssl_context: ssl.SSLContext | None,
+                 lifespan: Lifespan) -> None:
+        self._app = app
+        self._config = config
+        self._ssl_context = ssl_context
+        self._lifespan = lifespan
+        # Each connection runs in its own shielded scope so that cancelling
+        # serve() does not cut it off mid-response; drain() and cancel_all()
+        # decide its end instead.
+        self._connections: dict[trio.CancelScope, Connection | None] = {}
+        self._emptied = trio.lowlevel.ParkingLot()
+        self._draining = False
+
+    async def handle(self, tcp: trio.SocketStream) -> None:
+        """Serve one accepted connection. Never raises (except BaseExceptions
+        such as KeyboardInterrupt): everything ends here, logged."""
+        peer = _peer(tcp)
+        with trio.CancelScope(shield=True) as scope:
+            if self._draining:
+                await trio.aclose_forcefully(tcp)
+                return
+            self._connections[scope] = None
+            stream: trio.abc.Stream = tcp
+            try:
+                if self._ssl_context is not None:
+                    tls = await self._handshake(tcp, peer)
+                    if tls is None:
+                        return
+                    stream = tls
+                await self._run(scope, stream, tcp, peer)
+            finally:
+                del self._connections[scope]
+                if not self._connections:
+                    self._emptied.unpark_all()
+                with trio.move_on_after(LINGER_SECONDS):
+                    await stream.aclose()
+                await trio.aclose_forcefully(stream)
+
+    async def _handshake(self, tcp: trio.SocketStream, peer: str) -> trio.SSLStream[
+            trio.SocketStream] | None:
+        assert self._ssl_context is not None
+        tls = trio.SSLStream(tcp, self._ssl_context, server_side=True, https_compatible=True)
+        with trio.move_on_after(self._config.tls_handshake_timeout) as timeout:
+            try:
+                await tls.do_handshake()
+            except trio.BrokenResourceError as exc:
+                log.info("%s: TLS handshake failed: %s", peer, exc.__cause__ or exc)
+                return None
+        if timeout.cancelled_caught:
+            log.info("%s: TLS handshake not finished after %ss; closing", peer,
+                     self._config.tls_handshake_timeout)
+            return None
+        protocol = tls.selected_alpn_protocol()
+        if protocol != "h2":
+            log.info("%s: TLS client did not negotiate h2 (ALPN %r); closing", peer, protocol)
+            return None
+        return tls
+
+    async def _run(self, scope: trio.CancelScope, stream: trio.abc.Stream,
+                   tcp: trio.SocketStream, peer: str) -> None:
+        handler = asgi_handler(
+            self._app, self._config,
+            scheme="https" if self._ssl_context is not None else "http",
+            server=_address(tcp.socket.getsockname()), client=_address(tcp.socket.getpeername()),
+            state=self._lifespan.state if self._lifespan.supported else None,
+        )
+        conn = Connection(stream, self._config, handler, peer=peer)
+        self._connections[scope] = conn
+        if self._draining:
+            conn.drain()
+        try:
+            await conn.run()
+        except Exception as exc:
+            # A bug in trio_h2, h2 or priority, not the client's doing: this
+            # connection ends with GOAWAY INTERNAL_ERROR, the server goes on.
+            log.error("%s: internal error, closing connection: %r", peer, exc, exc_info=exc)
+            await _goaway(conn, stream)
+            return
+        if conn.state.error is not None and isinstance(tcp, trio.SocketStream):
+            await _linger(tcp)
+
+    async def drain(self) -> None:
+        """GOAWAY to every connection; wait until all have finished."""
+        self._draining = True
+        for scope, conn in list(self._connections.items()):
+            if conn is None:
+                scope.cancel()  # still in its TLS handshake: nothing in flight
+            else:
+                conn.drain()
+        while self._connections:
+            await self._emptied.park()
+
+    def cancel_all(self) -> None:
+        for scope in self._connections:
+            scope.cancel()
+
+
+async def _goaway(conn: Connection, stream: trio.abc.Stream) -> None:
+    try:
+        conn.state.abort(ErrorCodes.INTERNAL_ERROR, "internal error")
+        data = conn.state.data_to_send()
+        with trio.move_on_after(LINGER_SECONDS):
+            await stream.send_all(data)
+    except Exception as exc:  # the connection is already lost or broken
+        log.debug("%s: could not send GOAWAY: %r", conn.peer, exc)
+
+
+async def _linger(tcp: trio.SocketStream) -> None:
+    """Half-close and read until the client closes too (bounded)."""
+    with trio.move_on_after(LINGER_SECONDS):
+        try:
+            await tcp.send_eof()
+            while await tcp.receive_some(65536):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+def _address(sockaddr: object) -> Address:
+    assert isinstance(sockaddr, tuple)
+    return (str(sockaddr[0]), int(sockaddr[1]))
+
+
+def _peer(tcp: trio.SocketStream) -> str:
+    try:
+        host, port = _address(tcp.socket.getpeername())
+    except OSError:
+        return "?"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

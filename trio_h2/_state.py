@@ -1,0 +1,497 @@
+"""The sans-IO core of one server connection. Imports no trio.
+
+This module is the single owner of stream lifetime: a stream is in
+``ConnectionState.streams`` exactly while it is open on the wire, and every
+change of a stream's state happens in a method here. The trio layer
+(``_connection``) feeds it bytes, asks it for bytes, and wakes tasks when it
+says so; it never keeps a table of its own.
+
+Flow control, both ways:
+
+* Inbound: a stream's request body is buffered here, never more than the
+  stream window we advertised (h2 enforces the window). Stream-level credit
+  goes back only as the application consumes the body. The connection window
+  is ``max_concurrent_streams x initial_window_size``, so streams that are not
+  read can never use it up and stall the others.
+* Outbound: a handler offers one chunk at a time (:meth:`offer`); the chunk
+  stays here, unframed, until the scheduler picks the stream and h2's window
+  allows. :meth:`pull` frames DATA one scheduling decision per frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, final
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from ._config import Config
+from ._errors import RemoteProtocolError
+from ._headers import Headers, MalformedRequest, RequestHead, validate_request, validate_trailers
+from ._scheduler import Scheduler, SchedulerError
+
+log = logging.getLogger("trio_h2")
+
+# RFC 9113 section 9.1.1's bound on a stream id; GOAWAY with it means
+# "whatever you have sent so far" (RFC 9113 section 6.8).
+MAX_STREAM_ID = 2**31 - 1
+
+
+def _noop() -> None:
+    pass
+
+
+@final
+@dataclass(eq=False, slots=True)
+class StreamState:
+    """One request/response exchange. Mutated only by :class:`ConnectionState`."""
+
+    stream_id: int
+    head: RequestHead
+    weight: int = 16
+    """RFC 7540 weight at the time the request arrived (for the scope)."""
+
+    # Request body, as received and not yet consumed: (bytes, flow-controlled length).
+    body: deque[tuple[bytes, int]] = field(default_factory=deque)
+    body_ended: bool = False
+    """The client sent END_STREAM: no more body will come."""
+
+    # Response.
+    headers_sent: bool = False
+    outbox: memoryview | None = None
+    """Response bytes offered by the handler and not yet framed."""
+    outbox_end: bool = False
+    """END_STREAM goes out with the last byte of ``outbox`` (or after ``trailers``)."""
+    trailers: Headers | None = None
+    in_flight: bool = False
+    """The handler's last offer is not yet written to the socket."""
+    response_ended: bool = False
+    """END_STREAM has been framed (or the stream was reset)."""
+
+    # Lifetime.
+    closed: bool = False
+    """The stream is closed on the wire; it has left ``ConnectionState.streams``."""
+    disconnected: bool = False
+    """Closed abnormally: reset by either side, or the connection was lost.
+    The client will not see any more of the response."""
+
+    wake: Callable[[], None] = _noop
+    """Called whenever something a handler may be waiting on changes."""
+
+
+@final
+class ConnectionState:
+    """h2, the stream table and the scheduler for one connection.
+
+    Methods never block and never raise for the client's mistakes: those are
+    answered on the wire (RST_STREAM or GOAWAY queued in :meth:`data_to_send`)
+    and recorded in :attr:`error`. Exceptions that escape are bugs, and the
+    trio layer ends the connection on them.
+    """
+
+    def __init__(self, config: Config, *, peer: str = "?") -> None:
+        self.config = config
+        self.peer = peer
+        self.streams: dict[int, StreamState] = {}
+        self.scheduler = Scheduler(max_streams=config.max_concurrent_streams * 10)
+        self.error: RemoteProtocolError | None = None
+        """Set when the connection ended because of the client; GOAWAY is queued."""
+        self.terminated = False
+        """No more frames will be exchanged after what is queued now."""
+        self.draining = False
+        self.last_stream_id = MAX_STREAM_ID
+        """Streams above this id are refused (set by :meth:`start_drain`)."""
+        self._extra = bytearray()  # frames h2 cannot send for us (graceful GOAWAY)
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(
+                client_side=False,
+                header_encoding=None,
+                # Validated in _headers, as stream errors (see its docstring).
+                validate_inbound_headers=False,
+            )
+        )
+        self.h2.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: config.max_concurrent_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: config.initial_window_size,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: config.max_frame_size,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: config.max_header_list_size,
+            },
+        )
+        self.h2.max_inbound_frame_size = config.max_frame_size
+        self.h2.decoder.max_header_list_size = config.max_header_list_size
+
+    # ------------------------------------------------------------------ input
+
+    def initiate(self) -> None:
+        """Queue our connection preface: SETTINGS and the connection window."""
+        self.h2.initiate_connection()
+        # RFC 9113 section 6.9.2: the connection window starts at 65535 and
+        # only WINDOW_UPDATE can raise it.
+        increment = self.config.connection_window_size - 65535
+        if increment > 0:
+            self.h2.increment_flow_control_window(increment)
+
+    def receive_data(self, data: bytes) -> list[StreamState]:
+        """Process bytes from the client. Returns the streams whose handlers to start."""
+        if self.terminated:
+            return []
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 has already queued GOAWAY with exc.error_code.
+            code = ErrorCodes(exc.error_code)
+            self._fail(RemoteProtocolError(str(exc), error_code=code))
+            return []
+        started: list[StreamState] = []
+        for event in events:
+            stream = self._handle_event(event)
+            if stream is not None:
+                started.append(stream)
+            if self.terminated:
+                break
+        return started
+
+    def _handle_event(self, event: h2.events.Event) -> StreamState | None:
+        if isinstance(event, h2.events.RequestReceived):
+            return self._request_received(event)
+        if isinstance(event, h2.events.DataReceived):
+            self._data_received(event)
+        elif isinstance(event, h2.events.StreamEnded):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:  # None: we already reset it, h2 let the frame through
+                stream.body_ended = True
+                stream.wake()
+                self._maybe_close(stream)
+        elif isinstance(event, h2.events.TrailersReceived):
+            self._trailers_received(event)
+        elif isinstance(event, h2.events.StreamReset):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                log.debug("%s: stream %d reset by client (%s)", self.peer, event.stream_id,
+                          _code_name(event.error_code))
+                self._close(stream, disconnected=True)
+        elif isinstance(event, h2.events.WindowUpdated):
+            if event.stream_id == 0:
+                self._refresh_all()
+            elif event.stream_id in self.streams:
+                self._refresh(self.streams[event.stream_id])
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+                self._refresh_all()
+        elif isinstance(event, h2.events.PriorityUpdated):
+            self._reprioritize(event)
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            # h2 closes its side on GOAWAY and drops unsent output, so no
+            # stream can be completed after this.
+            if event.error_code != ErrorCodes.NO_ERROR:
+                log.info("%s: client sent GOAWAY %s: %r", self.peer,
+                         _code_name(event.error_code), event.additional_data)
+            self._terminate()
+        # PING, SETTINGS acks and unknown frames need nothing from us: h2
+        # acknowledges PING and SETTINGS itself.
+        return None
+
+    def _request_received(self, event: h2.events.RequestReceived) -> StreamState | None:
+        stream_id = event.stream_id
+        if stream_id > self.last_stream_id:
+            # RFC 9113 section 6.8: after GOAWAY, newer streams are not processed.
+            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return None
+        try:
+            head = validate_request(list(event.headers or []))
+        except MalformedRequest as exc:
+            log.info("%s: stream %d: malformed request: %s", self.peer, stream_id, exc)
+            self.h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            return None
+        stream = StreamState(stream_id, head)
+        prio = event.priority_updated
+        try:
+            if prio is not None:
+                stream.weight = prio.weight
+                self.scheduler.add(stream_id, depends_on=prio.depends_on, weight=prio.weight,
+                                   exclusive=prio.exclusive)
+            else:
+                self.scheduler.add(stream_id)
+        except SchedulerError as exc:
+            self._abuse(str(exc))
+            return None
+        self.streams[stream_id] = stream
+        if event.stream_ended is not None:
+            stream.body_ended = True
+        return stream
+
+    def _data_received(self, event: h2.events.DataReceived) -> None:
+        stream = self.streams.get(event.stream_id)
+        flow = event.flow_controlled_length or 0
+        data = event.data or b""
+        if stream is None or stream.disconnected or not data:
+            # Nobody will read it (stream we reset, or only padding):
+            # return the credit at once. Padding counts (h2 docs).
+            self.h2.acknowledge_received_data(flow, event.stream_id)
+        else:
+            stream.body.append((data, flow))
+        if stream is not None:
+            if event.stream_ended is not None:
+                stream.body_ended = True
+            stream.wake()
+
+    def _trailers_received(self, event: h2.events.TrailersReceived) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is None:
+            return
+        try:
+            validate_trailers(list(event.headers or []))
+        except MalformedRequest as exc:
+            log.info("%s: stream %d: malformed trailers: %s", self.peer, event.stream_id, exc)
+            self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
+            return
+        stream.body_ended = True
+        stream.wake()
+        self._maybe_close(stream)
+
+    def _reprioritize(self, event: h2.events.PriorityUpdated) -> None:
+        try:
+            self.scheduler.reprioritize(event.stream_id, depends_on=event.depends_on or 0,
+                                        weight=event.weight or 16,
+                                        exclusive=bool(event.exclusive))
+        except SchedulerError as exc:
+            self._abuse(str(exc))
+
+    # ------------------------------------------------------ handler requests
+
+    def take_body(self, stream: StreamState) -> bytes:
+        """Everything buffered for ``stream``, acknowledged: its stream window
+        reopens by as much (RFC 9113 section 6.9)."""
+        chunks = stream.body
+        if len(chunks) == 1:
+            data, flow = chunks.popleft()
+        else:
+            data = b"".join(chunk for chunk, _ in chunks)
+            flow = sum(n for _, n in chunks)
+            chunks.clear()
+        if not self.terminated:
+            self.h2.acknowledge_received_data(flow, stream.stream_id)
+        return data
+
+    def send_headers(self, stream: StreamState, headers: Headers, *, end_stream: bool) -> None:
+        """Queue the response header block (validated by ``_headers``)."""
+        assert not stream.headers_sent and not stream.disconnected
+        stream.headers_sent = True
+        self.h2.send_headers(stream.stream_id, headers, end_stream=end_stream)
+        if end_stream:
+            self._response_ended(stream)
+
+    def offer(self, stream: StreamState, data: bytes, *, end_stream: bool,
+              trailers: Headers | None = None) -> None:
+        """Hand one chunk of response body to the sender. The handler then waits
+        until :attr:`StreamState.in_flight` clears (or the stream disconnects)."""
+        assert stream.headers_sent and not stream.in_flight and not stream.response_ended
+        stream.outbox = memoryview(data)
+        stream.outbox_end = end_stream
+        stream.trailers = trailers
+        stream.in_flight = True
+        self._refresh(stream)
+
+    def handler_finished(self, stream: StreamState) -> None:
+        """The handler task has exited, normally or not."""
+        if not stream.closed:
+            # Request still open: no longer wanted (RFC 9113 section 8.1). Or
+            # the handler is gone mid-response: the response cannot complete.
+            self.reset(stream, ErrorCodes.NO_ERROR if stream.response_ended
+                       else ErrorCodes.INTERNAL_ERROR)
+
+    def reset(self, stream: StreamState, code: ErrorCodes) -> None:
+        """Reset ``stream`` with ``code`` (RST_STREAM); the handler sees a disconnect."""
+        if stream.closed or self.terminated:
+            return
+        self.h2.reset_stream(stream.stream_id, code)
+        self._close(stream, disconnected=code != ErrorCodes.NO_ERROR)
+
+    # ---------------------------------------------------------------- output
+
+    def pull(self, budget: int) -> list[StreamState]:
+        """Frame up to about ``budget`` bytes of DATA, asking the scheduler
+        before each frame. Returns the streams whose offered chunk is now
+        entirely framed: their handlers may go on once it is written."""
+        done: list[StreamState] = []
+        while budget > 0 and not self.terminated:
+            stream_id = self.scheduler.next()
+            if stream_id is None:
+                break
+            stream = self.streams[stream_id]
+            budget -= self._send_frame(stream, budget)
+            if stream.outbox is None:
+                done.append(stream)
+        return done
+
+    def _send_frame(self, stream: StreamState, budget: int) -> int:
+        outbox = stream.outbox
+        assert outbox is not None
+        window = self.h2.local_flow_control_window(stream.stream_id)
+        size = min(len(outbox), window, self.h2.max_outbound_frame_size, budget)
+        last = size == len(outbox)
+        end = last and stream.outbox_end and stream.trailers is None
+        if size or not (last and stream.trailers is not None):
+            self.h2.send_data(stream.stream_id, outbox[:size], end_stream=end)
+        if last:
+            stream.outbox = None
+            if stream.trailers is not None:
+                self.h2.send_headers(stream.stream_id, stream.trailers, end_stream=True)
+                stream.trailers = None
+                end = True
+            if end:
+                self._response_ended(stream)
+        else:
+            stream.outbox = outbox[size:]
+        self._refresh(stream)
+        return size + 9  # frame header
+
+    def written(self, streams: list[StreamState]) -> None:
+        """The bytes :meth:`pull` framed for ``streams`` are on the socket."""
+        for stream in streams:
+            stream.in_flight = False
+            stream.wake()
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the socket, in order."""
+        data = self.h2.data_to_send()
+        if self._extra:
+            data += self._extra
+            self._extra.clear()
+        return data
+
+    @property
+    def wants_to_send(self) -> bool:
+        return self.scheduler.ready_count > 0 and not self.terminated
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more will happen on this connection once output is flushed."""
+        return self.terminated or (self.draining and not self.streams)
+
+    # ------------------------------------------------------------- lifetime
+
+    def start_drain(self) -> None:
+        """Begin a graceful close: GOAWAY naming the last stream we will serve.
+
+        h2's ``close_connection`` would stop h2 from sending anything more, so
+        this GOAWAY is written here and h2 stays open for in-flight streams.
+        """
+        if self.draining or self.terminated:
+            return
+        self.draining = True
+        self.last_stream_id = self.h2.highest_inbound_stream_id
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self.last_stream_id
+        frame.error_code = ErrorCodes.NO_ERROR
+        self._extra += frame.serialize()
+
+    def close(self) -> None:
+        """Queue the final GOAWAY (NO_ERROR) of an orderly close."""
+        if not self.terminated:
+            self.h2.close_connection(ErrorCodes.NO_ERROR,
+                                     last_stream_id=self.h2.highest_inbound_stream_id)
+            self._terminate()
+
+    def abort(self, code: ErrorCodes, reason: str) -> None:
+        """End the connection now with GOAWAY ``code`` (our own failure)."""
+        if self.terminated:
+            return
+        try:
+            self.h2.close_connection(code, additional_data=reason.encode()[:128])
+        except h2.exceptions.ProtocolError:
+            # h2's state machine refuses (it may be the one that failed):
+            # write the GOAWAY ourselves.
+            frame = GoAwayFrame(0)
+            frame.last_stream_id = self.h2.highest_inbound_stream_id
+            frame.error_code = code
+            self._extra += frame.serialize()
+        self._terminate()
+
+    def connection_lost(self) -> None:
+        """The socket is gone: every stream is disconnected."""
+        self.h2.clear_outbound_data_buffer()
+        self._extra.clear()
+        self._terminate()
+
+    def _fail(self, error: RemoteProtocolError) -> None:
+        self.error = error
+        log.info("%s: connection error %s: %s", self.peer, _code_name(error.error_code), error)
+        self._terminate()
+
+    def _abuse(self, reason: str) -> None:
+        self.abort(ErrorCodes.ENHANCE_YOUR_CALM, reason)
+        self.error = RemoteProtocolError(reason, error_code=ErrorCodes.ENHANCE_YOUR_CALM)
+        log.warning("%s: closing connection: %s", self.peer, reason)
+
+    def _terminate(self) -> None:
+        self.terminated = True
+        for stream in list(self.streams.values()):
+            self._close(stream, disconnected=True)
+
+    # --------------------------------------------------------------- helpers
+
+    def _response_ended(self, stream: StreamState) -> None:
+        stream.response_ended = True
+        self._maybe_close(stream)
+
+    def _maybe_close(self, stream: StreamState) -> None:
+        if stream.body_ended and stream.response_ended and not stream.closed:
+            self._close(stream, disconnected=False)
+
+    def _close(self, stream: StreamState, *, disconnected: bool) -> None:
+        """Remove ``stream`` from the table: the one place a stream ends."""
+        if stream.closed:
+            return
+        stream.closed = True
+        del self.streams[stream.stream_id]
+        self.scheduler.remove(stream.stream_id)
+        if disconnected:
+            stream.disconnected = True
+            stream.response_ended = True
+            stream.outbox = None
+            # Unread body will never be read: give its connection credit back.
+            unread = sum(n for _, n in stream.body)
+            stream.body.clear()
+            if unread and not self.terminated:
+                self.h2.acknowledge_received_data(unread, stream.stream_id)
+        stream.wake()
+
+    def _refresh(self, stream: StreamState) -> None:
+        """Tell the scheduler whether ``stream`` can send now."""
+        outbox = stream.outbox
+        ready = outbox is not None and (
+            len(outbox) == 0 or self.h2.local_flow_control_window(stream.stream_id) > 0
+        )
+        self.scheduler.set_ready(stream.stream_id, ready)
+
+    def _refresh_all(self) -> None:
+        for stream in self.streams.values():
+            if stream.outbox is not None:
+                self._refresh(stream)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for tests and debugging."""
+        return {
+            "open_streams": len(self.streams),
+            "ready_streams": self.scheduler.ready_count,
+            "buffered_body_bytes": sum(n for s in self.streams.values() for _, n in s.body),
+        }
+
+
+def _code_name(code: object) -> str:
+    try:
+        return ErrorCodes(code).name  # type: ignore[arg-type]
+    except ValueError:
+        return f"0x{code:x}" if isinstance(code, int) else repr(code)
