@@ -14,6 +14,7 @@ import email.utils
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import suppress
 from typing import Any, final
 
 import trio
@@ -109,10 +110,8 @@ class _Exchange:
         if not self._is_head:
             self._state.offer(stream, _ERROR_BODY, end_stream=True)
         self._complete = True
-        try:
+        with suppress(ClientDisconnected):
             await self._written()
-        except ClientDisconnected:
-            pass
 
     async def receive(self) -> Message:
         stream = self._stream

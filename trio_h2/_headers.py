@@ -154,7 +154,7 @@ def _app_fields(fields: object, what: str) -> Headers:
         try:
             raw_name, value = pair
         except (TypeError, ValueError):
-            raise LocalProtocolError(f"{what} header {pair!r} is not a (name, value) pair") from None
+            raise LocalProtocolError(f"{what} header {pair!r} is not a pair") from None
         if not isinstance(raw_name, bytes) or not isinstance(value, bytes):
             raise LocalProtocolError(f"{what} header {pair!r} must be a pair of bytes")
         if not _TOKEN.match(raw_name):

@@ -8,9 +8,15 @@ blocked in the tree, so the tree only ever names a stream that can send.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import final
 
-import priority
+from priority.priority import (
+    DuplicateStreamError,
+    MissingStreamError,
+    PriorityError,
+    PriorityTree,
+)
 
 # RFC 9113 section 5.3.5 (RFC 7540 section 5.3.5): the default weight.
 DEFAULT_WEIGHT = 16
@@ -29,7 +35,7 @@ class Scheduler:
         # The tree holds open streams and the idle streams clients name as
         # dependencies; max_streams bounds both (the priority issue refines
         # how idle nodes are evicted).
-        self._tree = priority.PriorityTree(maximum_streams=max_streams)
+        self._tree = PriorityTree(maximum_streams=max_streams)
         self._ready: set[int] = set()
 
     def add(
@@ -45,11 +51,11 @@ class Scheduler:
             self._tree.insert_stream(
                 stream_id, depends_on=depends_on or None, weight=weight, exclusive=exclusive
             )
-        except priority.DuplicateStreamError:
+        except DuplicateStreamError:
             if depends_on or weight != DEFAULT_WEIGHT or exclusive:
                 self.reprioritize(stream_id, depends_on=depends_on, weight=weight,
                                   exclusive=exclusive)
-        except priority.PriorityError as exc:
+        except PriorityError as exc:
             raise SchedulerError(f"stream {stream_id}: {exc}") from exc
         self._block(stream_id)
 
@@ -62,23 +68,22 @@ class Scheduler:
                 self._tree.reprioritize(
                     stream_id, depends_on=depends_on or None, weight=weight, exclusive=exclusive
                 )
-            except priority.MissingStreamError:
+            except MissingStreamError:
                 # RFC 7540 section 5.3.4: a PRIORITY frame may name an idle
                 # stream; it enters the tree so that later streams can depend on it.
                 self._tree.insert_stream(
                     stream_id, depends_on=depends_on or None, weight=weight, exclusive=exclusive
                 )
                 self._block(stream_id)
-        except priority.PriorityError as exc:
+        except PriorityError as exc:
             raise SchedulerError(f"stream {stream_id}: {exc}") from exc
 
     def remove(self, stream_id: int) -> None:
         """Forget a closed stream (its children move up to its parent)."""
         self._ready.discard(stream_id)
-        try:
+        # Missing: it never entered the tree (refused or rejected before add()).
+        with suppress(MissingStreamError):
             self._tree.remove_stream(stream_id)
-        except priority.MissingStreamError:
-            pass  # never entered the tree: refused or rejected before add()
 
     def set_ready(self, stream_id: int, ready: bool) -> None:
         """Mark whether ``stream_id`` has data it can send now."""

@@ -84,7 +84,7 @@ class StreamState:
     """Closed abnormally: reset by either side, or the connection was lost.
     The client will not see any more of the response."""
 
-    wake: Callable[[], None] = _noop
+    wake: Callable[[], object] = _noop
     """Called whenever something a handler may be waiting on changes."""
 
 
@@ -142,7 +142,7 @@ class ConnectionState:
         if increment > 0:
             self.h2.increment_flow_control_window(increment)
 
-    def receive_data(self, data: bytes) -> list[StreamState]:
+    def receive_data(self, data: bytes | bytearray) -> list[StreamState]:
         """Process bytes from the client. Returns the streams whose handlers to start."""
         if self.terminated:
             return []
@@ -218,9 +218,9 @@ class ConnectionState:
         prio = event.priority_updated
         try:
             if prio is not None:
-                stream.weight = prio.weight
-                self.scheduler.add(stream_id, depends_on=prio.depends_on, weight=prio.weight,
-                                   exclusive=prio.exclusive)
+                stream.weight = prio.weight or 16
+                self.scheduler.add(stream_id, depends_on=prio.depends_on or 0,
+                                   weight=stream.weight, exclusive=bool(prio.exclusive))
             else:
                 self.scheduler.add(stream_id)
         except SchedulerError as exc:
@@ -262,6 +262,7 @@ class ConnectionState:
 
     def _reprioritize(self, event: h2.events.PriorityUpdated) -> None:
         try:
+            assert event.stream_id is not None
             self.scheduler.reprioritize(event.stream_id, depends_on=event.depends_on or 0,
                                         weight=event.weight or 16,
                                         exclusive=bool(event.exclusive))
