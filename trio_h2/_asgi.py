@@ -157,6 +157,9 @@ class _Exchange:
         if not isinstance(body, bytes | bytearray | memoryview):
             raise LocalProtocolError(f"http.response.body body must be bytes, not {type(body)}")
         more = bool(message.get("more_body", False))
+        if stream.in_flight:
+            raise LocalProtocolError("http.response.body sent while another send() of this "
+                                     "stream is still waiting")
         self._check_connected()
         end = not more and not self._trailers_expected
         if self._is_head:
