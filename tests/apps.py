@@ -50,3 +50,14 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         out, kind = b"hello from trio_h2\n", b"text/plain"
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", kind)]})
     await send({"type": "http.response.body", "body": out})
+
+
+def http_only(app: Any) -> Any:
+    """Wrap an app that knows only ``http`` scopes (lifespan: return at once,
+    which ASGI servers take as 'lifespan not supported')."""
+
+    async def wrapped(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await app(scope, receive, send)
+
+    return wrapped

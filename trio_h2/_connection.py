@@ -20,10 +20,12 @@ connection::
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import final
 
 import trio
+from h2.errors import ErrorCodes
 
 from ._config import Config
 from ._state import ConnectionState, StreamState
@@ -87,7 +89,26 @@ class Connection:
         assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
 
+    @contextmanager
+    def _fatal_errors(self) -> Iterator[None]:
+        """A bug escaping the reader or sender: abort the whole connection
+        (GOAWAY INTERNAL_ERROR) before the handlers are cancelled, so that
+        they do not answer their streams one by one, then let it propagate."""
+        try:
+            yield
+        except Exception:
+            self.state.abort(ErrorCodes.INTERNAL_ERROR, "internal error")
+            raise
+
     async def _reader(self) -> None:
+        with self._fatal_errors():
+            await self._read_loop()
+
+    async def _sender(self) -> None:
+        with self._fatal_errors():
+            await self._send_loop()
+
+    async def _read_loop(self) -> None:
         state = self.state
         assert self._nursery is not None
         while not state.terminated:
@@ -112,7 +133,7 @@ class Connection:
             self.state.handler_finished(stream)
             self.wake_sender()
 
-    async def _sender(self) -> None:
+    async def _send_loop(self) -> None:
         state = self.state
         while True:
             done = state.pull(SEND_BATCH)

@@ -14,6 +14,7 @@ from ._scope import ASGI_VERSION
 log = logging.getLogger("trio_h2")
 
 
+@final
 class LifespanFailure(Exception):
     """The application reported ``lifespan.startup.failed`` (or failed to start
     with ``lifespan="on"``); the server does not start."""

@@ -14,7 +14,7 @@ from h2.errors import ErrorCodes
 from ._asgi import ASGIApp, asgi_handler
 from ._config import Config
 from ._connection import Connection
-from ._lifespan import Lifespan
+from ._lifespan import Lifespan, LifespanFailure
 from ._scope import Address
 
 log = logging.getLogger("trio_h2")
@@ -54,7 +54,7 @@ async def serve(
     A failure inside a connection (the client's, the app's or trio_h2's own)
     ends at most that connection and is logged; it never ends the server.
     Raises :exc:`OSError` if the address cannot be bound, and
-    ``LifespanFailure`` if the app's lifespan startup fails.
+    :exc:`LifespanFailure` if the app's lifespan startup fails.
     """
     listeners = await trio.open_tcp_listeners(port, host=host)
     await serve_listeners(app, listeners, ssl_context=ssl_context, config=config,
@@ -75,27 +75,42 @@ async def serve_listeners(
     config = config or Config()
     lifespan = Lifespan(app, config)
     server = _Server(app, config, ssl_context, lifespan)
-    addresses = [_address(listener.socket.getsockname()) for listener in listeners]
+    failure: LifespanFailure | None = None
     async with trio.open_nursery() as nursery:
         try:
             await lifespan.startup(nursery)
-            async with trio.open_nursery() as connections:
-                try:
-                    await connections.start(functools.partial(
-                        trio.serve_listeners, server.handle, list(listeners),
-                        handler_nursery=connections))
-                    task_status.started(addresses)
-                    await trio.sleep_forever()
-                finally:
-                    # Cancelled: the accept loop is gone and the listeners
-                    # closed; now the graceful part, under its own deadline.
-                    with trio.move_on_after(config.shutdown_timeout, shield=True):
-                        await server.drain()
-                    server.cancel_all()
+        except LifespanFailure as exc:
+            failure = exc  # raised below, once the lifespan task is gone
+        else:
+            await _accept_until_cancelled(server, listeners, config, task_status)
         finally:
             with trio.move_on_after(config.shutdown_timeout, shield=True):
                 await lifespan.shutdown()
             lifespan.cancel()
+            for listener in listeners:  # closed already unless startup failed
+                await trio.aclose_forcefully(listener)
+    if failure is not None:
+        raise failure
+
+
+async def _accept_until_cancelled(
+    server: _Server, listeners: Sequence[trio.SocketListener], config: Config,
+    task_status: trio.TaskStatus[list[Address]],
+) -> None:
+    addresses = [_address(listener.socket.getsockname()) for listener in listeners]
+    async with trio.open_nursery() as connections:
+        try:
+            await connections.start(functools.partial(
+                trio.serve_listeners, server.handle, list(listeners),
+                handler_nursery=connections))
+            task_status.started(addresses)
+            await trio.sleep_forever()
+        finally:
+            # Cancelled: the accept loop is gone and the listeners closed;
+            # now the graceful part, under its own deadline.
+            with trio.move_on_after(config.shutdown_timeout, shield=True):
+                await server.drain()
+            server.cancel_all()
 
 
 @final

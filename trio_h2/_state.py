@@ -306,6 +306,10 @@ class ConnectionState:
 
     def handler_finished(self, stream: StreamState) -> None:
         """The handler task has exited, normally or not."""
+        # Nobody will read what is left of the body: its connection credit
+        # goes back whatever closed the stream, or ignored uploads (a 413
+        # or 404 to a POST) would shrink the connection window for good.
+        self._discard_body(stream)
         if not stream.closed:
             # Request still open: no longer wanted (RFC 9113 section 8.1). Or
             # the handler is gone mid-response: the response cannot complete.
@@ -401,8 +405,10 @@ class ConnectionState:
     def close(self) -> None:
         """Queue the final GOAWAY (NO_ERROR) of an orderly close."""
         if not self.terminated:
-            self.h2.close_connection(ErrorCodes.NO_ERROR,
-                                     last_stream_id=self.h2.highest_inbound_stream_id)
+            # RFC 9113 section 6.8: a later GOAWAY must not raise the last
+            # stream id, and streams refused after draining do not count.
+            last = min(self.last_stream_id, self.h2.highest_inbound_stream_id)
+            self.h2.close_connection(ErrorCodes.NO_ERROR, last_stream_id=last)
             self._terminate()
 
     def abort(self, code: ErrorCodes, reason: str) -> None:
@@ -462,12 +468,15 @@ class ConnectionState:
             stream.disconnected = True
             stream.response_ended = True
             stream.outbox = None
-            # Unread body will never be read: give its connection credit back.
-            unread = sum(n for _, n in stream.body)
-            stream.body.clear()
-            if unread and not self.terminated:
-                self.h2.acknowledge_received_data(unread, stream.stream_id)
+            self._discard_body(stream)
         stream.wake()
+
+    def _discard_body(self, stream: StreamState) -> None:
+        """Drop unread request body and return its credit to the client."""
+        unread = sum(n for _, n in stream.body)
+        stream.body.clear()
+        if unread and not self.terminated:
+            self.h2.acknowledge_received_data(unread, stream.stream_id)
 
     def _refresh(self, stream: StreamState) -> None:
         """Tell the scheduler whether ``stream`` can send now."""
