@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]  # bench: on request
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -33,3 +33,12 @@ def docs(session: nox.Session) -> None:
     session.install("-e", ".", "sphinx")
     session.run("python", "-m", "sphinx", "-W", "--keep-going", "-b", "html", "docs",
                 "docs/_build/html")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks in bench/: ``nox -s bench -- backpressure`` (default: all)."""
+    session.install("-e", ".")
+    names = session.posargs or ["backpressure"]
+    for name in names:
+        session.run("python", f"bench/{name}.py")
