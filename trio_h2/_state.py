@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, final
 
@@ -31,7 +31,9 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 from h2.errors import ErrorCodes
+from hpack.struct import HeaderTuple
 from hyperframe.frame import GoAwayFrame
 
 from ._config import Config
@@ -48,6 +50,28 @@ MAX_STREAM_ID = 2**31 - 1
 
 def _noop() -> None:
     pass
+
+
+class _HeaderBlockUndecodable(h2.exceptions.ProtocolError):
+    """RFC 9113 section 4.3: a header block that cannot be decompressed is a
+    connection error of type COMPRESSION_ERROR."""
+
+    error_code = ErrorCodes.COMPRESSION_ERROR
+
+
+@final
+class _Decoder(hpack.Decoder):
+    """h2's HPACK decoder, reporting decoding failures with the error code
+    RFC 9113 requires (h2 turns them all into PROTOCOL_ERROR). Oversized
+    header lists stay h2's ENHANCE_YOUR_CALM."""
+
+    def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
+        try:
+            return super().decode(data, raw)
+        except hpack.OversizedHeaderListError:
+            raise
+        except (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
+            raise _HeaderBlockUndecodable(f"undecodable header block: {exc}") from exc
 
 
 @final
@@ -129,6 +153,7 @@ class ConnectionState:
             },
         )
         self.h2.max_inbound_frame_size = config.max_frame_size
+        self.h2.decoder = _Decoder()
         self.h2.decoder.max_header_list_size = config.max_header_list_size
 
     # ------------------------------------------------------------------ input

@@ -1,0 +1,290 @@
+"""A raw HTTP/2 client for protocol tests: it sends exactly the bytes a test asks for.
+
+Frames are built with hyperframe (or :func:`raw_frame`, for frames hyperframe
+refuses to build) and header blocks with this client's own HPACK encoder.
+Every header block the server sends is decoded on arrival, whichever stream it
+belongs to, so the HPACK decoder stays in step with the server's encoder.
+Frames a helper is not looking for are kept, in order, for later calls.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import trio
+from hpack import Decoder, Encoder
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+Header = tuple[bytes, bytes]
+TIMEOUT = 3.0
+"""Default seconds any one wait for the server may take (:attr:`H2Client.timeout`)."""
+
+
+def raw_frame(frame_type: int, flags: int, stream_id: int, payload: bytes) -> bytes:
+    """A frame exactly as given: no checks, so it can be as broken as a test needs."""
+    n = len(payload)
+    return struct.pack("!HBBBL", n >> 8, n & 0xFF, frame_type, flags, stream_id) + payload
+
+
+def _as_bytes(headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[Header]:
+    return [(n.encode() if isinstance(n, str) else n, v.encode() if isinstance(v, str) else v)
+            for n, v in headers]
+
+
+@dataclass
+class HeaderBlock:
+    """A HEADERS frame and its CONTINUATIONs, decoded."""
+
+    stream_id: int
+    headers: list[Header]
+    end_stream: bool
+
+
+Received = Frame | HeaderBlock
+"""What :meth:`H2Client.recv_frame` returns: HEADERS arrive as a :class:`HeaderBlock`."""
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[Header]
+    body: bytes
+    data_frame_sizes: list[int] = field(default_factory=list)
+
+
+class StreamReset(Exception):
+    def __init__(self, stream_id: int, error_code: int) -> None:
+        super().__init__(f"stream {stream_id} reset by the server with error code {error_code}")
+        self.error_code = error_code
+
+
+class ConnectionEnded(Exception):
+    """The server sent GOAWAY or closed while a response was awaited."""
+
+
+class H2Client:
+    def __init__(self, stream: trio.SocketStream, *, ack_settings: bool = True) -> None:
+        self.stream = stream
+        self.ack_settings = ack_settings
+        self.timeout = TIMEOUT
+        """Seconds one wait for a frame (or for EOF) may take: then trio.TooSlowError."""
+        self.encoder = Encoder()
+        self.decoder = Decoder()
+        self.server_settings: dict[int, int] = {}
+        """Every setting the server has sent, latest value wins."""
+        self.kept: deque[Received] = deque()
+        """Frames read while looking for others; :meth:`recv_frame` returns these first."""
+        self._buffer = bytearray()
+        self._eof = False
+
+    @classmethod
+    async def connect(cls, host: str, port: int, *, preface: bytes = PREFACE,
+                      settings: dict[int, int] | None = None, ack_settings: bool = True,
+                      wait_for_settings: bool = True) -> H2Client:
+        """Open a connection and send ``preface`` followed by SETTINGS (unless
+        ``settings`` is None and the preface is not the real one). Waits for the
+        server's first SETTINGS frame, so ``server_settings`` is filled in."""
+        client = cls(await trio.open_tcp_stream(host, port), ack_settings=ack_settings)
+        data = preface
+        if preface == PREFACE or settings is not None:
+            data += SettingsFrame(0, settings=settings or {}).serialize()
+        await client.send_raw(data)
+        if wait_for_settings:
+            await client.next_frame(lambda f: isinstance(f, SettingsFrame)
+                                    and "ACK" not in f.flags)
+        return client
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+    # ------------------------------------------------------------- sending
+
+    async def send_raw(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def send_frame(self, frame: Frame) -> None:
+        await self.send_raw(frame.serialize())
+
+    def encode(self, headers: Iterable[tuple[bytes | str, bytes | str]]) -> bytes:
+        """An HPACK block from this client's encoder (its state changes)."""
+        return self.encoder.encode(_as_bytes(headers))
+
+    async def send_headers(self, stream_id: int,
+                           headers: Iterable[tuple[bytes | str, bytes | str]], *,
+                           end_stream: bool = False, priority: tuple[int, int, bool] | None = None,
+                           fragment_size: int | None = None) -> None:
+        """HEADERS, split into CONTINUATIONs of ``fragment_size`` bytes if given.
+        ``priority`` is ``(depends_on, weight 1-256, exclusive)``."""
+        block = self.encode(headers)
+        size = fragment_size or len(block) or 1
+        fragments = [block[i:i + size] for i in range(0, len(block), size)] or [b""]
+        first = HeadersFrame(stream_id, data=fragments[0])
+        if end_stream:
+            first.flags.add("END_STREAM")
+        if priority is not None:
+            first.flags.add("PRIORITY")
+            first.depends_on, weight, first.exclusive = priority
+            first.stream_weight = weight - 1
+        frames: list[Frame] = [first]
+        frames += [ContinuationFrame(stream_id, data=f) for f in fragments[1:]]
+        frames[-1].flags.add("END_HEADERS")
+        await self.send_raw(b"".join(f.serialize() for f in frames))
+
+    async def send_data(self, stream_id: int, data: bytes, *, end_stream: bool = False,
+                        pad_length: int | None = None) -> None:
+        frame = DataFrame(stream_id, data=data)
+        if end_stream:
+            frame.flags.add("END_STREAM")
+        if pad_length is not None:
+            frame.flags.add("PADDED")
+            frame.pad_length = pad_length
+        await self.send_frame(frame)
+
+    async def send_window_update(self, stream_id: int, increment: int) -> None:
+        # Built by hand: hyperframe refuses to build an increment of 0.
+        await self.send_raw(raw_frame(0x8, 0, stream_id, struct.pack("!L", increment)))
+
+    async def send_rst(self, stream_id: int, error_code: int) -> None:
+        await self.send_frame(RstStreamFrame(stream_id, error_code=error_code))
+
+    async def send_ping(self, payload: bytes) -> None:
+        await self.send_frame(PingFrame(0, opaque_data=payload))
+
+    async def send_settings(self, settings: dict[int, int]) -> None:
+        await self.send_frame(SettingsFrame(0, settings=settings))
+
+    # ------------------------------------------------------------- receiving
+
+    async def recv_frame(self) -> Received | None:
+        """The next frame (kept ones first), or None at EOF."""
+        if self.kept:
+            return self.kept.popleft()
+        with trio.fail_after(self.timeout):
+            return await self._read_frame()
+
+    async def _read_frame(self) -> Received | None:
+        frame = await self._read_one()
+        if isinstance(frame, HeadersFrame):
+            block, last = frame.data, frame
+            while "END_HEADERS" not in last.flags:
+                last = await self._read_one()
+                assert isinstance(last, ContinuationFrame), f"{last} inside a header block"
+                block += last.data
+            headers = _as_bytes(self.decoder.decode(block, raw=True))
+            return HeaderBlock(frame.stream_id, headers, "END_STREAM" in frame.flags)
+        if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
+            self.server_settings.update(frame.settings)
+            if self.ack_settings:
+                await self.send_frame(SettingsFrame(0, flags=["ACK"]))
+        return frame
+
+    async def _read_one(self) -> Frame | None:
+        if not await self._fill(9):
+            return None
+        frame, length = Frame.parse_frame_header(memoryview(bytes(self._buffer[:9])))
+        if not await self._fill(9 + length):
+            raise ConnectionEnded(f"EOF inside a frame ({frame})")
+        frame.parse_body(memoryview(bytes(self._buffer[9:9 + length])))
+        del self._buffer[:9 + length]
+        return frame
+
+    async def _fill(self, n: int) -> bool:
+        while len(self._buffer) < n:
+            if self._eof:
+                return False
+            try:
+                data = await self.stream.receive_some(65536)
+            except trio.BrokenResourceError:  # connection reset by the server
+                data = b""
+            self._eof = not data
+            self._buffer += data
+        return True
+
+    async def next_frame(self, match: Callable[[Received], bool]) -> Received:
+        """The first frame that ``match`` accepts; the others are kept for later."""
+        for i, frame in enumerate(self.kept):
+            if match(frame):
+                del self.kept[i]
+                return frame
+        with trio.fail_after(self.timeout):
+            while True:
+                frame = await self._read_frame()
+                if frame is None:
+                    raise ConnectionEnded(f"EOF; frames seen: {list(self.kept)}")
+                if match(frame):
+                    return frame
+                self.kept.append(frame)
+
+    async def expect_goaway(self) -> tuple[int, int]:
+        """``(error_code, last_stream_id)`` of the server's next GOAWAY."""
+        frame = await self.next_frame(lambda f: isinstance(f, GoAwayFrame))
+        assert isinstance(frame, GoAwayFrame)
+        return frame.error_code, frame.last_stream_id
+
+    async def expect_rst(self, stream_id: int) -> int:
+        """The error code of the server's RST_STREAM on ``stream_id``."""
+        frame = await self.next_frame(
+            lambda f: isinstance(f, GoAwayFrame)
+            or (isinstance(f, RstStreamFrame) and f.stream_id == stream_id))
+        if isinstance(frame, GoAwayFrame):
+            raise ConnectionEnded(f"GOAWAY {frame.error_code} instead of RST_STREAM {stream_id}")
+        assert isinstance(frame, RstStreamFrame)
+        return frame.error_code
+
+    async def read_response(self, stream_id: int, *, flow_control: bool = True) -> Response:
+        """Read the response on ``stream_id`` to its end. With ``flow_control``,
+        every DATA frame's length is given back at once by WINDOW_UPDATEs."""
+        response = Response(0, [], b"")
+        body = bytearray()
+        while True:
+            frame = await self.next_frame(
+                lambda f: isinstance(f, GoAwayFrame) or f.stream_id == stream_id)
+            if isinstance(frame, GoAwayFrame):
+                raise ConnectionEnded(f"GOAWAY {frame.error_code} while reading {stream_id}")
+            if isinstance(frame, RstStreamFrame):
+                raise StreamReset(stream_id, frame.error_code)
+            if isinstance(frame, HeaderBlock):
+                if response.status == 0:
+                    response.headers = frame.headers
+                    response.status = int(dict(frame.headers)[b":status"])
+                else:
+                    response.headers += frame.headers  # trailers
+                end = frame.end_stream
+            elif isinstance(frame, DataFrame):
+                body += frame.data
+                response.data_frame_sizes.append(len(frame.data))
+                end = "END_STREAM" in frame.flags
+                if flow_control and frame.flow_controlled_length:
+                    # The stream's window only while the stream is still open.
+                    ids = (0,) if end else (0, stream_id)
+                    await self.send_raw(b"".join(
+                        WindowUpdateFrame(i, window_increment=frame.flow_controlled_length)
+                        .serialize() for i in ids))
+            else:
+                end = False
+            if end:
+                response.body = bytes(body)
+                return response
+
+    async def closed(self) -> bool:
+        """True once the server closes the connection (EOF or reset) within
+        :attr:`timeout`; False if it is still open then. Frames read meanwhile are kept."""
+        with trio.move_on_after(self.timeout):
+            while (frame := await self._read_frame()) is not None:
+                self.kept.append(frame)
+            return True
+        return False
