@@ -1,0 +1,541 @@
+"""The command-line runner, run as a real process and spoken to by curl and nghttp.
+
+Every server is started with ``--bind 127.0.0.1:0`` and the test learns its
+port from the one line it prints. Every wait has a timeout and every process
+is killed in a ``finally``. Nothing waits on a clock to decide an outcome:
+where a request must still be running when the signal arrives, the app
+blocks until the test releases it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import trustme
+
+from .conftest import require_tool
+
+# Seconds any one step may take: starting the server, one client run, exit.
+TIMEOUT = 20.0
+
+LINE = re.compile(r"trio_h2 serving (?P<what>\S+(?: app)?) on (?P<urls>.+) \((?P<mode>[^)]+)\)")
+
+# An app that, for /slow, says on stdout that it started, then blocks until
+# the test creates the file "release" (checked every 10 ms, for at most
+# 60 s), then answers. Other paths answer at once.
+SLOW_APP = """
+import os
+import sys
+
+import trio
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/slow":
+        print("slow request started", flush=True)
+        with trio.move_on_after(60):
+            while not os.path.exists("release"):
+                await trio.sleep(0.01)
+        print("slow request finishing", file=sys.stderr, flush=True)
+    body = b"done: " + scope["path"].encode() + b"\\n"
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+HELLO_APP = """
+import sys
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = f"hello from {__name__} over HTTP/{scope['http_version']}\\n".encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+class _Lines:
+    """Reads lines from a pipe with a deadline (``select`` on the raw fd)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = b""
+        self._eof = False
+
+    def readline(self, timeout: float = TIMEOUT) -> str:
+        """The next line, ``""`` at end of file; fails the test after ``timeout``."""
+        while b"\n" not in self._buffer and not self._eof:
+            ready, _, _ = select.select([self._fd], [], [], timeout)
+            if not ready:
+                pytest.fail(f"no complete line within {timeout}s (have {self._buffer!r})")
+            chunk = os.read(self._fd, 65536)
+            self._eof = not chunk
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode()
+
+    def wait_for(self, text: str, timeout: float = TIMEOUT) -> list[str]:
+        """Read lines until one contains ``text``; returns the lines read."""
+        lines = []
+        while True:
+            line = self.readline(timeout)
+            lines.append(line)
+            if text in line:
+                return lines
+            if not line and self._eof:
+                pytest.fail(f"{text!r} never appeared; got {lines!r}")
+
+    def rest(self) -> str:
+        """Everything until end of file (the process must have exited)."""
+        chunks = [self._buffer]
+        while chunk := os.read(self._fd, 65536):
+            chunks.append(chunk)
+        self._buffer = b""
+        return b"".join(chunks).decode()
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    stdout: _Lines
+    stderr: _Lines
+    line: str
+    urls: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+    def signal_and_wait(self, signum: int) -> int:
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=TIMEOUT)
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "trio_h2", *args]
+
+
+@contextmanager
+def run_server(*args: str, cwd: Path, command: list[str] | None = None) -> Iterator[Server]:
+    """Start the runner and wait for its line; kill it on the way out."""
+    process = subprocess.Popen(command or _command(*args), cwd=cwd,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        stdout = _Lines(process.stdout.fileno())
+        stderr = _Lines(process.stderr.fileno())
+        line = stdout.readline()
+        if not line:
+            process.wait(timeout=TIMEOUT)
+            pytest.fail(f"runner exited with {process.returncode} before serving: "
+                        f"{stderr.rest()!r}")
+        match = LINE.fullmatch(line)
+        assert match, line
+        urls = match["urls"].split(", ")
+        yield Server(process, stdout, stderr, line, urls)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=TIMEOUT)
+        process.stdout.close()
+        process.stderr.close()
+
+
+def run_to_exit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(_command(*args), cwd=cwd, capture_output=True, text=True,
+                          timeout=TIMEOUT)
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([require_tool("curl"), "--silent", "--show-error", *args],
+                          capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def h2c_get(url: str) -> str:
+    result = curl("--http2-prior-knowledge", "--fail", url)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def write_module(directory: Path, name: str, source: str) -> None:
+    path = directory.joinpath(*name.split(".")).with_suffix(".py")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source))
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A trustme CA and a localhost certificate, in every file layout we test."""
+    directory = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    other = ca.issue_cert("other.example")
+    files = {name: directory / f"{name}.pem"
+             for name in ("ca", "combined", "cert", "key", "other_key", "garbage")}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    cert.private_key_and_cert_chain_pem.write_to_path(str(files["combined"]))
+    for i, blob in enumerate(cert.cert_chain_pems):
+        blob.write_to_path(str(files["cert"]), append=i > 0)
+    cert.private_key_pem.write_to_path(str(files["key"]))
+    other.private_key_pem.write_to_path(str(files["other_key"]))
+    files["garbage"].write_text("this is not PEM\n")
+    return files
+
+
+def demo_subresources(page: str) -> list[str]:
+    """The same-origin paths the demo page links to, and the JSON its script fetches."""
+    paths = sorted(set(re.findall(r'(?:href|src)="(/[^"]*)"', page)))
+    assert "/static/style.css" in paths and "/static/app.js" in paths
+    assert sum(path.endswith(".svg") for path in paths) >= 3
+    return [*paths, "/api/info.json"]
+
+
+def _nghttp_statuses(verbose: str) -> dict[str, str]:
+    """``{path: status}`` from the output of ``nghttp -v``."""
+    paths: dict[str, str] = {}
+    stream = None
+    for line in verbose.splitlines():
+        if match := re.search(r"send HEADERS frame <.*stream_id=(\d+)>", line):
+            stream = match[1]
+        elif (match := re.fullmatch(r"\s+:path: (\S+)", line)) and stream is not None:
+            paths[stream] = match[1]
+    statuses = re.findall(r"recv \(stream_id=(\d+)\) :status: (\d+)", verbose)
+    return {paths[stream]: status for stream, status in statuses}
+
+
+# -- the demo app -------------------------------------------------------------
+
+
+def test_demo_page_and_subresources_over_one_h2c_connection(tmp_path: Path) -> None:
+    nghttp = require_tool("nghttp")
+    with run_server("--bind", "127.0.0.1:0", cwd=tmp_path) as server:
+        assert re.fullmatch(r"trio_h2 serving demo app on http://127\.0\.0\.1:(\d+) "
+                            r"\(h2c, prior knowledge\)", server.line)
+        assert not server.url.endswith(":0")
+        page = h2c_get(server.url + "/")
+        assert "HTTP/2" in page and "<!doctype html>" in page
+        assert 'data-client="127.0.0.1:' in page
+        expected = demo_subresources(page)
+        assert "/api/info.json" in h2c_get(server.url + "/static/app.js")
+
+        # nghttp -a fetches the page and its assets the way a browser does.
+        result = subprocess.run([nghttp, "-nav", server.url + "/"], capture_output=True,
+                                text=True, timeout=TIMEOUT)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count("] Connected") == 1
+        fetched = _nghttp_statuses(result.stdout)
+        assert fetched["/"] == "200"
+        for path in expected[:-1]:  # all but the JSON that the script fetches
+            assert fetched.get(path) == "200", (path, fetched)
+
+        assert server.signal_and_wait(signal.SIGTERM) == 0
+        assert server.stdout.rest() == ""  # exactly one line on stdout
+
+
+def test_demo_json_and_errors(tmp_path: Path) -> None:
+    with run_server("--bind", "127.0.0.1:0", cwd=tmp_path) as server:
+        info = json.loads(h2c_get(server.url + "/api/info.json"))
+        assert info["http_version"] == "2"
+        assert info["scheme"] == "http"
+        assert info["client"].startswith("127.0.0.1:")
+        assert info["server"] == server.url.removeprefix("http://")
+        assert info["request_on_this_connection"] == 1
+
+        result = curl("--http2-prior-knowledge", "-w", "%{http_code}", "-o", "/dev/null",
+                      server.url + "/no/such/thing")
+        assert result.stdout == "404"
+        result = curl("--http2-prior-knowledge", "-w", "%{http_code}", "-o", "/dev/null",
+                      "-X", "POST", "-d", "x", server.url + "/")
+        assert result.stdout == "405"
+        result = curl("--http2-prior-knowledge", "--head", server.url + "/static/style.css")
+        assert result.stdout.startswith("HTTP/2 200")
+        assert "content-type: text/css" in result.stdout
+
+
+@pytest.mark.parametrize("layout", ["combined", "separate"])
+def test_tls_demo_over_one_connection(tmp_path: Path, tls: dict[str, Path], layout: str) -> None:
+    keys = (["--certfile", str(tls["combined"])] if layout == "combined"
+            else ["--certfile", str(tls["cert"]), "--keyfile", str(tls["key"])])
+    with run_server("--bind", "127.0.0.1:0", *keys, cwd=tmp_path) as server:
+        match = re.fullmatch(r"trio_h2 serving demo app on https://127\.0\.0\.1:(\d+) "
+                             r"\(h2 over TLS, ALPN\)", server.line)
+        assert match
+        base = f"https://localhost:{match[1]}"
+        page = curl("--cacert", str(tls["ca"]), "--fail", base + "/")
+        assert page.returncode == 0, page.stderr
+        assert "https: TLS" in page.stdout
+        paths = ["/", *demo_subresources(page.stdout), "/missing"]
+        args = []
+        for path in paths:
+            args += ["-o", "/dev/null", base + path]
+        # One curl run: later transfers reuse the first one's connection.
+        result = curl("--cacert", str(tls["ca"]), "-w",
+                      "%{http_code} %{http_version} %{num_connects}\\n", *args)
+        assert result.returncode == 0, result.stderr
+        rows = [line.split() for line in result.stdout.splitlines()]
+        assert rows == [["200", "2", "1"]] + [["200", "2", "0"]] * (len(paths) - 2) + [
+            ["404", "2", "0"]]
+        assert server.signal_and_wait(signal.SIGINT) == 0
+
+
+# -- binding ------------------------------------------------------------------
+
+
+def test_two_binds_listed_in_one_line(tmp_path: Path) -> None:
+    with run_server("--bind", "127.0.0.1:0", "--bind", "127.0.0.1:0",
+                    cwd=tmp_path) as server:
+        assert len(server.urls) == 2
+        assert len(set(server.urls)) == 2
+        for url in server.urls:
+            assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
+            info = json.loads(h2c_get(url + "/api/info.json"))
+            assert info["server"] == url.removeprefix("http://")
+        assert server.signal_and_wait(signal.SIGTERM) == 0
+
+
+def test_ipv6_bind(tmp_path: Path) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    with run_server("--bind", "[::1]:0", "--bind", "127.0.0.1:0", cwd=tmp_path) as server:
+        assert re.fullmatch(r"http://\[::1\]:\d+", server.urls[0])
+        result = curl("--http2-prior-knowledge", "--globoff", server.urls[0] + "/api/info.json")
+        assert json.loads(result.stdout)["client"].startswith("[::1]:")
+        assert server.signal_and_wait(signal.SIGTERM) == 0
+
+
+def test_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for binds in ([f"127.0.0.1:{port}"], ["127.0.0.1:0", f"127.0.0.1:{port}"]):
+            args = [arg for bind in binds for arg in ("--bind", bind)]
+            result = run_to_exit(*args, cwd=tmp_path)
+            assert result.returncode == 1
+            assert result.stdout == ""
+            assert result.stderr == (f"trio_h2: error: cannot listen on 127.0.0.1:{port}: "
+                                     "Address already in use\n")
+
+
+# -- the user's app -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("module", "spec"), [
+    ("hello", "hello:app"),
+    ("pkg.web", "pkg.web:holder.app"),
+])
+def test_app_imported_from_current_directory(tmp_path: Path, module: str, spec: str) -> None:
+    source = HELLO_APP
+    if spec.endswith("holder.app"):
+        source += "\n\nclass holder:\n    app = staticmethod(app)\n"
+        (tmp_path / "pkg").mkdir()
+        (tmp_path / "pkg" / "__init__.py").write_text("")
+    write_module(tmp_path, module, source)
+    with run_server(spec, "--bind", "127.0.0.1:0", cwd=tmp_path) as server:
+        assert re.fullmatch(rf"trio_h2 serving {re.escape(spec)} on http://127\.0\.0\.1:\d+ "
+                            r"\(h2c, prior knowledge\)", server.line)
+        assert h2c_get(server.url + "/") == f"hello from {module} over HTTP/2\n"
+        assert server.signal_and_wait(signal.SIGTERM) == 0
+
+
+def test_console_script_also_imports_from_current_directory(tmp_path: Path) -> None:
+    # The console script's sys.path[0] is its bin directory, not the current
+    # one, so this checks that the runner puts the current directory first.
+    script = Path(sys.executable).with_name("trio-h2")
+    if not script.exists():
+        pytest.skip(f"console script not installed at {script}")
+    write_module(tmp_path, "hello", HELLO_APP)
+    command = [str(script), "hello:app", "--bind", "127.0.0.1:0"]
+    with run_server(cwd=tmp_path, command=command) as server:
+        assert h2c_get(server.url + "/") == "hello from hello over HTTP/2\n"
+        assert server.signal_and_wait(signal.SIGTERM) == 0
+
+
+def test_lifespan_startup_failure(tmp_path: Path) -> None:
+    write_module(tmp_path, "failing", """
+        async def app(scope, receive, send):
+            assert scope["type"] == "lifespan"
+            await receive()
+            await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
+    """)
+    result = run_to_exit("failing:app", "--bind", "127.0.0.1:0", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == "trio_h2: error: application startup failed: database unreachable\n"
+
+
+# -- bad input ----------------------------------------------------------------
+
+MODULES = {
+    "boom": "x = 1 / 0\n",
+    "needsdep": "import trio_h2_test_missing_dependency\n",
+    "broken": "def app(:\n",
+    "noapp": "application = None\n",
+    "nested": "class holder:\n    pass\n",
+    "notcallable": "app = 42\n",
+}
+
+BAD_INPUT = [
+    # (arguments, exit status, text in the one error line)
+    (["nope:app"], 1, "cannot import module 'nope': No module named 'nope'"),
+    (["nope.sub:app"], 1, "cannot import module 'nope.sub': No module named 'nope'"),
+    (["boom:app"], 1,
+     "error while importing module 'boom': ZeroDivisionError: division by zero (at boom.py:1)"),
+    (["needsdep:app"], 1, "error while importing module 'needsdep': ModuleNotFoundError: "
+                          "No module named 'trio_h2_test_missing_dependency'"),
+    (["broken:app"], 1, "error while importing module 'broken': SyntaxError"),
+    (["noapp:app"], 1, "module 'noapp' has no attribute 'app'"),
+    (["nested:holder.app"], 1, "'nested:holder' has no attribute 'app'"),
+    (["notcallable:app"], 1, "'notcallable:app' is not an ASGI application"),
+    (["noapp"], 2, "expected MODULE:APP"),
+    (["no-app:app"], 2, "expected MODULE:APP"),
+    (["--bind", "127.0.0.1"], 2, "invalid address '127.0.0.1': expected HOST:PORT"),
+    (["--bind", "127.0.0.1:http"], 2, "the port must be a number from 0 to 65535"),
+    (["--bind", "127.0.0.1:65536"], 2, "the port must be a number from 0 to 65535"),
+    (["--bind", ":8000"], 2, "missing host"),
+    (["--bind", "::1:8000"], 2, "an IPv6 address needs brackets"),
+    (["--bind", "[::1:8000"], 2, "expected [IPV6]:PORT"),
+    (["--bind", "[localhost]:8000"], 2, "'localhost' in brackets is not an IPv6 address"),
+    (["--keyfile", "{key}"], 2, "--keyfile needs --certfile"),
+    (["--certfile", "{tmp}/missing.pem"], 1,
+     "cannot read certificate file '{tmp}/missing.pem': No such file or directory"),
+    (["--certfile", "{cert}"], 1,
+     "no PEM private key found in '{cert}' (pass the key with --keyfile)"),
+    (["--certfile", "{garbage}"], 1, "no PEM certificate found in '{garbage}'"),
+    (["--certfile", "{cert}", "--keyfile", "{garbage}"], 1, "no PEM private key found"),
+    (["--certfile", "{cert}", "--keyfile", "{other_key}"], 1, "key values mismatch"),
+    (["--certfile", "{cert}", "--keyfile", "{tmp}"], 1,
+     "cannot read key file '{tmp}': Is a directory"),
+    (["--log-level", "loud"], 2, "argument --log-level: invalid choice: 'loud'"),
+    (["--shutdown-timeout", "-1"], 2, "expected a number of seconds >= 0"),
+    (["--frobnicate"], 2, "unrecognized arguments: --frobnicate"),
+]
+
+
+@pytest.mark.parametrize(("args", "status", "message"), BAD_INPUT,
+                         ids=[" ".join(case[0]) for case in BAD_INPUT])
+def test_bad_input_is_one_line_without_traceback(
+        tmp_path: Path, tls: dict[str, Path], args: list[str], status: int,
+        message: str) -> None:
+    for name, source in MODULES.items():
+        write_module(tmp_path, name, source)
+    names = {name: str(path) for name, path in tls.items()} | {"tmp": str(tmp_path)}
+    args = [arg.format(**names) for arg in args]
+    if "--bind" not in args:
+        # Should a bad input not be caught, the runner serves on a free port
+        # (and run_to_exit times out) rather than on port 8000.
+        args += ["--bind", "127.0.0.1:0"]
+    result = run_to_exit(*args, cwd=tmp_path)
+    assert result.returncode == status, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("trio_h2: error: ")
+    assert message.format(**names) in lines[0]
+
+
+def test_help_and_version(tmp_path: Path) -> None:
+    result = run_to_exit("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "MODULE:APP" in result.stdout and "--bind" in result.stdout
+    result = run_to_exit("--version", cwd=tmp_path)
+    assert result.returncode == 0
+    assert re.fullmatch(r"trio_h2 \d+\.\d+\.\d+\n", result.stdout)
+
+
+# -- signals and shutdown -------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_lets_in_flight_request_finish(tmp_path: Path, signum: int) -> None:
+    write_module(tmp_path, "slow", SLOW_APP)
+    with run_server("slow:app", "--bind", "127.0.0.1:0", cwd=tmp_path) as server:
+        client = subprocess.Popen(
+            [require_tool("curl"), "--silent", "--show-error", "--http2-prior-knowledge",
+             server.url + "/slow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout.readline() == "slow request started"
+            server.process.send_signal(signum)
+            name = signal.Signals(signum).name
+            server.stderr.wait_for(f"{name} received: shutting down")
+            (tmp_path / "release").touch()  # only now may the request finish
+            body, errors = client.communicate(timeout=TIMEOUT)
+        finally:
+            if client.poll() is None:
+                client.kill()
+            client.wait(timeout=TIMEOUT)
+        assert client.returncode == 0, errors
+        assert body == "done: /slow\n"
+        assert server.process.wait(timeout=TIMEOUT) == 0
+        assert "Traceback" not in server.stderr.rest()
+
+
+def test_shutdown_timeout_cuts_off_slow_streams(tmp_path: Path) -> None:
+    # The request is never released: with the default 30 s the runner would
+    # outlive TIMEOUT; with --shutdown-timeout 0 it exits at once.
+    write_module(tmp_path, "slow", SLOW_APP)
+    with run_server("slow:app", "--bind", "127.0.0.1:0", "--shutdown-timeout", "0",
+                    cwd=tmp_path) as server:
+        client = subprocess.Popen(
+            [require_tool("curl"), "--silent", "--http2-prior-knowledge", server.url + "/slow"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout.readline() == "slow request started"
+            assert server.signal_and_wait(signal.SIGTERM) == 0
+            body, _ = client.communicate(timeout=TIMEOUT)
+        finally:
+            if client.poll() is None:
+                client.kill()
+            client.wait(timeout=TIMEOUT)
+        assert client.returncode != 0
+        assert body == ""
+
+
+def test_second_signal_exits_at_once(tmp_path: Path) -> None:
+    write_module(tmp_path, "slow", SLOW_APP)
+    with run_server("slow:app", "--bind", "127.0.0.1:0", cwd=tmp_path) as server:
+        client = subprocess.Popen(
+            [require_tool("curl"), "--silent", "--http2-prior-knowledge", server.url + "/slow"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert server.stdout.readline() == "slow request started"
+            server.process.send_signal(signal.SIGTERM)
+            server.stderr.wait_for("SIGTERM received: shutting down")
+            assert server.signal_and_wait(signal.SIGINT) == 1
+            assert "SIGINT received again: exiting" in server.stderr.rest()
+        finally:
+            client.kill()
+            client.wait(timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize(("level", "logged"), [("info", True), ("warning", False)])
+def test_log_level(tmp_path: Path, level: str, logged: bool) -> None:
+    with run_server("--bind", "127.0.0.1:0", "--log-level", level, cwd=tmp_path) as server:
+        h2c_get(server.url + "/")
+        assert server.signal_and_wait(signal.SIGTERM) == 0
+        stderr = server.stderr.rest()
+        assert ("INFO trio_h2: SIGTERM received: shutting down" in stderr) == logged
+        if not logged:
+            assert stderr == ""

@@ -1,0 +1,408 @@
+"""The command-line runner: ``python -m trio_h2 [MODULE:APP] [options]`` (or ``trio-h2``).
+
+Parses the command line, imports the application (the built-in demo app if
+none is named), loads the TLS certificate, binds every ``--bind`` address and
+serves them all with one :func:`serve_listeners` call, in one process, until
+SIGINT or SIGTERM. The first such signal shuts down gracefully (listeners
+close, GOAWAY, in-flight streams get up to ``--shutdown-timeout`` seconds) and
+the exit status is 0; a second one exits at once with status 1.
+
+Errors in what the user gave us never show a traceback: each is one line on
+stderr, ``trio_h2: error: <what went wrong>``. Exit status 2 means the
+command line itself is malformed (as argparse does): unknown option, a
+MODULE:APP or bind address that does not parse, a port out of range,
+``--keyfile`` without ``--certfile``. Exit status 1 means well-formed
+arguments that could not be used: a module that cannot be imported or raises
+while importing, a missing attribute, an unreadable certificate or key, an
+address that cannot be bound (in use, unresolvable), the app's lifespan
+startup failing. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import ipaddress
+import logging
+import os
+import re
+import signal
+import ssl
+import sys
+import traceback
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import NoReturn, cast, final
+
+import trio
+
+from ._asgi import ASGIApp
+from ._config import Config
+from ._demo import DemoApp
+from ._lifespan import LifespanFailure
+from ._scope import Address
+from ._server import serve_listeners
+from ._tls import server_ssl_context
+
+log = logging.getLogger("trio_h2")
+
+__all__ = ["main"]
+
+PROG = "trio_h2"
+DEFAULT_BIND = "127.0.0.1:8000"
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2  # what argparse uses for a malformed command line
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+              "error": logging.ERROR}
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Certificates and keys are a few KiB; reading more than this to look for PEM
+# markers only matters for a wrong path such as /dev/zero.
+PEM_READ_LIMIT = 1024 * 1024
+
+
+class CommandError(Exception):
+    """A problem with what the user gave us: reported as one line, exit ``status``."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """One ``--bind`` address. ``host`` is a name, an IPv4 or a bare IPv6 address."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return _host_port(self.host, self.port)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class AppSpec:
+    """``MODULE:APP``: a module to import and an attribute path inside it."""
+
+    module: str
+    attributes: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.module}:{'.'.join(self.attributes)}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server as the command line ``argv`` (default ``sys.argv[1:]``) says.
+
+    Returns the exit status (see the module docstring); ``--help`` and
+    ``--version`` print and return 0, Ctrl+C before serving starts returns
+    130. Errors in the arguments, the app or the environment are printed as
+    one line on stderr, not raised; anything else is a bug and propagates.
+    """
+    try:
+        return _main(argv)
+    except CommandError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
+        return exc.status
+    except KeyboardInterrupt:
+        # Ctrl+C before the signal handlers are installed (while importing
+        # the app, say) or after they are gone: nothing is being served.
+        return 128 + signal.SIGINT
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help or --version: argparse printed and exits
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    if args.keyfile is not None and args.certfile is None:
+        raise CommandError("--keyfile needs --certfile (see --help)", EXIT_USAGE)
+
+    logging.basicConfig(format=LOG_FORMAT, stream=sys.stderr)
+    log.setLevel(LOG_LEVELS[args.log_level])
+
+    spec: AppSpec | None = args.app
+    app = DemoApp() if spec is None else load_app(spec)
+    ssl_context = None if args.certfile is None else load_tls(args.certfile, args.keyfile)
+    config = Config(shutdown_timeout=args.shutdown_timeout)
+    binds: list[Bind] = args.bind or [parse_bind(DEFAULT_BIND)]
+    announcer = _Announcer("demo app" if spec is None else str(spec), tls=ssl_context is not None)
+    try:
+        trio.run(_serve, app, binds, ssl_context, config, announcer)
+    except Exception as exc:
+        # Errors from inside nurseries arrive wrapped in exception groups.
+        leaves = _leaves(exc)
+        if not all(isinstance(leaf, CommandError | LifespanFailure) for leaf in leaves):
+            raise
+        first = leaves[0]
+        if isinstance(first, LifespanFailure):
+            raise CommandError(f"application startup failed: {first}") from None
+        raise first from None
+    return EXIT_OK
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line instead of argparse's usage block plus error line.
+        raise CommandError(f"{message} (see --help)", EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(
+        prog=PROG,
+        description="Serve an ASGI 3 application over HTTP/2 with trio "
+                    "(python -m trio_h2, or trio-h2). Without MODULE:APP, serves a demo app.",
+        epilog="Plain TCP speaks h2c with prior knowledge (curl --http2-prior-knowledge); "
+               "with --certfile, TLS with ALPN h2. SIGINT or SIGTERM shuts down gracefully "
+               "(exit status 0); a second one exits at once (status 1). Errors: status 2 for "
+               "a malformed command line, 1 for anything that could not be used or bound.",
+    )
+    parser.add_argument(
+        "app", nargs="?", type=parse_app_spec, metavar="MODULE:APP",
+        help="the ASGI application, e.g. 'myproject.asgi:app' or 'pkg.mod:obj.app'; "
+             "MODULE is imported with the current directory first on sys.path")
+    parser.add_argument(
+        "--bind", "-b", action="append", type=parse_bind, metavar="HOST:PORT",
+        help=f"address to listen on, HOST:PORT or [IPV6]:PORT; repeat for several; "
+             f"port 0 picks a free port (default {DEFAULT_BIND})")
+    parser.add_argument(
+        "--certfile", metavar="FILE",
+        help="PEM certificate chain; enables TLS. Without --keyfile it must hold the "
+             "private key too")
+    parser.add_argument("--keyfile", metavar="FILE", help="PEM private key for --certfile")
+    parser.add_argument(
+        "--shutdown-timeout", type=_seconds, default=Config().shutdown_timeout,
+        metavar="SECONDS",
+        help="how long in-flight streams may run after SIGINT/SIGTERM (default %(default)s)")
+    parser.add_argument(
+        "--log-level", type=str.lower, choices=list(LOG_LEVELS), default="info",
+        help="level of the trio_h2 logger, on stderr (default %(default)s)")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    return parser
+
+
+def parse_bind(text: str) -> Bind:
+    """``HOST:PORT`` or ``[IPV6]:PORT`` as a :class:`Bind`; raises
+    :exc:`argparse.ArgumentTypeError` saying what is wrong."""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not host or not rest.startswith(":"):
+            raise _bad_bind(text, "expected [IPV6]:PORT")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise _bad_bind(text, f"{host!r} in brackets is not an IPv6 address") from None
+        port_text = rest[1:]
+    else:
+        host, colon, port_text = text.rpartition(":")
+        if not colon:
+            raise _bad_bind(text, "expected HOST:PORT")
+        if not host:
+            raise _bad_bind(text, "missing host (0.0.0.0:PORT listens on all IPv4 addresses)")
+        if ":" in host:
+            raise _bad_bind(text, "an IPv6 address needs brackets, as in [::1]:8000")
+    if any(char.isspace() for char in host):
+        raise _bad_bind(text, "the host contains whitespace")
+    if not re.fullmatch(r"[0-9]{1,5}", port_text) or int(port_text) > 65535:
+        raise _bad_bind(text, "the port must be a number from 0 to 65535")
+    return Bind(host, int(port_text))
+
+
+def _bad_bind(text: str, reason: str) -> argparse.ArgumentTypeError:
+    return argparse.ArgumentTypeError(f"invalid address {text!r}: {reason}")
+
+
+def parse_app_spec(text: str) -> AppSpec:
+    """``MODULE:APP`` as an :class:`AppSpec`; raises :exc:`argparse.ArgumentTypeError`."""
+    module, colon, attributes = text.partition(":")
+    names = attributes.split(".")
+    if (not colon or not all(part.isidentifier() for part in module.split("."))
+            or not all(name.isidentifier() for name in names)):
+        raise argparse.ArgumentTypeError(
+            f"invalid application {text!r}: expected MODULE:APP, as in 'myproject.asgi:app'")
+    return AppSpec(module, tuple(names))
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also rejects NaN
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, not {text!r}")
+    return value
+
+
+def load_app(spec: AppSpec) -> ASGIApp:
+    """Import ``spec.module`` (current directory first on :data:`sys.path`) and
+    return the attribute ``spec`` names. Raises :exc:`CommandError` if the
+    module is missing or raises while importing, or the attribute is missing
+    or not callable."""
+    cwd = os.getcwd()
+    if not sys.path or os.path.abspath(sys.path[0] or os.curdir) != cwd:
+        sys.path.insert(0, cwd)
+    try:
+        obj: object = importlib.import_module(spec.module)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and _is_package_of(exc.name, spec.module):
+            raise CommandError(f"cannot import module {spec.module!r}: {exc}") from None
+        raise CommandError(f"error while importing module {spec.module!r}: "
+                           f"{_describe(exc)}") from None
+    except Exception as exc:  # the user's module raised: say what and where
+        raise CommandError(f"error while importing module {spec.module!r}: "
+                           f"{_describe(exc)}") from None
+    for index, name in enumerate(spec.attributes):
+        owner = (f"module {spec.module!r}" if index == 0
+                 else repr(f"{spec.module}:{'.'.join(spec.attributes[:index])}"))
+        try:
+            obj = getattr(obj, name)
+        except AttributeError:
+            raise CommandError(f"{owner} has no attribute {name!r}") from None
+        except Exception as exc:
+            raise CommandError(f"error while looking up {name!r} in {owner}: "
+                               f"{_describe(exc)}") from None
+    if not callable(obj):
+        raise CommandError(f"{str(spec)!r} is not an ASGI application: "
+                           f"{type(obj).__name__} object is not callable")
+    return cast(ASGIApp, obj)
+
+
+def _is_package_of(name: str, module: str) -> bool:
+    """``name`` is ``module`` or one of the packages it is inside."""
+    return module == name or module.startswith(name + ".")
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message``, and for errors raised in a file, where (the innermost
+    frame that is a real file; SyntaxError already names its place)."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, SyntaxError):
+        return text
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
+              if not frame.filename.startswith("<")]
+    if frames:
+        filename = frames[-1].filename
+        if filename.startswith(os.getcwd() + os.sep):
+            filename = os.path.relpath(filename)
+        text += f" (at {filename}:{frames[-1].lineno})"
+    return text
+
+
+def load_tls(certfile: str, keyfile: str | None) -> ssl.SSLContext:
+    """The server TLS context for ``certfile`` and ``keyfile`` (or the key in
+    ``certfile``). Raises :exc:`CommandError` if a file cannot be read, lacks
+    what it should hold, or the key does not match the certificate."""
+    cert_pem = _read_pem(certfile, "certificate")
+    if b"-----BEGIN CERTIFICATE-----" not in cert_pem:
+        raise CommandError(f"no PEM certificate found in {certfile!r}")
+    key_source = certfile if keyfile is None else keyfile
+    key_pem = cert_pem if keyfile is None else _read_pem(keyfile, "key")
+    if not re.search(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----", key_pem):
+        hint = " (pass the key with --keyfile)" if keyfile is None else ""
+        raise CommandError(f"no PEM private key found in {key_source!r}{hint}")
+    try:
+        return server_ssl_context(certfile, keyfile)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        detail = re.sub(r" \(_ssl\.c:\d+\)$", "", str(exc))
+        what = repr(certfile) if keyfile is None else f"{certfile!r} with key {keyfile!r}"
+        raise CommandError(f"cannot load TLS certificate {what}: {detail}") from None
+
+
+def _read_pem(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read(PEM_READ_LIMIT)
+    except OSError as exc:
+        raise CommandError(f"cannot read {what} file {path!r}: "
+                           f"{exc.strerror or exc}") from None
+
+
+@final
+class _Announcer:
+    """The ``task_status`` given to :func:`serve_listeners`: prints the one
+    line saying where we serve, with the bound addresses (so port 0 shows
+    the port the system picked)."""
+
+    def __init__(self, what: str, *, tls: bool) -> None:
+        self._what = what
+        self._scheme = "https" if tls else "http"
+        self._mode = "h2 over TLS, ALPN" if tls else "h2c, prior knowledge"
+
+    def started(self, value: list[Address] | None = None) -> None:
+        urls = ", ".join(f"{self._scheme}://{_host_port(host, port)}"
+                         for host, port in value or [])
+        print(f"{PROG} serving {self._what} on {urls} ({self._mode})", flush=True)
+
+
+async def _serve(app: ASGIApp, binds: Sequence[Bind], ssl_context: ssl.SSLContext | None,
+                 config: Config, announcer: _Announcer) -> None:
+    """Bind, serve until the first SIGINT/SIGTERM, then shut down gracefully.
+
+    Raises :exc:`CommandError` if an address cannot be bound (the listeners
+    already open are closed)."""
+    # Installed before anything else so that a signal during startup is
+    # also a graceful stop rather than KeyboardInterrupt or death by SIGTERM.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        listeners = await _open_listeners(binds)
+        async with trio.open_nursery() as nursery:
+            stop = trio.CancelScope()
+            nursery.start_soon(_stop_on_signals, signals, stop, config.shutdown_timeout)
+            with stop:
+                # Cancelling serve_listeners is its graceful shutdown.
+                await serve_listeners(app, listeners, ssl_context=ssl_context, config=config,
+                                      task_status=announcer)
+            nursery.cancel_scope.cancel()  # stopped: no more signals to wait for
+
+
+async def _open_listeners(binds: Sequence[Bind]) -> list[trio.SocketListener]:
+    listeners: list[trio.SocketListener] = []
+    try:
+        for bind in binds:
+            try:
+                listeners += await trio.open_tcp_listeners(bind.port, host=bind.host)
+            except OSError as exc:
+                raise CommandError(f"cannot listen on {bind}: {exc.strerror or exc}") from None
+    except BaseException:
+        for listener in listeners:
+            listener.socket.close()
+        raise
+    return listeners
+
+
+async def _stop_on_signals(signals: AsyncIterator[int], stop: trio.CancelScope,
+                           shutdown_timeout: float) -> None:
+    """Cancel ``stop`` at the first signal; exit the process at the second."""
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if not stop.cancel_called:
+            log.info("%s received: shutting down; in-flight streams get up to %gs "
+                     "(send it again to exit now)", name, shutdown_timeout)
+            stop.cancel()
+        else:
+            # The graceful shutdown runs shielded under its own deadline, so
+            # only leaving the process cuts it short.
+            log.warning("%s received again: exiting without waiting for in-flight streams",
+                        name)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_FAILURE)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc``, unwrapping (nested) exception groups.
+
+    Duck-typed on ``exceptions`` because ``BaseExceptionGroup`` is not a
+    builtin on Python 3.10."""
+    children = getattr(exc, "exceptions", None)
+    if isinstance(children, tuple):
+        return [leaf for child in children for leaf in _leaves(child)]
+    return [exc]
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
