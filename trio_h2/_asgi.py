@@ -1,11 +1,12 @@
 """ASGI 3 ``http`` for one stream: the handler task's ``receive`` and ``send``.
 
-When ``send`` returns: for ``http.response.body``, once every byte of that
-body has been written to the socket by the sender (for TLS: encrypted and
-written). Until then the chunk is the only response data of the stream that
-trio_h2 holds, and it is held by reference, never copied into a queue. So an
-app that streams to a slow client waits, and one stream's bytes are never
-reordered: its next chunk cannot be offered before the last is out.
+When ``send`` returns: for ``http.response.body``, once the connection's
+sender has taken every byte of that body, that is framed it as DATA within
+the client's flow-control windows, into the write it is about to make (at
+most 64 KiB per connection). Until then the chunk is the only response data
+of the stream that trio_h2 holds, by reference, never copied into a queue.
+So an app that streams to a slow client waits, and one stream's bytes are
+never reordered: its next chunk cannot be offered before the last is taken.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def asgi_handler(
         scope = build_scope(
             stream.head, scheme=scheme, server=server, client=client,
             root_path=config.root_path, state=state,
-            extensions={"http.response.trailers": {}},
+            extensions={"http.response.trailers": {}, "trio_h2.priority": stream.priority},
         )
         await _Exchange(conn, stream, scope).run(app)
 
@@ -111,7 +112,7 @@ class _Exchange:
             self._state.offer(stream, _ERROR_BODY, end_stream=True)
         self._complete = True
         with suppress(ClientDisconnected):
-            await self._written()
+            await self._taken()
 
     async def receive(self) -> Message:
         stream = self._stream
@@ -178,7 +179,7 @@ class _Exchange:
         elif not body and not end:
             return
         self._state.offer(stream, bytes(body), end_stream=end)
-        await self._written()
+        await self._taken()
 
     async def _send_trailers(self, message: Message) -> None:
         if not self._trailers_expected or not self._body_done or self._complete:
@@ -191,14 +192,14 @@ class _Exchange:
         self._check_connected()
         self._complete = True
         self._state.offer(self._stream, b"", end_stream=True, trailers=headers)
-        await self._written()
+        await self._taken()
 
     def _check_connected(self) -> None:
         if self._stream.disconnected:
             raise ClientDisconnected(f"stream {self._stream.stream_id}: client disconnected")
 
-    async def _written(self) -> None:
-        """Wait until the sender has written our offer; raise if it never will."""
+    async def _taken(self) -> None:
+        """Wait until the sender has taken (framed) our offer; raise if it never will."""
         stream = self._stream
         self._conn.wake_sender()
         while stream.in_flight:

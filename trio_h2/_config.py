@@ -65,6 +65,13 @@ class Config:
     starts (SIGTERM, SIGINT or cancellation of :func:`serve`). What is still
     running then is cancelled. 30 s is Kubernetes' default grace period."""
 
+    rfc7540_priorities: bool = True
+    """Honour RFC 7540 priority signals (weights and dependencies in HEADERS
+    and PRIORITY frames). RFC 9218 signals (the ``priority`` header and
+    PRIORITY_UPDATE) are always honoured and take precedence. ``False``
+    advertises SETTINGS_NO_RFC7540_PRIORITIES (RFC 9218 section 2.1) and
+    ignores RFC 7540 signals, as nghttp2 1.65 and later do."""
+
     root_path: str = ""
     """The ASGI ``root_path``: the prefix under which the app is mounted, for
     apps behind a proxy that strips it."""

@@ -137,6 +137,9 @@ class Connection:
         state = self.state
         while True:
             done = state.pull(SEND_BATCH)
+            # Hand the chunks back at once: their handlers offer the next
+            # ones while this batch is written, ready for the next decision.
+            state.taken(done)
             data = state.data_to_send()
             if data:
                 try:
@@ -146,8 +149,6 @@ class Connection:
                     state.connection_lost()
                     self._end()
                     return
-            if done:
-                state.written(done)
             if data or done:
                 continue
             if state.finished:

@@ -1,114 +1,256 @@
 """Which stream's DATA goes next: the sender's one question, answered here. Pure.
 
-The answer comes from an RFC 7540 section 5.3 priority tree (the ``priority``
-package, H2O's algorithm). A stream is *ready* when its handler has data
-waiting and it has flow-control window to send some; every other stream is
-blocked in the tree, so the tree only ever names a stream that can send.
+Two priority schemes, both on by default:
+
+* **RFC 9218** (the ``priority`` header, PRIORITY_UPDATE, or the app's
+  ``priority`` response header): strict urgency order 0..7; within one
+  urgency, non-incremental streams one at a time in stream-id order, then
+  incremental streams round-robin.
+* **RFC 7540 section 5.3** (weights and dependencies): streams without an
+  RFC 9218 signal live in a ``priority.PriorityTree`` (H2O's algorithm), which
+  as a whole stands at the RFC 9218 default urgency 3.
+
+A *turn* is worth :attr:`Scheduler.quantum` bytes. The tree and the
+round-robin decide turns; the sender charges each frame against the turn's
+credit, and a stream whose producer ran dry mid-turn gets the rest of its turn
+first when it has data again. So byte shares follow the weights whatever the
+application's chunk size, and a producer that is briefly between chunks
+keeps its turn.
+
+A stream is *ready* when its handler has data waiting and flow-control window
+to send some; only ready streams are unblocked in the tree, so a decision
+always names a stream that can send.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict, deque
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import final
 
 from priority.priority import (
     DuplicateStreamError,
     MissingStreamError,
     PriorityError,
+    PriorityLoop,
     PriorityTree,
+    TooManyStreamsError,
 )
+
+from ._priority_field import DEFAULT_URGENCY, ExtensiblePriority
 
 # RFC 9113 section 5.3.5 (RFC 7540 section 5.3.5): the default weight.
 DEFAULT_WEIGHT = 16
+# The RFC 7540 tree as a whole competes at the RFC 9218 default urgency.
+TREE_URGENCY = DEFAULT_URGENCY
 
 
 class SchedulerError(Exception):
-    """The client's priority signals cannot be represented (for example the
-    tree would outgrow its bound). The connection answers ENHANCE_YOUR_CALM."""
+    """The client's priority signals cannot be represented (the tree would
+    outgrow its bound). The connection answers ENHANCE_YOUR_CALM."""
+
+
+@final
+@dataclass(eq=False, slots=True)
+class _Entry:
+    stream_id: int
+    extensible: ExtensiblePriority | None = None
+    """Set once the stream has an RFC 9218 signal; ``None``: in the tree."""
+    ready: bool = False
+    credit: int = 0
+    """Bytes left of the stream's current turn."""
 
 
 @final
 class Scheduler:
-    """A priority tree plus the set of streams ready to send."""
+    """RFC 9218 urgency levels around an RFC 7540 priority tree."""
 
-    def __init__(self, *, max_streams: int) -> None:
-        # The tree holds open streams and the idle streams clients name as
-        # dependencies; max_streams bounds both (the priority issue refines
-        # how idle nodes are evicted).
-        self._tree = PriorityTree(maximum_streams=max_streams)
-        self._ready: set[int] = set()
+    def __init__(self, *, max_streams: int, max_idle: int, quantum: int = 16384) -> None:
+        self.quantum = quantum
+        # Open streams plus idle ones that clients name in PRIORITY frames.
+        # Idle nodes are evicted oldest first past max_idle, so the tree, its
+        # depth and the package's recursion stay bounded.
+        self._tree = PriorityTree(maximum_streams=max_streams + max_idle + 1)
+        self._max_idle = max_idle
+        self._idle: OrderedDict[int, None] = OrderedDict()
+        self._entries: dict[int, _Entry] = {}
+        self._tree_ready = 0
+        # RFC 9218 streams that are ready, by urgency.
+        self._sequential: list[set[int]] = [set() for _ in range(8)]
+        self._incremental: list[deque[int]] = [deque() for _ in range(8)]
+        self._owed: OrderedDict[int, None] = OrderedDict()
+        """Streams with credit left whose producer ran dry mid-turn."""
+        self._tree_turn = False  # alternation between the tree and urgency-3 streams
 
-    def add(
-        self, stream_id: int, *, depends_on: int = 0, weight: int = DEFAULT_WEIGHT,
-        exclusive: bool = False,
-    ) -> None:
-        """Add a new stream, blocked until :meth:`set_ready` says otherwise.
+    # ------------------------------------------------------------- signals
 
-        A stream a PRIORITY frame already placed in the tree while it was idle
-        keeps that placement unless this call names one.
-        """
-        try:
-            self._tree.insert_stream(
-                stream_id, depends_on=depends_on or None, weight=weight, exclusive=exclusive
-            )
-        except DuplicateStreamError:
+    def add(self, stream_id: int, *, depends_on: int = 0, weight: int = DEFAULT_WEIGHT,
+            exclusive: bool = False, extensible: ExtensiblePriority | None = None) -> None:
+        """Add a new stream, not ready. A stream a PRIORITY frame already put
+        in the tree while it was idle keeps that place unless this call names one."""
+        self._entries[stream_id] = _Entry(stream_id, extensible)
+        if stream_id in self._idle:
+            del self._idle[stream_id]
             if depends_on or weight != DEFAULT_WEIGHT or exclusive:
                 self.reprioritize(stream_id, depends_on=depends_on, weight=weight,
                                   exclusive=exclusive)
-        except PriorityError as exc:
-            raise SchedulerError(f"stream {stream_id}: {exc}") from exc
-        self._block(stream_id)
+            return
+        self._place(stream_id, depends_on, weight, exclusive, insert=True)
 
-    def reprioritize(
-        self, stream_id: int, *, depends_on: int, weight: int, exclusive: bool
-    ) -> None:
-        """Apply a PRIORITY frame, to an open stream or an idle one."""
-        try:
-            try:
-                self._tree.reprioritize(
-                    stream_id, depends_on=depends_on or None, weight=weight, exclusive=exclusive
-                )
-            except MissingStreamError:
-                # RFC 7540 section 5.3.4: a PRIORITY frame may name an idle
-                # stream; it enters the tree so that later streams can depend on it.
-                self._tree.insert_stream(
-                    stream_id, depends_on=depends_on or None, weight=weight, exclusive=exclusive
-                )
-                self._block(stream_id)
-        except PriorityError as exc:
-            raise SchedulerError(f"stream {stream_id}: {exc}") from exc
+    def reprioritize(self, stream_id: int, *, depends_on: int, weight: int,
+                     exclusive: bool) -> None:
+        """Apply an RFC 7540 PRIORITY frame, to an open stream or an idle one."""
+        if stream_id not in self._entries and stream_id not in self._idle:
+            # RFC 9113 section 5.3.2 / RFC 7540 section 5.3.4: an idle stream
+            # enters the tree so that later streams can depend on it.
+            self._place(stream_id, depends_on, weight, exclusive, insert=True)
+            self._remember_idle(stream_id)
+            return
+        self._place(stream_id, depends_on, weight, exclusive, insert=False)
+
+    def set_extensible(self, stream_id: int, value: ExtensiblePriority) -> None:
+        """Give an open stream an RFC 9218 priority (header, PRIORITY_UPDATE,
+        or the app's response header): it leaves the RFC 7540 ordering."""
+        entry = self._entries[stream_id]
+        ready = entry.ready
+        self.set_ready(stream_id, False)
+        entry.extensible = value
+        self.set_ready(stream_id, ready)
+
+    def extensible(self, stream_id: int) -> ExtensiblePriority | None:
+        return self._entries[stream_id].extensible
 
     def remove(self, stream_id: int) -> None:
-        """Forget a closed stream (its children move up to its parent)."""
-        self._ready.discard(stream_id)
-        # Missing: it never entered the tree (refused or rejected before add()).
-        with suppress(MissingStreamError):
+        """Forget a closed stream (its tree children move up to its parent)."""
+        self.set_ready(stream_id, False)
+        del self._entries[stream_id]
+        self._owed.pop(stream_id, None)
+        with suppress(MissingStreamError):  # never entered: its insert failed
             self._tree.remove_stream(stream_id)
+
+    # ------------------------------------------------------------ readiness
 
     def set_ready(self, stream_id: int, ready: bool) -> None:
         """Mark whether ``stream_id`` has data it can send now."""
-        if ready == (stream_id in self._ready):
+        entry = self._entries[stream_id]
+        if ready == entry.ready:
             return
-        if ready:
-            self._ready.add(stream_id)
-            self._tree.unblock(stream_id)
+        entry.ready = ready
+        value = entry.extensible
+        if value is None:
+            self._tree_ready += 1 if ready else -1
+            if ready:
+                self._tree.unblock(stream_id)
+            else:
+                self._tree.block(stream_id)
+        elif value.incremental:
+            if ready:
+                self._incremental[value.urgency].append(stream_id)
+            else:
+                self._incremental[value.urgency].remove(stream_id)
+        elif ready:
+            self._sequential[value.urgency].add(stream_id)
         else:
-            self._block(stream_id)
-
-    def next(self) -> int | None:
-        """The stream that should send next, or ``None`` if none is ready."""
-        if not self._ready:
-            return None
-        if len(self._ready) == 1:
-            # Nothing to choose between: skip the tree walk.
-            for stream_id in self._ready:
-                return stream_id
-        return self._tree.next()
+            self._sequential[value.urgency].discard(stream_id)
 
     @property
     def ready_count(self) -> int:
-        return len(self._ready)
+        return self._tree_ready + sum(map(len, self._sequential)) + sum(
+            map(len, self._incremental))
 
-    def _block(self, stream_id: int) -> None:
-        self._ready.discard(stream_id)
-        self._tree.block(stream_id)
+    # ------------------------------------------------------------- decision
+
+    def next(self) -> int | None:
+        """The stream that should send next, or ``None`` if none is ready.
+        The caller then sends at most :meth:`credit` bytes and charges them."""
+        for owed in self._owed:
+            if self._entries[owed].ready:
+                return owed  # finish a turn its producer interrupted
+        stream_id = self._choose()
+        if stream_id is not None:
+            self._entries[stream_id].credit = self.quantum
+        return stream_id
+
+    def credit(self, stream_id: int) -> int:
+        return self._entries[stream_id].credit
+
+    def charge(self, stream_id: int, sent: int, *, drained: bool) -> None:
+        """``sent`` bytes of ``stream_id`` were framed; ``drained``: its
+        producer has nothing more right now."""
+        entry = self._entries[stream_id]
+        entry.credit = max(entry.credit - sent, 0)
+        if entry.credit and drained:
+            self._owed[stream_id] = None
+        else:
+            self._owed.pop(stream_id, None)
+
+    def _choose(self) -> int | None:
+        tree_ready = self._tree_ready > 0
+        for urgency in range(8):
+            sequential, incremental = self._sequential[urgency], self._incremental[urgency]
+            if not sequential and not incremental:
+                continue
+            if urgency == TREE_URGENCY and tree_ready:
+                # The tree and the urgency-3 streams share turns equally.
+                self._tree_turn = not self._tree_turn
+                if self._tree_turn:
+                    return self._tree.next()
+            elif urgency > TREE_URGENCY and tree_ready:
+                return self._tree.next()
+            if sequential:
+                return min(sequential)
+            incremental.rotate(-1)
+            return incremental[-1]
+        if tree_ready:
+            if self._tree_ready == 1 and not self._owed:
+                for entry in self._entries.values():  # one ready stream: no tree walk
+                    if entry.ready and entry.extensible is None:
+                        return entry.stream_id
+            return self._tree.next()
+        return None
+
+    # ---------------------------------------------------------------- tree
+
+    def _place(self, stream_id: int, depends_on: int, weight: int, exclusive: bool,
+               *, insert: bool) -> None:
+        if depends_on and depends_on not in self._entries and depends_on not in self._idle:
+            # A dependency on a stream we do not know: an idle (or long
+            # closed) one. It enters the tree with default priority.
+            self._place(depends_on, 0, DEFAULT_WEIGHT, False, insert=True)
+            self._remember_idle(depends_on)
+        try:
+            if insert:
+                self._tree.insert_stream(stream_id, depends_on=depends_on or None,
+                                         weight=weight, exclusive=exclusive)
+                self._tree.block(stream_id)
+            else:
+                self._tree.reprioritize(stream_id, depends_on=depends_on or None,
+                                        weight=weight, exclusive=exclusive)
+        except (PriorityLoop, RecursionError):
+            # The package reports loops falsely past 100 levels and recurses
+            # on deep chains. A priority signal is only advice (RFC 9113
+            # section 5.3): keep the stream, at the root, with its weight.
+            self._fallback(stream_id, weight, insert=insert)
+        except DuplicateStreamError:
+            self._place(stream_id, depends_on, weight, exclusive, insert=False)
+        except TooManyStreamsError as exc:
+            raise SchedulerError(f"stream {stream_id}: {exc}") from exc
+        except PriorityError as exc:
+            raise SchedulerError(f"stream {stream_id}: {exc}") from exc
+
+    def _fallback(self, stream_id: int, weight: int, *, insert: bool) -> None:
+        try:
+            if insert:
+                self._tree.insert_stream(stream_id, weight=weight)
+                self._tree.block(stream_id)
+            else:
+                self._tree.reprioritize(stream_id, weight=weight)
+        except PriorityError as exc:
+            raise SchedulerError(f"stream {stream_id}: {exc}") from exc
+
+    def _remember_idle(self, stream_id: int) -> None:
+        self._idle[stream_id] = None
+        while len(self._idle) > self._max_idle:
+            oldest, _ = self._idle.popitem(last=False)
+            self._tree.remove_stream(oldest)  # its dependents move up a level

@@ -21,10 +21,10 @@ Flow control, both ways:
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, final
+from typing import Any, cast, final
 
 import h2.config
 import h2.connection
@@ -34,14 +34,25 @@ import h2.settings
 import hpack
 from h2.errors import ErrorCodes
 from hpack.struct import HeaderTuple
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import ExtensionFrame, GoAwayFrame
 
 from ._config import Config
 from ._errors import RemoteProtocolError
 from ._headers import Headers, MalformedRequest, RequestHead, validate_request, validate_trailers
-from ._scheduler import Scheduler, SchedulerError
+from ._priority_field import (
+    PRIORITY_UPDATE,
+    BadPriorityUpdate,
+    ExtensiblePriority,
+    parse_priority,
+    parse_priority_update,
+)
+from ._scheduler import DEFAULT_WEIGHT, Scheduler, SchedulerError
 
 log = logging.getLogger("trio_h2")
+
+# RFC 9218 section 2.1.
+# h2 passes settings it does not know through as plain ints.
+SETTINGS_NO_RFC7540_PRIORITIES = cast(h2.settings.SettingCodes, 0x9)
 
 # RFC 9113 section 9.1.1's bound on a stream id; GOAWAY with it means
 # "whatever you have sent so far" (RFC 9113 section 6.8).
@@ -81,8 +92,9 @@ class StreamState:
 
     stream_id: int
     head: RequestHead
-    weight: int = 16
-    """RFC 7540 weight at the time the request arrived (for the scope)."""
+    priority: dict[str, object] = field(default_factory=dict)
+    """The request's priority signals as it arrived (the ASGI scope's
+    ``trio_h2.priority`` extension)."""
 
     # Request body, as received and not yet consumed: (bytes, flow-controlled length).
     body: deque[tuple[bytes, int]] = field(default_factory=deque)
@@ -126,7 +138,13 @@ class ConnectionState:
         self.config = config
         self.peer = peer
         self.streams: dict[int, StreamState] = {}
-        self.scheduler = Scheduler(max_streams=config.max_concurrent_streams * 10)
+        # nghttp2 keeps max(SETTINGS_MAX_CONCURRENT_STREAMS, 16) idle streams
+        # in its priority tree (NGHTTP2_MIN_IDLE_STREAMS); so do we.
+        self.scheduler = Scheduler(max_streams=config.max_concurrent_streams,
+                                   max_idle=max(config.max_concurrent_streams, 16))
+        # RFC 9218 section 7.1: PRIORITY_UPDATE may name a stream before it
+        # opens; keep a bounded number (the same bound as open streams).
+        self._early_updates: OrderedDict[int, ExtensiblePriority] = OrderedDict()
         self.error: RemoteProtocolError | None = None
         """Set when the connection ended because of the client; GOAWAY is queued."""
         self.terminated = False
@@ -150,6 +168,8 @@ class ConnectionState:
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: config.initial_window_size,
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: config.max_frame_size,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: config.max_header_list_size,
+                # RFC 9218 section 2.1: say so only if RFC 7540 signals are ignored.
+                **({} if config.rfc7540_priorities else {SETTINGS_NO_RFC7540_PRIORITIES: 1}),
             },
         )
         self.h2.max_inbound_frame_size = config.max_frame_size
@@ -215,7 +235,12 @@ class ConnectionState:
             if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
                 self._refresh_all()
         elif isinstance(event, h2.events.PriorityUpdated):
-            self._reprioritize(event)
+            if self.config.rfc7540_priorities:
+                self._reprioritize(event)
+        elif isinstance(event, h2.events.UnknownFrameReceived):
+            frame = event.frame
+            if isinstance(frame, ExtensionFrame) and frame.type == PRIORITY_UPDATE:
+                self._priority_update(frame.stream_id, frame.body)
         elif isinstance(event, h2.events.ConnectionTerminated):
             # h2 closes its side on GOAWAY and drops unsent output, so no
             # stream can be completed after this.
@@ -240,17 +265,23 @@ class ConnectionState:
             self.h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
             return None
         stream = StreamState(stream_id, head)
+        extensible = self._early_updates.pop(stream_id, None)
+        if extensible is None:
+            field_value = next((v for n, v in head.headers if n == b"priority"), None)
+            if field_value is not None:
+                extensible = parse_priority(field_value)
         prio = event.priority_updated
+        depends_on, weight, exclusive = 0, DEFAULT_WEIGHT, False
+        if prio is not None and self.config.rfc7540_priorities:
+            depends_on, weight = prio.depends_on or 0, prio.weight or DEFAULT_WEIGHT
+            exclusive = bool(prio.exclusive)
         try:
-            if prio is not None:
-                stream.weight = prio.weight or 16
-                self.scheduler.add(stream_id, depends_on=prio.depends_on or 0,
-                                   weight=stream.weight, exclusive=bool(prio.exclusive))
-            else:
-                self.scheduler.add(stream_id)
+            self.scheduler.add(stream_id, depends_on=depends_on, weight=weight,
+                               exclusive=exclusive, extensible=extensible)
         except SchedulerError as exc:
             self._abuse(str(exc))
             return None
+        stream.priority = _describe(extensible, depends_on, weight, exclusive)
         self.streams[stream_id] = stream
         if event.stream_ended is not None:
             stream.body_ended = True
@@ -294,6 +325,26 @@ class ConnectionState:
         except SchedulerError as exc:
             self._abuse(str(exc))
 
+    def _priority_update(self, frame_stream_id: int, payload: bytes) -> None:
+        try:
+            stream_id, field_value = parse_priority_update(frame_stream_id, payload)
+        except BadPriorityUpdate as exc:
+            code = (ErrorCodes.FRAME_SIZE_ERROR if exc.frame_size_error
+                    else ErrorCodes.PROTOCOL_ERROR)
+            self.h2.close_connection(code, additional_data=str(exc).encode())
+            self._fail(RemoteProtocolError(str(exc), error_code=code))
+            return
+        value = parse_priority(field_value)
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            self.scheduler.set_extensible(stream_id, value)
+        elif stream_id > self.h2.highest_inbound_stream_id and stream_id % 2:
+            self._early_updates[stream_id] = value
+            self._early_updates.move_to_end(stream_id)
+            while len(self._early_updates) > self.config.max_concurrent_streams:
+                self._early_updates.popitem(last=False)
+        # Otherwise the stream is closed (or is not a client stream): ignore.
+
     # ------------------------------------------------------ handler requests
 
     def take_body(self, stream: StreamState) -> bytes:
@@ -314,6 +365,12 @@ class ConnectionState:
         """Queue the response header block (validated by ``_headers``)."""
         assert not stream.headers_sent and not stream.disconnected
         stream.headers_sent = True
+        for name, value in headers:
+            if name == b"priority":
+                # RFC 9218 section 8: the server may override the client's
+                # priority; what the response leaves out keeps the request's.
+                base = self.scheduler.extensible(stream.stream_id)
+                self.scheduler.set_extensible(stream.stream_id, parse_priority(value, base))
         self.h2.send_headers(stream.stream_id, headers, end_stream=end_stream)
         if end_stream:
             self._response_ended(stream)
@@ -353,23 +410,33 @@ class ConnectionState:
     def pull(self, budget: int) -> list[StreamState]:
         """Frame up to about ``budget`` bytes of DATA, asking the scheduler
         before each frame. Returns the streams whose offered chunk is now
-        entirely framed: their handlers may go on once it is written."""
+        entirely framed: the sender hands them back with :meth:`taken`."""
         done: list[StreamState] = []
+        scheduler = self.scheduler
         while budget > 0 and not self.terminated:
-            stream_id = self.scheduler.next()
+            stream_id = scheduler.next()
             if stream_id is None:
                 break
             stream = self.streams[stream_id]
-            budget -= self._send_frame(stream, budget)
+            sent = self._send_frame(stream, min(budget, scheduler.credit(stream_id)))
+            budget -= sent + 9  # and the frame header
+            if not stream.closed:  # (closed: END_STREAM went out, it left the scheduler)
+                scheduler.charge(stream_id, sent, drained=not self._refresh(stream))
             if stream.outbox is None:
                 done.append(stream)
+                if not stream.response_ended and scheduler.ready_count:
+                    # Its producer refills while this batch is written; end
+                    # the batch so that it competes for the next frame
+                    # instead of looking idle to the scheduler.
+                    break
         return done
 
-    def _send_frame(self, stream: StreamState, budget: int) -> int:
+    def _send_frame(self, stream: StreamState, limit: int) -> int:
+        """Frame up to ``limit`` bytes of ``stream``'s offer; return how many."""
         outbox = stream.outbox
         assert outbox is not None
         window = self.h2.local_flow_control_window(stream.stream_id)
-        size = min(len(outbox), window, self.h2.max_outbound_frame_size, budget)
+        size = min(len(outbox), window, self.h2.max_outbound_frame_size, limit)
         last = size == len(outbox)
         end = last and stream.outbox_end and stream.trailers is None
         if size or not (last and stream.trailers is not None):
@@ -384,11 +451,11 @@ class ConnectionState:
                 self._response_ended(stream)
         else:
             stream.outbox = outbox[size:]
-        self._refresh(stream)
-        return size + 9  # frame header
+        return size
 
-    def written(self, streams: list[StreamState]) -> None:
-        """The bytes :meth:`pull` framed for ``streams`` are on the socket."""
+    def taken(self, streams: list[StreamState]) -> None:
+        """The sender has framed every byte offered for ``streams``:
+        their handlers may offer the next chunk (while this one is written)."""
         for stream in streams:
             stream.in_flight = False
             stream.wake()
@@ -503,13 +570,16 @@ class ConnectionState:
         if unread and not self.terminated:
             self.h2.acknowledge_received_data(unread, stream.stream_id)
 
-    def _refresh(self, stream: StreamState) -> None:
-        """Tell the scheduler whether ``stream`` can send now."""
+    def _refresh(self, stream: StreamState) -> bool:
+        """Tell the scheduler whether ``stream`` can send now; return that."""
+        if stream.closed:
+            return False
         outbox = stream.outbox
         ready = outbox is not None and (
             len(outbox) == 0 or self.h2.local_flow_control_window(stream.stream_id) > 0
         )
         self.scheduler.set_ready(stream.stream_id, ready)
+        return ready
 
     def _refresh_all(self) -> None:
         for stream in self.streams.values():
@@ -530,3 +600,13 @@ def _code_name(code: object) -> str:
         return ErrorCodes(code).name  # type: ignore[arg-type]
     except ValueError:
         return f"0x{code:x}" if isinstance(code, int) else repr(code)
+
+
+def _describe(extensible: ExtensiblePriority | None, depends_on: int, weight: int,
+              exclusive: bool) -> dict[str, object]:
+    """The ``trio_h2.priority`` scope extension for a request's signals."""
+    if extensible is not None:
+        return {"scheme": "rfc9218", "urgency": extensible.urgency,
+                "incremental": extensible.incremental}
+    return {"scheme": "rfc7540", "weight": weight, "depends_on": depends_on,
+            "exclusive": exclusive}
