@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,12 +14,15 @@ from h2.errors import ErrorCodes
 
 import trio_h2
 from trio_h2._state import ConnectionState
-from trio_h2.testing import ConnectionClosed, StreamReset, open_h2_client
+from trio_h2.testing import (
+    ConnectionClosed,
+    H2ServerFactory,
+    StreamReset,
+    open_h2_client,
+)
 
 from .apps import http_only, read_body
-from .conftest import RunningServer
 
-StartServer = Callable[..., Awaitable[RunningServer]]
 Message = dict[str, Any]
 
 
@@ -29,7 +32,7 @@ async def respond(send: Any, body: bytes = b"ok", status: int = 200) -> None:
 
 
 async def test_receive_returns_disconnect_when_the_client_resets(
-    start_server: StartServer,
+    h2_server: H2ServerFactory,
 ) -> None:
     got: list[Message] = []
     receiving = trio.Event()
@@ -45,7 +48,7 @@ async def test_receive_returns_disconnect_when_the_client_resets(
         yield b"first"
         await trio.sleep_forever()
 
-    server = await start_server(http_only(app))
+    server = await h2_server(http_only(app))
     async with open_h2_client(server.host, server.port) as client:
         with trio.fail_after(5):
             async with trio.open_nursery() as nursery:
@@ -58,7 +61,7 @@ async def test_receive_returns_disconnect_when_the_client_resets(
                    {"type": "http.disconnect"}]
 
 
-async def test_send_after_the_client_left_raises_oserror(start_server: StartServer) -> None:
+async def test_send_after_the_client_left_raises_oserror(h2_server: H2ServerFactory) -> None:
     raised: list[BaseException] = []
     done = trio.Event()
 
@@ -74,7 +77,7 @@ async def test_send_after_the_client_left_raises_oserror(start_server: StartServ
         finally:
             done.set()
 
-    server = await start_server(http_only(app))
+    server = await h2_server(http_only(app))
     async with open_h2_client(server.host, server.port) as client:
         with trio.fail_after(5):
             async with client.stream("GET", "/") as response:
@@ -85,7 +88,7 @@ async def test_send_after_the_client_left_raises_oserror(start_server: StartServ
 
 
 async def test_app_error_after_start_resets_only_that_stream(
-    start_server: StartServer, caplog: pytest.LogCaptureFixture
+    h2_server: H2ServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["path"] == "/fail":
@@ -94,7 +97,7 @@ async def test_app_error_after_start_resets_only_that_stream(
             raise RuntimeError("failed mid-response")
         await respond(send)
 
-    server = await start_server(http_only(app))
+    server = await h2_server(http_only(app))
     async with open_h2_client(server.host, server.port) as client:
         with trio.fail_after(5):
             with pytest.raises(StreamReset) as reset:
@@ -106,7 +109,7 @@ async def test_app_error_after_start_resets_only_that_stream(
 
 @pytest.mark.parametrize("misbehaviour", ["raise", "return early", "bad header"])
 async def test_app_failure_before_the_response_gives_500(
-    start_server: StartServer, misbehaviour: str
+    h2_server: H2ServerFactory, misbehaviour: str
 ) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if misbehaviour == "raise":
@@ -115,7 +118,7 @@ async def test_app_failure_before_the_response_gives_500(
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"x-bad", b"line\r\nbreak")]})
 
-    server = await start_server(http_only(app))
+    server = await h2_server(http_only(app))
     async with open_h2_client(server.host, server.port) as client:
         with trio.fail_after(5):
             response = await client.get("/")
@@ -123,14 +126,14 @@ async def test_app_failure_before_the_response_gives_500(
             assert (await client.get("/")).status == 500  # the connection is fine
 
 
-async def test_response_headers_are_prepared_for_http2(start_server: StartServer) -> None:
+async def test_response_headers_are_prepared_for_http2(h2_server: H2ServerFactory) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 201, "headers": [
             (b"Content-Type", b"text/plain"), (b"Connection", b"keep-alive"),
             (b"transfer-encoding", b"chunked"), (b"X-Thing", b"1")]})
         await send({"type": "http.response.body", "body": b"body!"})
 
-    server = await start_server(http_only(app))
+    server = await h2_server(http_only(app))
     async with open_h2_client(server.host, server.port) as client:
         with trio.fail_after(5):
             response = await client.get("/")
@@ -143,7 +146,7 @@ async def test_response_headers_are_prepared_for_http2(start_server: StartServer
     assert head.status == 201 and head.body == b""
 
 
-async def test_trailers(start_server: StartServer) -> None:
+async def test_trailers(h2_server: H2ServerFactory) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         assert "http.response.trailers" in scope["extensions"]
         await send({"type": "http.response.start", "status": 200, "headers": [],
@@ -151,20 +154,20 @@ async def test_trailers(start_server: StartServer) -> None:
         await send({"type": "http.response.body", "body": b"data"})
         await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc")]})
 
-    server = await start_server(http_only(app))
+    server = await h2_server(http_only(app))
     async with open_h2_client(server.host, server.port) as client:
         with trio.fail_after(5):
             response = await client.get("/")
     assert response.body == b"data" and response.trailers == [(b"x-checksum", b"abc")]
 
 
-async def test_fifty_concurrent_streams_on_one_connection(start_server: StartServer) -> None:
+async def test_fifty_concurrent_streams_on_one_connection(h2_server: H2ServerFactory) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         body = await read_body(receive)
         await trio.sleep(0.01)
         await respond(send, scope["path"].encode() + body)
 
-    server = await start_server(http_only(app))
+    server = await h2_server(http_only(app))
     results: dict[int, bytes] = {}
     async with open_h2_client(server.host, server.port) as client:
 
@@ -178,7 +181,7 @@ async def test_fifty_concurrent_streams_on_one_connection(start_server: StartSer
     assert results == {i: f"/{i}".encode() + b"!" * i for i in range(50)}
 
 
-async def test_send_waits_for_the_clients_window(start_server: StartServer) -> None:
+async def test_send_waits_for_the_clients_window(h2_server: H2ServerFactory) -> None:
     """With the client's window closed, at most one chunk beyond the window
     gets past ``send``; once the client reads, the rest follows intact."""
     chunk, count = 16 * 1024, 80
@@ -193,7 +196,7 @@ async def test_send_waits_for_the_clients_window(start_server: StartServer) -> N
             passed += chunk
         await send({"type": "http.response.body", "body": b""})
 
-    server = await start_server(http_only(app))
+    server = await h2_server(http_only(app))
     async with open_h2_client(server.host, server.port, initial_window_size=65535,
                               auto_window=False) as client:
         with trio.fail_after(5):
@@ -323,12 +326,12 @@ async def test_shutdown_timeout_cuts_off_stuck_streams(
 
 
 async def test_tls_handshake_timeout(
-    autojump_clock: trio.abc.Clock, start_server: StartServer
+    autojump_clock: trio.abc.Clock, h2_server: H2ServerFactory
 ) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await respond(send)
 
-    server = await start_server(http_only(app), tls=True, tls_handshake_timeout=3)
+    server = await h2_server(http_only(app), tls=True, tls_handshake_timeout=3)
     silent = await trio.open_tcp_stream(server.host, server.port)
     start = trio.current_time()
     assert await silent.receive_some(100) == b""  # closed by the server...
@@ -336,17 +339,17 @@ async def test_tls_handshake_timeout(
     await silent.aclose()
 
 
-async def test_root_path_prefixes_path(start_server: StartServer) -> None:
+async def test_root_path_prefixes_path(h2_server: H2ServerFactory) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await respond(send, f"{scope['root_path']}|{scope['path']}".encode())
 
-    server = await start_server(http_only(app), root_path="/api")
+    server = await h2_server(http_only(app), root_path="/api")
     async with open_h2_client(server.host, server.port) as client:
         assert (await client.get("/items")).body == b"/api|/api/items"
 
 
 async def test_a_failing_connection_does_not_reach_the_server(
-    start_server: StartServer, monkeypatch: pytest.MonkeyPatch,
+    h2_server: H2ServerFactory, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A bug inside one connection (simulated in the sender's core call) ends
@@ -363,7 +366,7 @@ async def test_a_failing_connection_does_not_reach_the_server(
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await respond(send)
 
-    server = await start_server(http_only(app))
+    server = await h2_server(http_only(app))
     async with open_h2_client(server.host, server.port) as good, \
             open_h2_client(server.host, server.port) as bad:
         with trio.fail_after(5):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import h2.config
@@ -14,12 +14,10 @@ import trio
 import trio.testing
 from h2.settings import SettingCodes
 
-from trio_h2.testing import open_h2_client
+from trio_h2.testing import H2ServerFactory, open_h2_client
 
 from .apps import http_only, read_body
-from .conftest import RunningServer
 
-StartServer = Callable[..., Awaitable[RunningServer]]
 KiB = 1024
 
 
@@ -49,11 +47,11 @@ async def unread_upload_app(scope: Any, receive: Any, send: Any) -> None:
 
 @pytest.mark.parametrize("window", [64 * KiB, 256 * KiB])
 async def test_an_unread_upload_is_bounded_by_the_stream_window(
-    start_server: StartServer, window: int
+    h2_server: H2ServerFactory, window: int
 ) -> None:
     """Guarantee 2: a client can send at most the advertised stream window to a
     handler that never reads, and the same connection keeps working."""
-    server = await start_server(http_only(unread_upload_app), initial_window_size=window)
+    server = await h2_server(http_only(unread_upload_app), initial_window_size=window)
     chunk = 16 * KiB
     yielded = 0
 
@@ -79,12 +77,12 @@ async def test_an_unread_upload_is_bounded_by_the_stream_window(
 
 
 async def test_request_body_per_connection_is_at_most_streams_times_window(
-    start_server: StartServer,
+    h2_server: H2ServerFactory,
 ) -> None:
     """Guarantee 3: with every stream's app ignoring its body, the connection
     accepts max_concurrent_streams x initial_window_size bytes and no more."""
     streams, window, chunk = 4, 32 * KiB, 8 * KiB
-    server = await start_server(http_only(unread_upload_app), initial_window_size=window,
+    server = await h2_server(http_only(unread_upload_app), initial_window_size=window,
                                 max_concurrent_streams=streams)
     yielded = [0] * streams
 
@@ -108,7 +106,7 @@ async def test_request_body_per_connection_is_at_most_streams_times_window(
 
 
 async def test_closed_window_holds_a_large_download_at_one_chunk(
-    start_server: StartServer,
+    h2_server: H2ServerFactory,
 ) -> None:
     """Guarantee 1: an app streaming 1 GiB to a client whose 64 KiB window
     stays closed gets at most one chunk past ``send`` beyond the window."""
@@ -123,7 +121,7 @@ async def test_closed_window_holds_a_large_download_at_one_chunk(
             passed += chunk
         await send({"type": "http.response.body", "body": b""})
 
-    server = await start_server(http_only(app))
+    server = await h2_server(http_only(app))
     window = 65535  # the RFC default for both stream and connection windows
     async with open_h2_client(server.host, server.port, initial_window_size=window,
                               auto_window=False) as client:
@@ -145,7 +143,7 @@ async def test_closed_window_holds_a_large_download_at_one_chunk(
 
 
 async def test_a_vanished_client_disconnects_handlers_and_leaves_no_task(
-    start_server: StartServer,
+    h2_server: H2ServerFactory,
 ) -> None:
     """Guarantee 4: the client's socket closes mid-request; the handler's
     ``receive`` returns http.disconnect, its ``send`` raises, and every task
@@ -169,7 +167,7 @@ async def test_a_vanished_client_disconnects_handlers_and_leaves_no_task(
                 seen.append(type(exc).__name__)
         done.set()
 
-    server = await start_server(http_only(app))
+    server = await h2_server(http_only(app))
     await trio.testing.wait_all_tasks_blocked()
     baseline = connection_task_names()
     for path in ("/receive", "/send"):
@@ -198,7 +196,7 @@ async def test_a_vanished_client_disconnects_handlers_and_leaves_no_task(
 
 
 async def test_initial_window_size_changes_apply_to_open_streams(
-    start_server: StartServer,
+    h2_server: H2ServerFactory,
 ) -> None:
     """Guarantee 5: SETTINGS_INITIAL_WINDOW_SIZE changes adjust open streams,
     down to a negative window; data resumes only once it is positive again."""
@@ -208,7 +206,7 @@ async def test_initial_window_size_changes_apply_to_open_streams(
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body})
 
-    server = await start_server(http_only(app))
+    server = await h2_server(http_only(app))
     raw = await trio.open_tcp_stream(server.host, server.port)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
     conn.initiate_connection()

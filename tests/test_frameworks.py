@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,10 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .conftest import RunningServer
-from .test_interop import curl_args, run
+from trio_h2.testing import H2ServerFactory
 
-StartServer = Callable[..., Awaitable[RunningServer]]
+from .test_interop import curl_args, run
 
 
 def starlette_app(events: list[str]) -> Starlette:
@@ -49,9 +48,9 @@ def starlette_app(events: list[str]) -> Starlette:
                              Route("/stream", stream)], lifespan=lifespan)
 
 
-async def test_starlette(start_server: StartServer, tmp_path: Path) -> None:
+async def test_starlette(h2_server: H2ServerFactory, tmp_path: Path) -> None:
     events: list[str] = []
-    server = await start_server(starlette_app(events))
+    server = await h2_server(starlette_app(events))
     assert events == ["startup"]
     curl = curl_args(server, tmp_path)
     assert await run(*curl, server.url + "/") == "hello 2 from lifespan"
@@ -84,8 +83,8 @@ def fastapi_app() -> FastAPI:
     return api
 
 
-async def test_fastapi(start_server: StartServer, tmp_path: Path) -> None:
-    server = await start_server(fastapi_app(), tls=True)
+async def test_fastapi(h2_server: H2ServerFactory, tmp_path: Path) -> None:
+    server = await h2_server(fastapi_app(), tls=True)
     curl = curl_args(server, tmp_path)
     assert json.loads(await run(*curl, server.url + "/items/7?q=x")) == {"item_id": 7, "q": "x"}
     out = await run(*curl, "-H", "content-type: application/json", "-d",

@@ -6,16 +6,15 @@ import json
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import trio
 
-from .apps import app
-from .conftest import RunningServer, require_tool
+from trio_h2.testing import H2ServerFactory, H2TestServer
 
-StartServer = Callable[..., Awaitable[RunningServer]]
+from .apps import app
+from .conftest import require_tool
 
 
 async def run(*cmd: str) -> str:
@@ -26,7 +25,7 @@ async def run(*cmd: str) -> str:
     return result.stdout.decode(errors="replace")
 
 
-def curl_args(server: RunningServer, tmp_path: Path) -> list[str]:
+def curl_args(server: H2TestServer, tmp_path: Path) -> list[str]:
     curl = require_tool("curl")
     if server.tls:
         assert server.ca is not None
@@ -37,17 +36,17 @@ def curl_args(server: RunningServer, tmp_path: Path) -> list[str]:
 
 
 @pytest.fixture(params=["h2c", "tls"])
-async def server(request: pytest.FixtureRequest, start_server: StartServer) -> RunningServer:
-    return await start_server(app, tls=request.param == "tls")
+async def server(request: pytest.FixtureRequest, h2_server: H2ServerFactory) -> H2TestServer:
+    return await h2_server(app, tls=request.param == "tls")
 
 
-async def test_curl_get(server: RunningServer, tmp_path: Path) -> None:
+async def test_curl_get(server: H2TestServer, tmp_path: Path) -> None:
     out = await run(*curl_args(server, tmp_path), "-i", server.url + "/")
     assert out.startswith("HTTP/2 200")
     assert "hello from trio_h2" in out
 
 
-async def test_curl_scope(server: RunningServer, tmp_path: Path) -> None:
+async def test_curl_scope(server: H2TestServer, tmp_path: Path) -> None:
     out = await run(*curl_args(server, tmp_path), server.url + "/scope/a%20b?x=1&y=2")
     scope = json.loads(out)
     assert scope["http_version"] == "2"
@@ -60,7 +59,7 @@ async def test_curl_scope(server: RunningServer, tmp_path: Path) -> None:
     assert scope["headers"][0] == ["host", f"{host}:{server.port}"]
 
 
-async def test_curl_5mb_post_echoed_intact(server: RunningServer, tmp_path: Path) -> None:
+async def test_curl_5mb_post_echoed_intact(server: H2TestServer, tmp_path: Path) -> None:
     payload = tmp_path / "payload.bin"
     payload.write_bytes(os.urandom(5 * 1024 * 1024))
     out = tmp_path / "out.bin"
@@ -69,18 +68,18 @@ async def test_curl_5mb_post_echoed_intact(server: RunningServer, tmp_path: Path
     assert out.read_bytes() == payload.read_bytes()
 
 
-async def test_curl_streamed_response(server: RunningServer, tmp_path: Path) -> None:
+async def test_curl_streamed_response(server: H2TestServer, tmp_path: Path) -> None:
     out = await run(*curl_args(server, tmp_path), server.url + "/stream?n=200")
     assert out == "".join(f"chunk {i}\n" for i in range(200))
 
 
-async def test_app_error_gives_500(server: RunningServer, tmp_path: Path) -> None:
+async def test_app_error_gives_500(server: H2TestServer, tmp_path: Path) -> None:
     out = await run(*curl_args(server, tmp_path), "-o", "/dev/null", "-w", "%{http_code}",
                     server.url + "/boom")
     assert out == "500"
 
 
-async def test_nghttp_get(server: RunningServer) -> None:
+async def test_nghttp_get(server: H2TestServer) -> None:
     nghttp = require_tool("nghttp")
     out = await run(nghttp, "-nv", server.url + "/")
     assert re.search(r"recv \(stream_id=\d+\) :status: 200", out), out
@@ -88,7 +87,7 @@ async def test_nghttp_get(server: RunningServer) -> None:
 
 
 @pytest.mark.slow
-async def test_h2load_3000_requests(server: RunningServer) -> None:
+async def test_h2load_3000_requests(server: H2TestServer) -> None:
     h2load = require_tool("h2load")
     out = await run(h2load, "-n", "3000", "-c", "4", "-m", "10", server.url + "/")
     assert "3000 succeeded, 0 failed, 0 errored, 0 timeout" in out, out
@@ -96,10 +95,10 @@ async def test_h2load_3000_requests(server: RunningServer) -> None:
 
 
 async def test_tls_client_without_h2_alpn_is_closed_with_a_log_line(
-    start_server: StartServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    h2_server: H2ServerFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_h2")
-    server = await start_server(app, tls=True)
+    server = await h2_server(app, tls=True)
     curl = curl_args(server, tmp_path)
     result = await trio.run_process([*curl[:-3], "--http1.1", *curl[-2:], server.url + "/"],
                                     capture_stdout=True, capture_stderr=True, check=False)
@@ -107,8 +106,8 @@ async def test_tls_client_without_h2_alpn_is_closed_with_a_log_line(
     assert any("did not negotiate h2" in r.getMessage() for r in caplog.records)
 
 
-async def test_tls_refuses_tls_1_1(start_server: StartServer, tmp_path: Path) -> None:
-    server = await start_server(app, tls=True)
+async def test_tls_refuses_tls_1_1(h2_server: H2ServerFactory, tmp_path: Path) -> None:
+    server = await h2_server(app, tls=True)
     curl = curl_args(server, tmp_path)
     result = await trio.run_process([*curl, "--tls-max", "1.1", server.url + "/"],
                                     capture_stdout=True, capture_stderr=True, check=False)

@@ -1,0 +1,34 @@
+"""Test HTTP/2 servers from the client side: a trio HTTP/2 client, and the
+types of the ``h2_server`` and ``h2_client`` pytest fixtures.
+
+Open a connection with :func:`open_h2_client`, an async context manager::
+
+    async with open_h2_client("127.0.0.1", port) as client:
+        response = await client.get("/")
+"""
+
+from ._client import ConnectionClosed as ConnectionClosed
+from ._client import H2Client as H2Client
+from ._client import H2ClientError as H2ClientError
+from ._client import Priority as Priority
+from ._client import Response as Response
+from ._client import StreamingResponse as StreamingResponse
+from ._client import StreamReset as StreamReset
+from ._client import open_h2_client as open_h2_client
+from ._servers import H2ClientFactory as H2ClientFactory
+from ._servers import H2ServerFactory as H2ServerFactory
+from ._servers import H2TestServer as H2TestServer
+
+__all__ = [
+    "ConnectionClosed",
+    "H2Client",
+    "H2ClientError",
+    "H2ClientFactory",
+    "H2ServerFactory",
+    "H2TestServer",
+    "Priority",
+    "Response",
+    "StreamReset",
+    "StreamingResponse",
+    "open_h2_client",
+]
