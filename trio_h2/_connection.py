@@ -149,6 +149,11 @@ class Connection:
                     state.connection_lost()
                     self._end()
                     return
+            if done:
+                # trio runs woken tasks in random order: yield once more so
+                # that the handlers just released offer their next chunks
+                # before the next decision, instead of looking idle to it.
+                await trio.lowlevel.checkpoint()
             if data or done:
                 continue
             if state.finished:
