@@ -12,6 +12,7 @@ from hyperframe.frame import PriorityFrame
 
 from trio_h2 import Config
 from trio_h2._priority_field import ExtensiblePriority, parse_priority
+from trio_h2._scheduler import Scheduler
 from trio_h2._state import StreamState
 
 from .sansio import GET, Pair
@@ -211,3 +212,30 @@ def test_scope_extension_describes_the_request_priority() -> None:
 ])
 def test_parse_priority_field(value: str | bytes, expected: tuple[int, bool]) -> None:
     assert parse_priority(value) == ExtensiblePriority(*expected)
+
+
+def test_flat_fast_path_keeps_its_heap_bounded() -> None:
+    # Streams that turn ready and blocked again without being chosen leave
+    # stale heap entries; they are compacted away.
+    scheduler = Scheduler(max_streams=10, max_idle=16)
+    for stream_id in (1, 3):
+        scheduler.add(stream_id)
+    scheduler.set_ready(1, True)
+    for _ in range(10_000):
+        scheduler.set_ready(3, True)
+        scheduler.set_ready(3, False)
+    assert len(scheduler._flat_heap) <= 4 * 1 + 64
+    assert [scheduler.next() for _ in range(3)] == [1, 1, 1]
+
+
+def test_a_dependency_leaves_the_fast_path_with_the_same_shares() -> None:
+    pair = open_pair()
+    a = request(pair, weight=256)
+    b = request(pair, weight=32)
+    assert pair.server.scheduler._flat
+    c = request(pair, depends_on=a.stream_id, weight=16)  # a's child: waits for a
+    assert not pair.server.scheduler._flat
+    sent = run(pair, {a: 16384, b: 16384, c: 16384}, total=9 * 16384 * 20)
+    assert sent[c.stream_id] == 0
+    assert sent[a.stream_id] / (sent[a.stream_id] + sent[b.stream_id]) == pytest.approx(
+        8 / 9, abs=0.02)

@@ -24,6 +24,7 @@ always names a stream that can send.
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict, deque
 from contextlib import suppress
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ class _Entry:
     ready: bool = False
     credit: int = 0
     """Bytes left of the stream's current turn."""
+    weight: int = DEFAULT_WEIGHT
+    vtime: float = 0.0
+    """Virtual time of the stream's next turn in the flat fast path."""
 
 
 @final
@@ -75,13 +79,21 @@ class Scheduler:
         self._max_idle = max_idle
         self._idle: OrderedDict[int, None] = OrderedDict()
         self._entries: dict[int, _Entry] = {}
-        self._tree_ready = 0
+        self._tree_ready: set[int] = set()  # ready streams ordered by the tree
         # RFC 9218 streams that are ready, by urgency.
         self._sequential: list[set[int]] = [set() for _ in range(8)]
         self._incremental: list[deque[int]] = [deque() for _ in range(8)]
         self._owed: OrderedDict[int, None] = OrderedDict()
         """Streams with credit left whose producer ran dry mid-turn."""
         self._tree_turn = False  # alternation between the tree and urgency-3 streams
+        # The fast path for the common tree: every stream a child of the root
+        # (clients that send no dependencies). The package's next() pops
+        # every blocked sibling on each call (70 us with 100 streams, 2
+        # ready); a heap of the ready ones gives the same weighted shares in
+        # O(log ready). Any dependency or exclusive flag ends it for good.
+        self._flat = True
+        self._flat_heap: list[tuple[float, int, int]] = []
+        self._vnow = 0.0
 
     # ------------------------------------------------------------- signals
 
@@ -89,7 +101,7 @@ class Scheduler:
             exclusive: bool = False, extensible: ExtensiblePriority | None = None) -> None:
         """Add a new stream, not ready. A stream a PRIORITY frame already put
         in the tree while it was idle keeps that place unless this call names one."""
-        self._entries[stream_id] = _Entry(stream_id, extensible)
+        self._entries[stream_id] = _Entry(stream_id, extensible, weight=weight)
         if stream_id in self._idle:
             del self._idle[stream_id]
             if depends_on or weight != DEFAULT_WEIGHT or exclusive:
@@ -139,10 +151,14 @@ class Scheduler:
         entry.ready = ready
         value = entry.extensible
         if value is None:
-            self._tree_ready += 1 if ready else -1
             if ready:
+                self._tree_ready.add(stream_id)
                 self._tree.unblock(stream_id)
+                # A stream that waited does not bank turns (nghttp2's rule).
+                entry.vtime = max(entry.vtime, self._vnow)
+                self._push_flat(entry)
             else:
+                self._tree_ready.discard(stream_id)
                 self._tree.block(stream_id)
         elif value.incremental:
             if ready:
@@ -156,7 +172,7 @@ class Scheduler:
 
     @property
     def ready_count(self) -> int:
-        return self._tree_ready + sum(map(len, self._sequential)) + sum(
+        return len(self._tree_ready) + sum(map(len, self._sequential)) + sum(
             map(len, self._incremental))
 
     # ------------------------------------------------------------- decision
@@ -186,7 +202,7 @@ class Scheduler:
             self._owed.pop(stream_id, None)
 
     def _choose(self) -> int | None:
-        tree_ready = self._tree_ready > 0
+        tree_ready = bool(self._tree_ready)
         for urgency in range(8):
             sequential, incremental = self._sequential[urgency], self._incremental[urgency]
             if not sequential and not incremental:
@@ -195,25 +211,54 @@ class Scheduler:
                 # The tree and the urgency-3 streams share turns equally.
                 self._tree_turn = not self._tree_turn
                 if self._tree_turn:
-                    return self._tree.next()
+                    return self._tree_next()
             elif urgency > TREE_URGENCY and tree_ready:
-                return self._tree.next()
+                return self._tree_next()
             if sequential:
                 return min(sequential)
             incremental.rotate(-1)
             return incremental[-1]
         if tree_ready:
-            if self._tree_ready == 1 and not self._owed:
-                for entry in self._entries.values():  # one ready stream: no tree walk
-                    if entry.ready and entry.extensible is None:
-                        return entry.stream_id
-            return self._tree.next()
+            return self._tree_next()
         return None
+
+    def _tree_next(self) -> int:
+        if len(self._tree_ready) == 1:
+            for only in self._tree_ready:  # nothing to choose: no tree walk
+                return only
+        if not self._flat:
+            return self._tree.next()
+        heap = self._flat_heap
+        while True:
+            vtime, _, stream_id = heapq.heappop(heap)
+            entry = self._entries.get(stream_id)
+            if entry is None or not entry.ready or entry.extensible is not None \
+                    or entry.vtime != vtime:
+                continue  # stale: the stream left, blocked, or was pushed again
+            # H2O's and the package's step: a turn advances a stream by 256/weight.
+            self._vnow = vtime
+            entry.vtime = vtime + 256 / entry.weight
+            self._push_flat(entry)
+            return stream_id
+
+    def _push_flat(self, entry: _Entry) -> None:
+        heap = self._flat_heap
+        heapq.heappush(heap, (entry.vtime, entry.stream_id, entry.stream_id))
+        if len(heap) > 4 * len(self._tree_ready) + 64:
+            # Streams that turned ready and blocked again left stale entries.
+            self._flat_heap = [(e.vtime, e.stream_id, e.stream_id)
+                               for e in map(self._entries.__getitem__, self._tree_ready)]
+            heapq.heapify(self._flat_heap)
 
     # ---------------------------------------------------------------- tree
 
     def _place(self, stream_id: int, depends_on: int, weight: int, exclusive: bool,
                *, insert: bool) -> None:
+        if depends_on or exclusive:
+            self._flat = False
+        entry = self._entries.get(stream_id)
+        if entry is not None:
+            entry.weight = weight
         if depends_on and depends_on not in self._entries and depends_on not in self._idle:
             # A dependency on a stream we do not know: an idle (or long
             # closed) one. It enters the tree with default priority.

@@ -1,6 +1,6 @@
 """Priority fidelity of trio_h2: which stream's bytes go next, measured on the wire.
 
-Starts ``python -m trio_h2 bench.priority:app`` as a separate process and, one
+Starts ``python -m trio_h2 bench.priority_fidelity:app`` as a separate process and, one
 connection per scenario, asks it for several responses at once with RFC 7540
 (weights, dependencies, exclusive insertion, PRIORITY frames) or RFC 9218
 (``priority`` header, PRIORITY_UPDATE) signals. The client reads frames
@@ -57,7 +57,7 @@ Definitions (all offsets count DATA bytes, flow-controlled, in wire order):
   fresh connection; the table shows the median and the worst run. A scenario
   *reaches* the target when its median does and no run failed.
 
-Run: ``nox -s bench -- priority`` or ``python bench/priority.py [--json PATH]
+Run: ``nox -s bench -- priority_fidelity`` or ``python bench/priority_fidelity.py [--json PATH]
 [--repeat N] [--only SUBSTRING]``.
 """
 
@@ -813,7 +813,7 @@ def main() -> None:
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "trio_h2", "bench.priority:app", "--bind", "127.0.0.1:0",
+        [sys.executable, "-m", "trio_h2", "bench.priority_fidelity:app", "--bind", "127.0.0.1:0",
          "--log-level", "warning"], cwd=root, env=env, stdout=subprocess.PIPE)
     try:
         line = _first_line(server, STARTUP_TIMEOUT)
