@@ -539,3 +539,23 @@ def test_log_level(tmp_path: Path, level: str, logged: bool) -> None:
         assert ("INFO trio_h2: SIGTERM received: shutting down" in stderr) == logged
         if not logged:
             assert stderr == ""
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    ("--preface-timeout", "no connection preface within 1.0s"),
+    ("--idle-timeout", "idle for 1.0s"),
+])
+def test_timeout_flags_reach_the_connection(tmp_path: Path, flag: str, message: str) -> None:
+    # A connection that sends nothing (preface) or only a preface (idle) is
+    # closed once the flag's 1 s has passed; the log names the reason.
+    with run_server("--bind", "127.0.0.1:0", flag, "1", "--log-level", "debug",
+                    cwd=tmp_path) as server:
+        host, port = server.url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
+            if flag == "--idle-timeout":
+                preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                sock.sendall(preface + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # SETTINGS
+            while sock.recv(65536):  # until the server closes
+                pass
+        server.stderr.wait_for(message)
+        assert server.signal_and_wait(signal.SIGTERM) == 0

@@ -11,6 +11,7 @@ import h2.events
 import h2.settings
 import pytest
 from h2.errors import ErrorCodes
+from hyperframe.frame import Frame, GoAwayFrame, PingFrame, RstStreamFrame
 
 from trio_h2 import Config
 
@@ -200,24 +201,42 @@ def test_handler_finishing_early_resets_the_open_request_with_no_error() -> None
     assert received(pair.events, stream.stream_id) == b"done"
 
 
-def test_drain_sends_goaway_and_refuses_newer_streams() -> None:
+def frames(data: bytes) -> list[Frame]:
+    out = []
+    while data:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9:9 + length]))
+        out.append(frame)
+        data = data[9 + length:]
+    return out
+
+
+def test_drain_is_two_goaways_around_a_ping() -> None:
+    # RFC 9113 section 6.8: GOAWAY with 2^31-1 first, a PING, then GOAWAY
+    # with the last stream id once the PING is answered.
     pair = Pair()
     first = pair.request(GET)
     pair.server.start_drain()
-    events = pair.pump()
-    goaway = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
-    assert goaway and goaway[0].last_stream_id == first.stream_id
-    assert not pair.server.finished  # stream 1 is still in flight
-    # A stream opened after the GOAWAY is refused. (Fed as raw bytes: h2's
-    # client closes its side once it has seen GOAWAY.)
-    late = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
-    late.initiate_connection()
-    late.data_to_send()
-    late.send_headers(3, GET, end_stream=True)
-    pair.server.receive_data(late.data_to_send())
-    assert pair.server.h2.data_to_send()[3] == 0x03  # RST_STREAM
-    assert 3 not in pair.server.streams
-    pair.respond(first, b"ok")
+    goaway, ping = frames(pair.server.data_to_send())
+    assert isinstance(goaway, GoAwayFrame) and goaway.last_stream_id == 2**31 - 1
+    assert isinstance(ping, PingFrame) and "ACK" not in ping.flags
+    # A stream the client opened before it saw the GOAWAY is still served.
+    # (Fed as raw bytes: h2's client closes its side once it sees GOAWAY.)
+    pair.client.send_headers(3, GET, end_stream=True)
+    pair.server.receive_data(pair.client.data_to_send())
+    assert 3 in pair.server.streams
+    pair.server.receive_data(PingFrame(0, flags=["ACK"], opaque_data=ping.opaque_data)
+                             .serialize())
+    (second,) = frames(pair.server.data_to_send())
+    assert isinstance(second, GoAwayFrame) and second.last_stream_id == 3
+    pair.client.send_headers(5, GET, end_stream=True)  # after the second: refused
+    pair.server.receive_data(pair.client.data_to_send())
+    (refused,) = frames(pair.server.data_to_send())
+    assert isinstance(refused, RstStreamFrame) and refused.stream_id == 5
+    assert refused.error_code == ErrorCodes.REFUSED_STREAM
+    assert not pair.server.finished  # streams 1 and 3 are in flight
+    for stream in (first, pair.server.streams[3]):
+        pair.respond(stream, b"ok")
     pair.server.taken(pair.server.pull(1 << 20))
     assert pair.server.finished
 

@@ -381,10 +381,6 @@ async def test_data_after_end_stream_is_stream_closed(server: Server) -> None:
             assert await get(client, 3) == 200
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "h2 answers a stream over SETTINGS_MAX_CONCURRENT_STREAMS with GOAWAY PROTOCOL_ERROR "
-    "(TooManyStreamsError), ending the streams in flight; RFC 9113 section 5.1.2 allows "
-    "that, but RST_STREAM REFUSED_STREAM on that stream alone lets the client retry it"))
 async def test_stream_over_max_concurrent_streams_is_refused(
         start_test_server: StartServer) -> None:
     server = await start_test_server(max_concurrent_streams=2)

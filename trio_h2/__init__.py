@@ -7,6 +7,7 @@ single sender that consults the priority tree before each write.
 from ._config import Config as Config
 from ._errors import ClientDisconnected as ClientDisconnected
 from ._lifespan import LifespanFailure as LifespanFailure
+from ._limits import Budget as Budget
 from ._server import serve as serve
 from ._server import serve_listeners as serve_listeners
 from ._tls import configure_h2_context as configure_h2_context
@@ -15,6 +16,7 @@ from ._tls import server_ssl_context as server_ssl_context
 __version__ = "0.1.0"
 
 __all__ = [
+    "Budget",
     "ClientDisconnected",
     "Config",
     "LifespanFailure",

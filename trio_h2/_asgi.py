@@ -107,7 +107,10 @@ class _Exchange:
             return
         headers = [(b":status", b"500"), (b"content-type", b"text/plain; charset=utf-8"),
                    (b"content-length", str(len(_ERROR_BODY)).encode()), (b"date", _date())]
-        self._state.send_headers(stream, headers, end_stream=self._is_head)
+        try:
+            self._state.send_headers(stream, headers, end_stream=self._is_head)
+        except ClientDisconnected:
+            return  # h2 failed and the connection is closing
         if not self._is_head:
             self._state.offer(stream, _ERROR_BODY, end_stream=True)
         self._complete = True

@@ -127,7 +127,8 @@ def _main(argv: Sequence[str] | None) -> int:
     spec: AppSpec | None = args.app
     app = DemoApp() if spec is None else load_app(spec)
     ssl_context = None if args.certfile is None else load_tls(args.certfile, args.keyfile)
-    config = Config(shutdown_timeout=args.shutdown_timeout)
+    config = Config(shutdown_timeout=args.shutdown_timeout, **{
+        flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag in TIMEOUT_FLAGS})
     binds: list[Bind] = args.bind or [parse_bind(DEFAULT_BIND)]
     announcer = _Announcer("demo app" if spec is None else str(spec), tls=ssl_context is not None)
     try:
@@ -179,6 +180,12 @@ def _parser() -> argparse.ArgumentParser:
         "--shutdown-timeout", type=_seconds, default=Config().shutdown_timeout,
         metavar="SECONDS",
         help="how long in-flight streams may run after SIGINT/SIGTERM (default %(default)s)")
+    defaults = Config()
+    for flag, help_text in TIMEOUT_FLAGS.items():
+        parser.add_argument(
+            f"--{flag}", type=_positive_seconds, metavar="SECONDS",
+            default=getattr(defaults, flag.replace("-", "_")),
+            help=f"{help_text} (default %(default)s)")
     parser.add_argument(
         "--log-level", type=str.lower, choices=list(LOG_LEVELS), default="info",
         help="level of the trio_h2 logger, on stderr (default %(default)s)")
@@ -226,6 +233,24 @@ def parse_app_spec(text: str) -> AppSpec:
         raise argparse.ArgumentTypeError(
             f"invalid application {text!r}: expected MODULE:APP, as in 'myproject.asgi:app'")
     return AppSpec(module, tuple(names))
+
+
+# The connection timeouts of Config, as flags; each help says what runs out.
+TIMEOUT_FLAGS = {
+    "preface-timeout": "how long a new connection may take to send the HTTP/2 preface",
+    "idle-timeout": "how long a connection may stay open with no request in progress",
+    "header-timeout": "how long a request's header block may take to arrive (slowloris)",
+    "send-timeout": "how long response data may wait without progress (zero window, "
+                    "client not reading)",
+    "tls-handshake-timeout": "how long a TLS handshake may take",
+}
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, not {text!r}")
+    return value
 
 
 def _seconds(text: str) -> float:

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal, final
 
+from ._limits import Budget
+
 # RFC 9113 section 6.5.2: the largest flow-control window and frame size a
 # peer may announce.
 MAX_WINDOW_SIZE = 2**31 - 1
@@ -55,6 +57,46 @@ class Config:
     (decoded name + value + 32 per field, RFC 9113 section 6.5.2). 64 KiB is
     h2's default; nginx allows 32 KiB (large_client_header_buffers 4 x 8k)."""
 
+    preface_timeout: float = 10.0
+    """Seconds a new connection gets to send the HTTP/2 preface and its first
+    SETTINGS (after TLS). Go's server uses 10 s (prefaceTimeout)."""
+
+    idle_timeout: float = 75.0
+    """Seconds a connection may stay open with no stream in progress, h2c
+    included; then it is closed with GOAWAY NO_ERROR. Bytes that do not
+    complete a request do not count as activity. nginx's keepalive_timeout
+    is 75 s."""
+
+    header_timeout: float = 20.0
+    """Seconds a request header block (HEADERS and its CONTINUATION frames)
+    may take to arrive once it has started; against slowloris. The
+    connection is closed with GOAWAY ENHANCE_YOUR_CALM. Apache's
+    mod_reqtimeout allows 20 s for headers."""
+
+    send_timeout: float = 60.0
+    """Seconds response data may wait without progress: a stream waiting at
+    a zero flow-control window is reset (CANCEL), a write the client does
+    not read is abandoned and the connection closed. nginx's send_timeout
+    is 60 s."""
+
+    reset_budget: Budget = Budget(1000, 33.0)
+    """Streams the client may reset, or make us reset or refuse, in a burst
+    and per second after it (Rapid Reset, CVE-2023-44487; MadeYouReset,
+    CVE-2025-8671); past it, GOAWAY ENHANCE_YOUR_CALM. nghttp2's stream
+    reset rate limit is a burst of 1000 and 33 per second."""
+
+    control_frame_budget: Budget = Budget(10000, 1000.0)
+    """PING, SETTINGS, PRIORITY, PRIORITY_UPDATE and unknown frames the client
+    may send in a burst and per second after it (CVE-2019-9512, 9513, 9515);
+    past it, GOAWAY ENHANCE_YOUR_CALM. Go's server allows 10000 queued
+    control frames; a browser sends a handful per page."""
+
+    empty_frame_budget: Budget = Budget(100, 10.0)
+    """DATA frames with no data and no END_STREAM (and empty trailers) the
+    client may send (CVE-2019-9518); past it, GOAWAY ENHANCE_YOUR_CALM.
+    Netty allows 2 in a row; a burst of 100 leaves room for clients that
+    flush eagerly."""
+
     tls_handshake_timeout: float = 10.0
     """Seconds a TLS client gets to finish its handshake before we close the
     connection. nginx's ssl_handshake_timeout is 60 s; a browser finishes in
@@ -87,8 +129,14 @@ class Config:
         _check_range("initial_window_size", self.initial_window_size, 1, MAX_WINDOW_SIZE)
         _check_range("max_frame_size", self.max_frame_size, MIN_FRAME_SIZE, MAX_FRAME_SIZE)
         _check_range("max_header_list_size", self.max_header_list_size, 1, 2**31 - 1)
-        if not self.tls_handshake_timeout > 0:
-            raise ValueError(f"tls_handshake_timeout must be > 0, not {self.tls_handshake_timeout}")
+        for name in ("tls_handshake_timeout", "preface_timeout", "idle_timeout",
+                     "header_timeout", "send_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
+        for name in ("reset_budget", "control_frame_budget", "empty_frame_budget"):
+            if not isinstance(getattr(self, name), Budget):
+                raise ValueError(f"{name} must be a trio_h2.Budget, not {getattr(self, name)!r}")
         if not self.shutdown_timeout >= 0:
             raise ValueError(f"shutdown_timeout must be >= 0, not {self.shutdown_timeout}")
         if self.root_path.endswith("/"):

@@ -41,6 +41,11 @@ READ_SIZE = 65536
 # much (plus the kernel's TCP_NOTSENT_LOWAT of 16 KiB that trio sets).
 SEND_BATCH = 64 * 1024
 
+# The reader stops reading while this much output it caused (acknowledgements,
+# RST_STREAM, WINDOW_UPDATE) waits unsent: one read's worth. Go's server
+# stops at 10000 queued control frames; bytes are the honest measure here.
+READ_PAUSE = 64 * 1024
+
 StreamHandler = Callable[["Connection", StreamState], Awaitable[None]]
 
 
@@ -56,11 +61,14 @@ class Connection:
         *,
         peer: str,
     ) -> None:
-        self.state = ConnectionState(config, peer=peer)
+        self.state = ConnectionState(config, peer=peer, clock=trio.current_time)
         self.peer = peer
+        self._config = config
         self._stream = stream
         self._handler = handler
         self._sender_lot = trio.lowlevel.ParkingLot()
+        self._written_lot = trio.lowlevel.ParkingLot()  # the reader's brake
+        self._timer_lot = trio.lowlevel.ParkingLot()
         self._nursery: trio.Nursery | None = None
 
     async def run(self) -> None:
@@ -75,6 +83,7 @@ class Connection:
             self._nursery = nursery
             nursery.start_soon(self._sender)
             nursery.start_soon(self._reader)
+            nursery.start_soon(self._watchdog)
 
     def drain(self) -> None:
         """Begin a graceful close: GOAWAY, then finish the streams in flight."""
@@ -83,6 +92,8 @@ class Connection:
 
     def wake_sender(self) -> None:
         self._sender_lot.unpark_all()
+        if self.state.guard.new_deadline:
+            self._timer_lot.unpark_all()
 
     def _end(self) -> None:
         """Cancel whatever still runs: handlers of streams that cannot complete."""
@@ -108,10 +119,26 @@ class Connection:
         with self._fatal_errors():
             await self._send_loop()
 
+    async def _watchdog(self) -> None:
+        """Runs the connection's timers (``_guard``): sleeps until the next
+        deadline, or until a new one appears."""
+        with self._fatal_errors():
+            while not self.state.terminated:
+                deadline = self.state.check_timeouts()
+                self.wake_sender()
+                with trio.move_on_at(deadline):
+                    await self._timer_lot.park()
+
     async def _read_loop(self) -> None:
         state = self.state
         assert self._nursery is not None
         while not state.terminated:
+            while state.output_backlog >= READ_PAUSE:
+                # What we owe the client (PING and SETTINGS acknowledgements,
+                # RST_STREAM...) is not being read: stop reading until it is,
+                # so a flood costs the flooder, not our memory (CVE-2019-9512,
+                # 9514, 9515). A client that never reads meets send_timeout.
+                await self._written_lot.park()
             try:
                 data = await self._stream.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -143,12 +170,20 @@ class Connection:
             data = state.data_to_send()
             if data:
                 try:
-                    await self._stream.send_all(data)
+                    with trio.fail_after(self._config.send_timeout):
+                        await self._stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     log.debug("%s: connection lost while sending", self.peer)
                     state.connection_lost()
                     self._end()
                     return
+                except trio.TooSlowError:
+                    log.warning("%s: closing connection: the client has not read for %ss",
+                                self.peer, self._config.send_timeout)
+                    state.connection_lost()
+                    self._end()
+                    return
+                self._written_lot.unpark_all()
             if done:
                 # trio runs woken tasks in random order: yield once more so
                 # that the handlers just released offer their next chunks

@@ -21,6 +21,7 @@ Flow control, both ways:
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,8 +38,10 @@ from hpack.struct import HeaderTuple
 from hyperframe.frame import ExtensionFrame, GoAwayFrame
 
 from ._config import Config
-from ._errors import RemoteProtocolError
+from ._errors import ClientDisconnected, RemoteProtocolError
+from ._guard import ConnectionGuard
 from ._headers import Headers, MalformedRequest, RequestHead, validate_request, validate_trailers
+from ._limits import TokenBucket
 from ._priority_field import (
     PRIORITY_UPDATE,
     BadPriorityUpdate,
@@ -49,6 +52,9 @@ from ._priority_field import (
 from ._scheduler import DEFAULT_WEIGHT, Scheduler, SchedulerError
 
 log = logging.getLogger("trio_h2")
+
+# The opaque data of the PING between the two GOAWAYs of a graceful close.
+DRAIN_PING = b"trio_h2\x00"
 
 # RFC 9218 section 2.1.
 # h2 passes settings it does not know through as plain ints.
@@ -134,10 +140,19 @@ class ConnectionState:
     trio layer ends the connection on them.
     """
 
-    def __init__(self, config: Config, *, peer: str = "?") -> None:
+    def __init__(self, config: Config, *, peer: str = "?",
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.peer = peer
         self.streams: dict[int, StreamState] = {}
+        self.guard = ConnectionGuard(config, clock)
+        self.running = 0
+        """Handlers running: streams open on the wire, and streams reset or
+        closed whose handler has not returned yet. New streams past
+        max_concurrent_streams are refused, so a client that resets streams
+        (Rapid Reset) or makes us reset them (MadeYouReset) cannot pile up
+        handlers."""
+        self._priority_in_headers: h2.events.PriorityUpdated | None = None
         # nghttp2 keeps max(SETTINGS_MAX_CONCURRENT_STREAMS, 16) idle streams
         # in its priority tree (NGHTTP2_MIN_IDLE_STREAMS); so do we.
         self.scheduler = Scheduler(max_streams=config.max_concurrent_streams,
@@ -152,7 +167,10 @@ class ConnectionState:
         self.draining = False
         self.last_stream_id = MAX_STREAM_ID
         """Streams above this id are refused (set by :meth:`start_drain`)."""
-        self._extra = bytearray()  # frames h2 cannot send for us (graceful GOAWAY)
+        self._out = bytearray()
+        """Output not yet taken by the sender: what h2 queued while reading
+        (acknowledgements, WINDOW_UPDATE, RST_STREAM) and frames h2 cannot
+        send for us (a graceful GOAWAY). Its size is the reader's brake."""
         self.h2 = h2.connection.H2Connection(
             h2.config.H2Configuration(
                 client_side=False,
@@ -186,6 +204,15 @@ class ConnectionState:
         increment = self.config.connection_window_size - 65535
         if increment > 0:
             self.h2.increment_flow_control_window(increment)
+        # h2 answers a stream past SETTINGS_MAX_CONCURRENT_STREAMS with a
+        # connection error; RFC 9113 section 5.1.2 asks to refuse that stream
+        # alone. The SETTINGS frame above advertised the limit; h2 now gets
+        # none, and _request_received refuses with REFUSED_STREAM.
+        current: dict[h2.settings.SettingCodes, int] = {
+            cast(h2.settings.SettingCodes, code): value
+            for code, value in self.h2.local_settings.items()}
+        current[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = MAX_STREAM_ID
+        self.h2.local_settings = h2.settings.Settings(client=False, initial_values=current)
 
     def receive_data(self, data: bytes | bytearray) -> list[StreamState]:
         """Process bytes from the client. Returns the streams whose handlers to start."""
@@ -198,6 +225,7 @@ class ConnectionState:
             code = ErrorCodes(exc.error_code)
             self._fail(RemoteProtocolError(str(exc), error_code=code))
             return []
+        self.guard.input_parsed(self.h2)
         started: list[StreamState] = []
         for event in events:
             stream = self._handle_event(event)
@@ -205,7 +233,13 @@ class ConnectionState:
                 started.append(stream)
             if self.terminated:
                 break
+        self._out += self.h2.data_to_send()
         return started
+
+    @property
+    def output_backlog(self) -> int:
+        """Bytes of output waiting for the sender that reading produced."""
+        return len(self._out)
 
     def _handle_event(self, event: h2.events.Event) -> StreamState | None:
         if isinstance(event, h2.events.RequestReceived):
@@ -221,10 +255,14 @@ class ConnectionState:
         elif isinstance(event, h2.events.TrailersReceived):
             self._trailers_received(event)
         elif isinstance(event, h2.events.StreamReset):
+            # By the client, or by h2 for the client's error (a stream window
+            # overflow): either way a reset the client caused.
+            self._spend(self.guard.resets, "stream resets")
             stream = self.streams.get(event.stream_id)
             if stream is not None:
-                log.debug("%s: stream %d reset by client (%s)", self.peer, event.stream_id,
-                          _code_name(event.error_code))
+                log.debug("%s: stream %d reset (%s, by %s)", self.peer, event.stream_id,
+                          _code_name(event.error_code),
+                          "client" if event.remote_reset else "us")
                 self._close(stream, disconnected=True)
         elif isinstance(event, h2.events.WindowUpdated):
             if event.stream_id == 0:
@@ -232,12 +270,23 @@ class ConnectionState:
             elif event.stream_id in self.streams:
                 self._refresh(self.streams[event.stream_id])
         elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self.guard.preface_done()
+            self._spend(self.guard.control, "SETTINGS frames")
             if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
                 self._refresh_all()
         elif isinstance(event, h2.events.PriorityUpdated):
+            if event is self._priority_in_headers:
+                return None  # already applied with its request
+            self._spend(self.guard.control, "PRIORITY frames")
             if self.config.rfc7540_priorities:
                 self._reprioritize(event)
+        elif isinstance(event, h2.events.PingReceived):
+            self._spend(self.guard.control, "PING frames")
+        elif isinstance(event, h2.events.PingAckReceived):
+            if event.ping_data == DRAIN_PING:
+                self._drain_second_step()
         elif isinstance(event, h2.events.UnknownFrameReceived):
+            self._spend(self.guard.control, "PRIORITY_UPDATE and unknown frames")
             frame = event.frame
             if isinstance(frame, ExtensionFrame) and frame.type == PRIORITY_UPDATE:
                 self._priority_update(frame.stream_id, frame.body)
@@ -248,21 +297,30 @@ class ConnectionState:
                 log.info("%s: client sent GOAWAY %s: %r", self.peer,
                          _code_name(event.error_code), event.additional_data)
             self._terminate()
-        # PING, SETTINGS acks and unknown frames need nothing from us: h2
-        # acknowledges PING and SETTINGS itself.
+        # h2 acknowledges PING and SETTINGS itself.
         return None
 
     def _request_received(self, event: h2.events.RequestReceived) -> StreamState | None:
         stream_id = event.stream_id
+        self._priority_in_headers = event.priority_updated
         if stream_id > self.last_stream_id:
             # RFC 9113 section 6.8: after GOAWAY, newer streams are not processed.
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return None
+        if self.running >= self.config.max_concurrent_streams:
+            # RFC 9113 section 5.1.2: over the limit we advertised; the client
+            # may retry. Handlers of reset streams count until they return.
+            log.debug("%s: stream %d refused: %d handlers running", self.peer, stream_id,
+                      self.running)
+            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self._spend(self.guard.resets, "refused streams")
             return None
         try:
             head = validate_request(list(event.headers or []))
         except MalformedRequest as exc:
             log.info("%s: stream %d: malformed request: %s", self.peer, stream_id, exc)
             self.h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self._spend(self.guard.resets, "malformed requests")
             return None
         stream = StreamState(stream_id, head)
         extensible = self._early_updates.pop(stream_id, None)
@@ -283,6 +341,8 @@ class ConnectionState:
             return None
         stream.priority = _describe(extensible, depends_on, weight, exclusive)
         self.streams[stream_id] = stream
+        self.running += 1
+        self.guard.streams_running(self.running)
         if event.stream_ended is not None:
             stream.body_ended = True
         return stream
@@ -291,6 +351,8 @@ class ConnectionState:
         stream = self.streams.get(event.stream_id)
         flow = event.flow_controlled_length or 0
         data = event.data or b""
+        if not data and event.stream_ended is None:
+            self._spend(self.guard.empty, "empty DATA frames")
         if stream is None or stream.disconnected or not data:
             # Nobody will read it (stream we reset, or only padding):
             # return the credit at once. Padding counts (h2 docs).
@@ -311,6 +373,7 @@ class ConnectionState:
         except MalformedRequest as exc:
             log.info("%s: stream %d: malformed trailers: %s", self.peer, event.stream_id, exc)
             self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
+            self._spend(self.guard.resets, "malformed requests")
             return
         stream.body_ended = True
         stream.wake()
@@ -371,7 +434,16 @@ class ConnectionState:
                 # priority; what the response leaves out keeps the request's.
                 base = self.scheduler.extensible(stream.stream_id)
                 self.scheduler.set_extensible(stream.stream_id, parse_priority(value, base))
-        self.h2.send_headers(stream.stream_id, headers, end_stream=end_stream)
+        try:
+            self.h2.send_headers(stream.stream_id, headers, end_stream=end_stream)
+        except Exception as exc:
+            # The headers were validated; if h2 still fails, it may have
+            # changed its HPACK state half-way, and the client's decoder would
+            # no longer match ours: the connection cannot go on.
+            log.error("%s: stream %d: h2 failed to send headers; closing the connection: "
+                      "%r", self.peer, stream.stream_id, exc)
+            self.abort(ErrorCodes.INTERNAL_ERROR, "internal error")
+            raise ClientDisconnected(f"stream {stream.stream_id}: connection closed") from exc
         if end_stream:
             self._response_ended(stream)
 
@@ -388,6 +460,8 @@ class ConnectionState:
 
     def handler_finished(self, stream: StreamState) -> None:
         """The handler task has exited, normally or not."""
+        self.running -= 1
+        self.guard.streams_running(self.running)
         # Nobody will read what is left of the body: its connection credit
         # goes back whatever closed the stream, or ignored uploads (a 413
         # or 404 to a POST) would shrink the connection window for good.
@@ -462,37 +536,64 @@ class ConnectionState:
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket, in order."""
-        data = self.h2.data_to_send()
-        if self._extra:
-            data += self._extra
-            self._extra.clear()
+        if not self._out:
+            return self.h2.data_to_send()
+        self._out += self.h2.data_to_send()
+        data = bytes(self._out)
+        self._out.clear()
         return data
-
-    @property
-    def wants_to_send(self) -> bool:
-        return self.scheduler.ready_count > 0 and not self.terminated
 
     @property
     def finished(self) -> bool:
         """Nothing more will happen on this connection once output is flushed."""
-        return self.terminated or (self.draining and not self.streams)
+        return self.terminated or (
+            self.draining and self.last_stream_id != MAX_STREAM_ID and not self.streams)
 
     # ------------------------------------------------------------- lifetime
 
     def start_drain(self) -> None:
-        """Begin a graceful close: GOAWAY naming the last stream we will serve.
+        """Begin a graceful close (RFC 9113 section 6.8): GOAWAY with the
+        largest stream id and a PING; once the PING is answered (or after
+        DRAIN_RTT), a second GOAWAY names the last stream we will serve.
+        Streams the client opened before it saw the first are still served.
 
         h2's ``close_connection`` would stop h2 from sending anything more, so
-        this GOAWAY is written here and h2 stays open for in-flight streams.
+        these GOAWAYs are written here and h2 stays open for in-flight streams.
         """
         if self.draining or self.terminated:
             return
         self.draining = True
+        self._out += _goaway(MAX_STREAM_ID, ErrorCodes.NO_ERROR)
+        self.h2.ping(DRAIN_PING)
+        self._out += self.h2.data_to_send()
+        self.guard.drain_started()
+
+    def _drain_second_step(self) -> None:
+        if not self.draining or self.terminated or self.last_stream_id != MAX_STREAM_ID:
+            return
         self.last_stream_id = self.h2.highest_inbound_stream_id
-        frame = GoAwayFrame(0)
-        frame.last_stream_id = self.last_stream_id
-        frame.error_code = ErrorCodes.NO_ERROR
-        self._extra += frame.serialize()
+        self._out += _goaway(self.last_stream_id, ErrorCodes.NO_ERROR)
+        self.guard.drain_deadline = None
+
+    def check_timeouts(self) -> float:
+        """Act on the timers that have run out; return the next deadline."""
+        reason, stalled = self.guard.expired()
+        for stream_id in stalled:
+            self.guard.stream_stalled(stream_id, False)
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                log.info("%s: stream %d made no progress for %ss at a zero window; "
+                         "resetting it", self.peer, stream_id, self.config.send_timeout)
+                self.reset(stream, ErrorCodes.CANCEL)
+        if reason == "idle":
+            log.debug("%s: idle for %ss; closing", self.peer, self.config.idle_timeout)
+            self.guard.idle_since = None
+            self.start_drain()
+        elif reason is not None:
+            self._abuse(reason)
+        if self.guard.drain_due():
+            self._drain_second_step()
+        return self.guard.next_deadline()
 
     def close(self) -> None:
         """Queue the final GOAWAY (NO_ERROR) of an orderly close."""
@@ -504,7 +605,7 @@ class ConnectionState:
             self._terminate()
 
     def abort(self, code: ErrorCodes, reason: str) -> None:
-        """End the connection now with GOAWAY ``code`` (our own failure)."""
+        """End the connection now with GOAWAY ``code``."""
         if self.terminated:
             return
         try:
@@ -512,27 +613,35 @@ class ConnectionState:
         except h2.exceptions.ProtocolError:
             # h2's state machine refuses (it may be the one that failed):
             # write the GOAWAY ourselves.
-            frame = GoAwayFrame(0)
-            frame.last_stream_id = self.h2.highest_inbound_stream_id
-            frame.error_code = code
-            self._extra += frame.serialize()
+            self._out += _goaway(self.h2.highest_inbound_stream_id, code)
         self._terminate()
 
     def connection_lost(self) -> None:
         """The socket is gone: every stream is disconnected."""
         self.h2.clear_outbound_data_buffer()
-        self._extra.clear()
+        self._out.clear()
         self._terminate()
 
     def _fail(self, error: RemoteProtocolError) -> None:
         self.error = error
-        log.info("%s: connection error %s: %s", self.peer, _code_name(error.error_code), error)
+        if error.error_code == ErrorCodes.ENHANCE_YOUR_CALM:  # h2's own limits
+            log.warning("%s: closing connection: %s", self.peer, error)
+        else:
+            log.info("%s: connection error %s: %s", self.peer, _code_name(error.error_code),
+                     error)
         self._terminate()
 
     def _abuse(self, reason: str) -> None:
+        """Close for abuse: GOAWAY ENHANCE_YOUR_CALM and one log line."""
+        if self.terminated:
+            return
         self.abort(ErrorCodes.ENHANCE_YOUR_CALM, reason)
         self.error = RemoteProtocolError(reason, error_code=ErrorCodes.ENHANCE_YOUR_CALM)
         log.warning("%s: closing connection: %s", self.peer, reason)
+
+    def _spend(self, bucket: TokenBucket, what: str) -> None:
+        if not bucket.spend():
+            self._abuse(f"too many {what}")
 
     def _terminate(self) -> None:
         self.terminated = True
@@ -556,6 +665,7 @@ class ConnectionState:
         stream.closed = True
         del self.streams[stream.stream_id]
         self.scheduler.remove(stream.stream_id)
+        self.guard.stream_stalled(stream.stream_id, False)
         if disconnected:
             stream.disconnected = True
             stream.response_ended = True
@@ -579,6 +689,7 @@ class ConnectionState:
             len(outbox) == 0 or self.h2.local_flow_control_window(stream.stream_id) > 0
         )
         self.scheduler.set_ready(stream.stream_id, ready)
+        self.guard.stream_stalled(stream.stream_id, outbox is not None and not ready)
         return ready
 
     def _refresh_all(self) -> None:
@@ -593,6 +704,13 @@ class ConnectionState:
             "ready_streams": self.scheduler.ready_count,
             "buffered_body_bytes": sum(n for s in self.streams.values() for _, n in s.body),
         }
+
+
+def _goaway(last_stream_id: int, code: ErrorCodes) -> bytes:
+    frame = GoAwayFrame(0)
+    frame.last_stream_id = last_stream_id
+    frame.error_code = code
+    return bytes(frame.serialize())
 
 
 def _code_name(code: object) -> str:
