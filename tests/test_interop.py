@@ -114,3 +114,14 @@ async def test_tls_refuses_tls_1_1(h2_server: H2ServerFactory, tmp_path: Path) -
     assert result.returncode != 0
 
 
+
+
+async def test_h2load_at_the_stream_limit_is_never_refused(h2_server: H2ServerFactory) -> None:
+    # h2load opens the next stream the moment one ends; a stream that ended
+    # normally must not count against max_concurrent_streams while its
+    # handler is still returning (it would be refused, and the refusals
+    # charged to the reset budget).
+    h2load = require_tool("h2load")
+    server = await h2_server(app, max_concurrent_streams=4)
+    out = await run(h2load, "-n", "3000", "-c", "1", "-m", "4", server.url + "/")
+    assert "3000 succeeded, 0 failed, 0 errored, 0 timeout" in out, out

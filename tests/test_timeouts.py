@@ -193,3 +193,17 @@ def test_header_block_pending_reads_h2s_frame_buffer() -> None:
     assert _header_block_pending(conn)
     conn.receive_data(raw_frame(0x9, 0x4, 1, b"t"))  # CONTINUATION with END_HEADERS
     assert not _header_block_pending(conn)
+
+
+async def test_a_header_block_past_twice_the_list_size_ends_the_connection(
+    autojump_clock: trio.abc.Clock, h2_server: H2ServerFactory,
+) -> None:
+    client = await connect(h2_server, max_header_list_size=4096, header_timeout=1000,
+                           idle_timeout=1000)
+    block = client.encode([*GET, ("x-pad", "v" * 3000)])
+    await client.send_raw(raw_frame(0x1, 0x1, 1, block))  # under 2 x 4096: waits
+    await trio.sleep(500)
+    assert not client.kept and not await _closed_or_goaway(client)
+    await client.send_raw(raw_frame(0x9, 0, 1, b"v" * 6000))  # now past it
+    code, _ = await client.expect_goaway()
+    assert code == ErrorCodes.ENHANCE_YOUR_CALM

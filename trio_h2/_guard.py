@@ -64,14 +64,25 @@ class ConnectionGuard:
             self.idle_since = self.clock()
             self.new_deadline = True
 
-    def input_parsed(self, conn: h2.connection.H2Connection) -> None:
-        """After h2 took a read: is a header block still incomplete?"""
-        if _header_block_pending(conn):
-            if self.header_since is None:
-                self.header_since = self.clock()
-                self.new_deadline = True
-        else:
+    def input_parsed(self, conn: h2.connection.H2Connection) -> str | None:
+        """After h2 took a read: note whether a header block is incomplete.
+        Returns a reason to end the connection if that block is too large."""
+        if not _header_block_pending(conn):
             self.header_since = None
+            return None
+        if self.header_since is None:
+            self.header_since = self.clock()
+            self.new_deadline = True
+        # Encoders use Huffman only where it is shorter (RFC 7541 section
+        # 5.2), so an honest block is at most its raw fields plus a few
+        # bytes each, less than what max_header_list_size counts (name,
+        # value and 32 per field): past twice the limit it can only fail.
+        # h2 stops at 64 CONTINUATION frames, but with large frames allowed
+        # that is megabytes (the 2024 CONTINUATION flood).
+        if _header_block_size(conn) > 2 * self.config.max_header_list_size:
+            return (f"header block over {2 * self.config.max_header_list_size} bytes "
+                    f"(max_header_list_size is {self.config.max_header_list_size})")
+        return None
 
     def stream_stalled(self, stream_id: int, stalled: bool) -> None:
         if not stalled:
@@ -116,6 +127,17 @@ class ConnectionGuard:
         if self.stalled:
             candidates.append(min(self.stalled.values()) + config.send_timeout)
         return min((c for c in candidates if c is not None), default=math.inf)
+
+
+def _header_block_size(conn: h2.connection.H2Connection) -> int:
+    """Bytes of the unfinished header block h2 holds (see below)."""
+    buffer = conn.incoming_buffer
+    frames = getattr(buffer, "_headers_buffer", None) or ()
+    size = sum(len(getattr(frame, "data", b"")) for frame in frames)
+    data = getattr(buffer, "_data", b"")
+    if len(data) >= 9 and data[3] in (_HEADERS, _CONTINUATION):
+        size += len(data) - 9
+    return size
 
 
 def _header_block_pending(conn: h2.connection.H2Connection) -> bool:

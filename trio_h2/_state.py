@@ -147,11 +147,14 @@ class ConnectionState:
         self.streams: dict[int, StreamState] = {}
         self.guard = ConnectionGuard(config, clock)
         self.running = 0
-        """Handlers running: streams open on the wire, and streams reset or
-        closed whose handler has not returned yet. New streams past
-        max_concurrent_streams are refused, so a client that resets streams
-        (Rapid Reset) or makes us reset them (MadeYouReset) cannot pile up
-        handlers."""
+        """Handlers running, whatever the state of their stream."""
+        self.orphans = 0
+        """Handlers still running for streams that were reset (by either
+        side) or lost. They count against max_concurrent_streams with the
+        open streams, so a client that resets streams (Rapid Reset) or makes
+        us reset them (MadeYouReset) cannot pile up handlers. A stream that
+        ended normally does not count: the client cannot know its handler is
+        still finishing."""
         self._priority_in_headers: h2.events.PriorityUpdated | None = None
         # nghttp2 keeps max(SETTINGS_MAX_CONCURRENT_STREAMS, 16) idle streams
         # in its priority tree (NGHTTP2_MIN_IDLE_STREAMS); so do we.
@@ -225,7 +228,11 @@ class ConnectionState:
             code = ErrorCodes(exc.error_code)
             self._fail(RemoteProtocolError(str(exc), error_code=code))
             return []
-        self.guard.input_parsed(self.h2)
+        too_large = self.guard.input_parsed(self.h2)
+        if too_large is not None:
+            self._abuse(too_large)
+            self._out += self.h2.data_to_send()
+            return []
         started: list[StreamState] = []
         for event in events:
             stream = self._handle_event(event)
@@ -307,13 +314,15 @@ class ConnectionState:
             # RFC 9113 section 6.8: after GOAWAY, newer streams are not processed.
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return None
-        if self.running >= self.config.max_concurrent_streams:
+        if len(self.streams) + self.orphans >= self.config.max_concurrent_streams:
             # RFC 9113 section 5.1.2: over the limit we advertised; the client
             # may retry. Handlers of reset streams count until they return.
-            log.debug("%s: stream %d refused: %d handlers running", self.peer, stream_id,
-                      self.running)
+            log.debug("%s: stream %d refused: %d open, %d reset still running", self.peer,
+                      stream_id, len(self.streams), self.orphans)
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
-            self._spend(self.guard.resets, "refused streams")
+            if len(self.streams) >= self.config.max_concurrent_streams:
+                # Past the limit it was told: the client's doing.
+                self._spend(self.guard.resets, "streams over the limit")
             return None
         try:
             head = validate_request(list(event.headers or []))
@@ -460,8 +469,6 @@ class ConnectionState:
 
     def handler_finished(self, stream: StreamState) -> None:
         """The handler task has exited, normally or not."""
-        self.running -= 1
-        self.guard.streams_running(self.running)
         # Nobody will read what is left of the body: its connection credit
         # goes back whatever closed the stream, or ignored uploads (a 413
         # or 404 to a POST) would shrink the connection window for good.
@@ -471,6 +478,10 @@ class ConnectionState:
             # the handler is gone mid-response: the response cannot complete.
             self.reset(stream, ErrorCodes.NO_ERROR if stream.response_ended
                        else ErrorCodes.INTERNAL_ERROR)
+        self.running -= 1
+        if stream.disconnected:
+            self.orphans -= 1
+        self.guard.streams_running(self.running)
 
     def reset(self, stream: StreamState, code: ErrorCodes) -> None:
         """Reset ``stream`` with ``code`` (RST_STREAM); the handler sees a disconnect."""
@@ -668,6 +679,7 @@ class ConnectionState:
         self.guard.stream_stalled(stream.stream_id, False)
         if disconnected:
             stream.disconnected = True
+            self.orphans += 1  # until handler_finished
             stream.response_ended = True
             stream.outbox = None
             self._discard_body(stream)
