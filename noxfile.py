@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]  # bench: on request
@@ -37,8 +39,14 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks in bench/: ``nox -s bench -- backpressure`` (default: all)."""
-    session.install("-e", ".")
-    names = session.posargs or ["backpressure"]
-    for name in names:
-        session.run("python", f"bench/{name}.py")
+    """``nox -s bench`` runs every script in bench/; ``nox -s bench -- compare
+    --quick`` runs one, with its options. ``compare`` drives trio_h2 and
+    Hypercorn with h2load (nghttp2-client) and rewrites
+    docs/performance_results.inc and docs/_static/performance.png."""
+    session.install("-e", ".", "hypercorn", "matplotlib")
+    if session.posargs:
+        name, *options = session.posargs
+        session.run("python", f"bench/{name}.py", *options)
+        return
+    for script in sorted(Path("bench").glob("[!_]*.py")):
+        session.run("python", str(script))
