@@ -9,6 +9,7 @@ Frames a helper is not looking for are kept, in order, for later calls.
 
 from __future__ import annotations
 
+import ssl
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -77,7 +78,7 @@ class ConnectionEnded(Exception):
 
 
 class H2Client:
-    def __init__(self, stream: trio.SocketStream, *, ack_settings: bool = True) -> None:
+    def __init__(self, stream: trio.abc.Stream, *, ack_settings: bool = True) -> None:
         self.stream = stream
         self.ack_settings = ack_settings
         self.timeout = TIMEOUT
@@ -94,11 +95,19 @@ class H2Client:
     @classmethod
     async def connect(cls, host: str, port: int, *, preface: bytes = PREFACE,
                       settings: dict[int, int] | None = None, ack_settings: bool = True,
-                      wait_for_settings: bool = True) -> H2Client:
-        """Open a connection and send ``preface`` followed by SETTINGS (unless
-        ``settings`` is None and the preface is not the real one). Waits for the
-        server's first SETTINGS frame, so ``server_settings`` is filled in."""
-        client = cls(await trio.open_tcp_stream(host, port), ack_settings=ack_settings)
+                      wait_for_settings: bool = True,
+                      ssl_context: ssl.SSLContext | None = None) -> H2Client:
+        """Open a connection (TLS with ALPN h2 if ``ssl_context`` is given) and
+        send ``preface`` followed by SETTINGS (unless ``settings`` is None and
+        the preface is not the real one). Waits for the server's first
+        SETTINGS frame, so ``server_settings`` is filled in."""
+        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+        if ssl_context is not None:
+            tls = trio.SSLStream(stream, ssl_context, server_hostname="localhost")
+            await tls.do_handshake()
+            assert tls.selected_alpn_protocol() == "h2"
+            stream = tls
+        client = cls(stream, ack_settings=ack_settings)
         data = preface
         if preface == PREFACE or settings is not None:
             data += SettingsFrame(0, settings=settings or {}).serialize()

@@ -125,6 +125,12 @@ class Connection:
         with self._fatal_errors():
             while not self.state.terminated:
                 deadline = self.state.check_timeouts()
+                if self.state.guard.writing_since is not None and self.state.terminated:
+                    # The client stopped reading: the write cannot finish and
+                    # no GOAWAY can get through. Cancel everything.
+                    self.state.connection_lost()
+                    self._end()
+                    return
                 self.wake_sender()
                 with trio.move_on_at(deadline):
                     await self._timer_lot.park()
@@ -169,20 +175,16 @@ class Connection:
             state.taken(done)
             data = state.data_to_send()
             if data:
+                guard = state.guard
+                guard.writing_since = guard.clock()  # the watchdog's send_timeout
                 try:
-                    with trio.fail_after(self._config.send_timeout):
-                        await self._stream.send_all(data)
+                    await self._stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     log.debug("%s: connection lost while sending", self.peer)
                     state.connection_lost()
                     self._end()
                     return
-                except trio.TooSlowError:
-                    log.warning("%s: closing connection: the client has not read for %ss",
-                                self.peer, self._config.send_timeout)
-                    state.connection_lost()
-                    self._end()
-                    return
+                guard.writing_since = None
                 self._written_lot.unpark_all()
             if done:
                 # trio runs woken tasks in random order: yield once more so

@@ -51,6 +51,11 @@ class ConnectionGuard:
         self.drain_deadline: float | None = None
         self.stalled: dict[int, float] = {}
         """Streams waiting at a zero window, and since when."""
+        self.writing_since: float | None = None
+        """When the write in progress started (None: no write in progress).
+        Set and cleared around every write, so it must stay this cheap: no
+        deadline is announced for it; :meth:`next_deadline` looks at least
+        every half ``send_timeout`` instead."""
         self.new_deadline = False
         """A deadline appeared since the last :meth:`next_deadline`."""
 
@@ -108,6 +113,8 @@ class ConnectionGuard:
             reason = f"header block not completed within {config.header_timeout}s"
         elif self.idle_since is not None and now - self.idle_since >= config.idle_timeout:
             reason = "idle"
+        elif self.writing_since is not None and now - self.writing_since >= config.send_timeout:
+            reason = f"the client has not read for {config.send_timeout}s"
         stalled = [stream_id for stream_id, since in self.stalled.items()
                    if now - since >= config.send_timeout]
         return reason, stalled
@@ -126,6 +133,8 @@ class ConnectionGuard:
             candidates.append(self.idle_since + config.idle_timeout)
         if self.stalled:
             candidates.append(min(self.stalled.values()) + config.send_timeout)
+        # A write may start at any moment: look again within half a send_timeout.
+        candidates.append(self.clock() + config.send_timeout / 2)
         return min((c for c in candidates if c is not None), default=math.inf)
 
 

@@ -224,9 +224,13 @@ class ConnectionState:
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            # h2 has already queued GOAWAY with exc.error_code.
             code = ErrorCodes(exc.error_code)
+            if self.h2.state_machine.state != h2.connection.ConnectionState.CLOSED:
+                # h2 queues GOAWAY for errors in frames, but not for a broken
+                # preface (RFC 9113 section 3.4 asks for PROTOCOL_ERROR).
+                self.h2.close_connection(code, additional_data=str(exc).encode()[:128])
             self._fail(RemoteProtocolError(str(exc), error_code=code))
+            self._out += self.h2.data_to_send()
             return []
         too_large = self.guard.input_parsed(self.h2)
         if too_large is not None:
@@ -549,8 +553,7 @@ class ConnectionState:
         """Bytes to write to the socket, in order."""
         if not self._out:
             return self.h2.data_to_send()
-        self._out += self.h2.data_to_send()
-        data = bytes(self._out)
+        data = b"".join((self._out, self.h2.data_to_send()))  # one copy
         self._out.clear()
         return data
 
