@@ -38,6 +38,17 @@ def docs(session: nox.Session) -> None:
 
 
 @nox.session
+def fuzz(session: nox.Session) -> None:
+    """A long fuzz run, not part of the default sessions: ``nox -s fuzz``
+    (5000 examples per fuzz test) or ``nox -s fuzz -- 20000``. Examples are
+    random, not derandomized; failures are kept in .hypothesis/."""
+    session.install("-e", ".[test]")
+    examples = session.posargs[0] if session.posargs else "5000"
+    session.run("python", "-m", "pytest", "tests/test_fuzz.py", "-x",
+                "--hypothesis-show-statistics", env={"TRIO_H2_FUZZ_EXAMPLES": examples})
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """``nox -s bench`` runs every script in bench/; ``nox -s bench -- compare
     --quick`` runs one, with its options. ``compare`` drives trio_h2 and

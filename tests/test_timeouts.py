@@ -207,3 +207,16 @@ async def test_a_header_block_past_twice_the_list_size_ends_the_connection(
     await client.send_raw(raw_frame(0x9, 0, 1, b"v" * 6000))  # now past it
     code, _ = await client.expect_goaway()
     assert code == ErrorCodes.ENHANCE_YOUR_CALM
+
+
+async def test_body_timeout_resets_a_starved_upload(
+    autojump_clock: trio.abc.Clock, h2_server: H2ServerFactory,
+) -> None:
+    client = await connect(h2_server, body_timeout=15, idle_timeout=1000)
+    await client.send_headers(1, [(":method", "POST"), *GET[1:], ("content-length", "1000")])
+    start = trio.current_time()
+    for _ in range(3):  # data keeps it alive...
+        await trio.sleep(10)
+        await client.send_data(1, b"x" * 10)
+    assert await client.expect_rst(1) == ErrorCodes.CANCEL  # ...until it stops
+    assert 45 <= trio.current_time() - start < 46

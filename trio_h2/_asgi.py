@@ -134,7 +134,14 @@ class _Exchange:
                     return {"type": "http.request", "body": b"", "more_body": False}
             elif self._complete or stream.closed:
                 return _DISCONNECT
-            await self._lot.park()
+            if self._request_done:
+                await self._lot.park()  # only for the end of the exchange
+                continue
+            self._state.body_wanted(stream, True)  # body_timeout runs
+            try:
+                await self._lot.park()
+            finally:
+                self._state.body_wanted(stream, False)
 
     async def send(self, message: Message) -> None:
         kind = message["type"]

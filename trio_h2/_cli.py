@@ -240,6 +240,7 @@ TIMEOUT_FLAGS = {
     "preface-timeout": "how long a new connection may take to send the HTTP/2 preface",
     "idle-timeout": "how long a connection may stay open with no request in progress",
     "header-timeout": "how long a request's header block may take to arrive (slowloris)",
+    "body-timeout": "how long an application waiting for request body may wait for more",
     "send-timeout": "how long response data may wait without progress (zero window, "
                     "client not reading)",
     "tls-handshake-timeout": "how long a TLS handshake may take",

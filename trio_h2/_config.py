@@ -73,6 +73,12 @@ class Config:
     connection is closed with GOAWAY ENHANCE_YOUR_CALM. Apache's
     mod_reqtimeout allows 20 s for headers."""
 
+    body_timeout: float = 60.0
+    """Seconds an application waiting in ``receive()`` for request body may
+    wait for the next DATA frame; then the stream is reset (CANCEL) and the
+    application sees ``http.disconnect`` (R-U-Dead-Yet, slow uploads).
+    nginx's client_body_timeout is 60 s."""
+
     send_timeout: float = 60.0
     """Seconds response data may wait without progress: a stream waiting at
     a zero flow-control window is reset (CANCEL), a write the client does
@@ -130,7 +136,7 @@ class Config:
         _check_range("max_frame_size", self.max_frame_size, MIN_FRAME_SIZE, MAX_FRAME_SIZE)
         _check_range("max_header_list_size", self.max_header_list_size, 1, 2**31 - 1)
         for name in ("tls_handshake_timeout", "preface_timeout", "idle_timeout",
-                     "header_timeout", "send_timeout"):
+                     "header_timeout", "body_timeout", "send_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")

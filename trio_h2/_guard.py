@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import final
 
 import h2.connection
+from h2.errors import ErrorCodes
 
 from ._config import Config
 from ._limits import TokenBucket
@@ -51,6 +52,8 @@ class ConnectionGuard:
         self.drain_deadline: float | None = None
         self.stalled: dict[int, float] = {}
         """Streams waiting at a zero window, and since when."""
+        self.starved: dict[int, float] = {}
+        """Streams whose application waits for body, and since the last DATA."""
         self.writing_since: float | None = None
         """When the write in progress started (None: no write in progress).
         Set and cleared around every write, so it must stay this cheap: no
@@ -69,9 +72,17 @@ class ConnectionGuard:
             self.idle_since = self.clock()
             self.new_deadline = True
 
-    def input_parsed(self, conn: h2.connection.H2Connection) -> str | None:
+    def input_parsed(self, conn: h2.connection.H2Connection) -> tuple[ErrorCodes, str] | None:
         """After h2 took a read: note whether a header block is incomplete.
-        Returns a reason to end the connection if that block is too large."""
+        Returns the error code and reason to end the connection with, if
+        what is arriving can only fail."""
+        announced = _announced_frame_size(conn)
+        if announced > conn.max_inbound_frame_size:
+            # RFC 9113 section 4.2: the frame header alone proves the error;
+            # h2 would wait for (and buffer) the whole frame first.
+            return (ErrorCodes.FRAME_SIZE_ERROR,
+                    f"frame of {announced} bytes announced, over SETTINGS_MAX_FRAME_SIZE "
+                    f"{conn.max_inbound_frame_size}")
         if not _header_block_pending(conn):
             self.header_since = None
             return None
@@ -85,7 +96,8 @@ class ConnectionGuard:
         # h2 stops at 64 CONTINUATION frames, but with large frames allowed
         # that is megabytes (the 2024 CONTINUATION flood).
         if _header_block_size(conn) > 2 * self.config.max_header_list_size:
-            return (f"header block over {2 * self.config.max_header_list_size} bytes "
+            return (ErrorCodes.ENHANCE_YOUR_CALM,
+                    f"header block over {2 * self.config.max_header_list_size} bytes "
                     f"(max_header_list_size is {self.config.max_header_list_size})")
         return None
 
@@ -96,15 +108,28 @@ class ConnectionGuard:
             self.stalled[stream_id] = self.clock()
             self.new_deadline = True
 
+    def body_wanted(self, stream_id: int, wanted: bool) -> None:
+        """The application of ``stream_id`` waits for body (or stopped)."""
+        if not wanted:
+            self.starved.pop(stream_id, None)
+        elif stream_id not in self.starved:
+            self.starved[stream_id] = self.clock()
+            self.new_deadline = True
+
+    def body_arrived(self, stream_id: int) -> None:
+        if stream_id in self.starved:
+            self.starved[stream_id] = self.clock()
+
     def drain_started(self) -> None:
         self.drain_deadline = self.clock() + DRAIN_RTT
         self.new_deadline = True
 
     # ------------------------------------------------------------- questions
 
-    def expired(self) -> tuple[str | None, list[int]]:
+    def expired(self) -> tuple[str | None, list[int], list[int]]:
         """What has run out now: a reason the connection must end (or
-        ``None``), and the streams stalled for longer than ``send_timeout``."""
+        ``None``), the streams stalled for longer than ``send_timeout``, and
+        those starved of body for longer than ``body_timeout``."""
         now, config = self.clock(), self.config
         reason = None
         if self.preface_deadline is not None and now >= self.preface_deadline:
@@ -117,7 +142,9 @@ class ConnectionGuard:
             reason = f"the client has not read for {config.send_timeout}s"
         stalled = [stream_id for stream_id, since in self.stalled.items()
                    if now - since >= config.send_timeout]
-        return reason, stalled
+        starved = [stream_id for stream_id, since in self.starved.items()
+                   if now - since >= config.body_timeout]
+        return reason, stalled, starved
 
     def drain_due(self) -> bool:
         return self.drain_deadline is not None and self.clock() >= self.drain_deadline
@@ -133,9 +160,17 @@ class ConnectionGuard:
             candidates.append(self.idle_since + config.idle_timeout)
         if self.stalled:
             candidates.append(min(self.stalled.values()) + config.send_timeout)
+        if self.starved:
+            candidates.append(min(self.starved.values()) + config.body_timeout)
         # A write may start at any moment: look again within half a send_timeout.
         candidates.append(self.clock() + config.send_timeout / 2)
         return min((c for c in candidates if c is not None), default=math.inf)
+
+
+def _announced_frame_size(conn: h2.connection.H2Connection) -> int:
+    """The length in the header of the frame h2 is still receiving, or 0."""
+    data = getattr(conn.incoming_buffer, "_data", b"")
+    return int.from_bytes(data[:3], "big") if len(data) >= 9 else 0
 
 
 def _header_block_size(conn: h2.connection.H2Connection) -> int:

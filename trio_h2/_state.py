@@ -53,6 +53,10 @@ from ._scheduler import DEFAULT_WEIGHT, Scheduler, SchedulerError
 
 log = logging.getLogger("trio_h2")
 
+# nghttp2's limit on the entries of one SETTINGS frame (its default for
+# nghttp2_option_set_max_settings); RFC 9113 defines 7 settings.
+MAX_SETTINGS = 32
+
 # The opaque data of the PING between the two GOAWAYs of a graceful close.
 DRAIN_PING = b"trio_h2\x00"
 
@@ -232,9 +236,14 @@ class ConnectionState:
             self._fail(RemoteProtocolError(str(exc), error_code=code))
             self._out += self.h2.data_to_send()
             return []
-        too_large = self.guard.input_parsed(self.h2)
-        if too_large is not None:
-            self._abuse(too_large)
+        doomed = self.guard.input_parsed(self.h2)
+        if doomed is not None:
+            code, reason = doomed
+            if code == ErrorCodes.ENHANCE_YOUR_CALM:
+                self._abuse(reason)
+            else:
+                self.abort(code, reason)
+                self._fail(RemoteProtocolError(reason, error_code=code))
             self._out += self.h2.data_to_send()
             return []
         started: list[StreamState] = []
@@ -283,6 +292,11 @@ class ConnectionState:
         elif isinstance(event, h2.events.RemoteSettingsChanged):
             self.guard.preface_done()
             self._spend(self.guard.control, "SETTINGS frames")
+            # nghttp2 allows 32 entries per SETTINGS frame; h2 remembers every
+            # setting id a client ever names, so bound those too.
+            if len(event.changed_settings) > MAX_SETTINGS or \
+                    len(self.h2.remote_settings) > 2 * MAX_SETTINGS:
+                self._abuse(f"SETTINGS with more than {MAX_SETTINGS} entries")
             if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
                 self._refresh_all()
         elif isinstance(event, h2.events.PriorityUpdated):
@@ -316,14 +330,14 @@ class ConnectionState:
         self._priority_in_headers = event.priority_updated
         if stream_id > self.last_stream_id:
             # RFC 9113 section 6.8: after GOAWAY, newer streams are not processed.
-            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self._send_reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return None
         if len(self.streams) + self.orphans >= self.config.max_concurrent_streams:
             # RFC 9113 section 5.1.2: over the limit we advertised; the client
             # may retry. Handlers of reset streams count until they return.
             log.debug("%s: stream %d refused: %d open, %d reset still running", self.peer,
                       stream_id, len(self.streams), self.orphans)
-            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self._send_reset(stream_id, ErrorCodes.REFUSED_STREAM)
             if len(self.streams) >= self.config.max_concurrent_streams:
                 # Past the limit it was told: the client's doing.
                 self._spend(self.guard.resets, "streams over the limit")
@@ -332,7 +346,7 @@ class ConnectionState:
             head = validate_request(list(event.headers or []))
         except MalformedRequest as exc:
             log.info("%s: stream %d: malformed request: %s", self.peer, stream_id, exc)
-            self.h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self._send_reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
             self._spend(self.guard.resets, "malformed requests")
             return None
         stream = StreamState(stream_id, head)
@@ -372,6 +386,7 @@ class ConnectionState:
             self.h2.acknowledge_received_data(flow, event.stream_id)
         else:
             stream.body.append((data, flow))
+            self.guard.body_arrived(event.stream_id)
         if stream is not None:
             if event.stream_ended is not None:
                 stream.body_ended = True
@@ -491,7 +506,7 @@ class ConnectionState:
         """Reset ``stream`` with ``code`` (RST_STREAM); the handler sees a disconnect."""
         if stream.closed or self.terminated:
             return
-        self.h2.reset_stream(stream.stream_id, code)
+        self._send_reset(stream.stream_id, code)
         self._close(stream, disconnected=code != ErrorCodes.NO_ERROR)
 
     # ---------------------------------------------------------------- output
@@ -591,14 +606,14 @@ class ConnectionState:
 
     def check_timeouts(self) -> float:
         """Act on the timers that have run out; return the next deadline."""
-        reason, stalled = self.guard.expired()
+        reason, stalled, starved = self.guard.expired()
         for stream_id in stalled:
             self.guard.stream_stalled(stream_id, False)
-            stream = self.streams.get(stream_id)
-            if stream is not None:
-                log.info("%s: stream %d made no progress for %ss at a zero window; "
-                         "resetting it", self.peer, stream_id, self.config.send_timeout)
-                self.reset(stream, ErrorCodes.CANCEL)
+            self._give_up(stream_id, f"response made no progress for "
+                                     f"{self.config.send_timeout}s at a zero window")
+        for stream_id in starved:
+            self.guard.body_wanted(stream_id, False)
+            self._give_up(stream_id, f"no request body for {self.config.body_timeout}s")
         if reason == "idle":
             log.debug("%s: idle for %ss; closing", self.peer, self.config.idle_timeout)
             self.guard.idle_since = None
@@ -608,6 +623,12 @@ class ConnectionState:
         if self.guard.drain_due():
             self._drain_second_step()
         return self.guard.next_deadline()
+
+    def _give_up(self, stream_id: int, why: str) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            log.info("%s: stream %d: %s; resetting it", self.peer, stream_id, why)
+            self.reset(stream, ErrorCodes.CANCEL)
 
     def close(self) -> None:
         """Queue the final GOAWAY (NO_ERROR) of an orderly close."""
@@ -653,6 +674,17 @@ class ConnectionState:
         self.error = RemoteProtocolError(reason, error_code=ErrorCodes.ENHANCE_YOUR_CALM)
         log.warning("%s: closing connection: %s", self.peer, reason)
 
+    def _send_reset(self, stream_id: int, code: ErrorCodes) -> None:
+        """RST_STREAM, unless h2 has closed the stream already: a RST_STREAM
+        from the client, or one h2 sent itself, later in the same read."""
+        h2_stream = self.h2.streams.get(stream_id)
+        if h2_stream is not None and not h2_stream.closed:
+            self.h2.reset_stream(stream_id, code)
+
+    def body_wanted(self, stream: StreamState, wanted: bool) -> None:
+        """The handler of ``stream`` waits in ``receive()`` for body (or not)."""
+        self.guard.body_wanted(stream.stream_id, wanted and not stream.closed)
+
     def _spend(self, bucket: TokenBucket, what: str) -> None:
         if not bucket.spend():
             self._abuse(f"too many {what}")
@@ -680,6 +712,7 @@ class ConnectionState:
         del self.streams[stream.stream_id]
         self.scheduler.remove(stream.stream_id)
         self.guard.stream_stalled(stream.stream_id, False)
+        self.guard.body_wanted(stream.stream_id, False)
         if disconnected:
             stream.disconnected = True
             self.orphans += 1  # until handler_finished
