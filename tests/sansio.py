@@ -8,7 +8,8 @@ import h2.events
 import h2.settings
 
 from trio_h2 import Config
-from trio_h2._state import ConnectionState, StreamState
+from trio_h2._state import ConnectionState
+from trio_h2._stream import StreamState
 
 GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"x")]
 POST = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/up"), (b":authority", b"x")]

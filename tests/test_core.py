@@ -29,7 +29,9 @@ def test_core_imports_without_trio() -> None:
         "sys.modules['trio'] = None\n"
         "package = types.ModuleType('trio_h2'); package.__path__ = path\n"
         "sys.modules['trio_h2'] = package\n"
-        "import trio_h2._state, trio_h2._scheduler, trio_h2._headers, trio_h2._scope\n"
+        "import trio_h2._state, trio_h2._scheduler, trio_h2._headers, trio_h2._scope, "
+        "trio_h2._stream, trio_h2._h2extras, trio_h2._guard, trio_h2._limits, "
+        "trio_h2._priority_field\n"
         "print(trio_h2._state.ConnectionState)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

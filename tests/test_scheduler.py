@@ -13,7 +13,7 @@ from hyperframe.frame import PriorityFrame
 from trio_h2 import Config
 from trio_h2._priority_field import ExtensiblePriority, parse_priority
 from trio_h2._scheduler import Scheduler
-from trio_h2._state import StreamState
+from trio_h2._stream import StreamState
 
 from .sansio import GET, Pair
 

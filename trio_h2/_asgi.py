@@ -26,7 +26,7 @@ from ._connection import Connection, StreamHandler
 from ._errors import ClientDisconnected, LocalProtocolError
 from ._headers import Headers, response_headers, trailer_headers
 from ._scope import Address, build_scope
-from ._state import StreamState
+from ._stream import StreamState
 
 log = logging.getLogger("trio_h2")
 

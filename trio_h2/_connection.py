@@ -28,7 +28,8 @@ import trio
 from h2.errors import ErrorCodes
 
 from ._config import Config
-from ._state import ConnectionState, StreamState
+from ._state import ConnectionState
+from ._stream import StreamState
 
 log = logging.getLogger("trio_h2")
 

@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from ._headers import RequestHead
+from ._priority_field import ExtensiblePriority
 
 Address = tuple[str, int]
 
@@ -54,3 +55,13 @@ def build_scope(
         # ASGI lifespan state: each request gets a shallow copy.
         scope["state"] = dict(state)
     return scope
+
+
+def priority_extension(extensible: ExtensiblePriority | None, depends_on: int, weight: int,
+              exclusive: bool) -> dict[str, object]:
+    """The ``trio_h2.priority`` scope extension for a request's signals."""
+    if extensible is not None:
+        return {"scheme": "rfc9218", "urgency": extensible.urgency,
+                "incremental": extensible.incremental}
+    return {"scheme": "rfc7540", "weight": weight, "depends_on": depends_on,
+            "exclusive": exclusive}

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, cast, final
 
 import h2.config
@@ -32,15 +31,14 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-import hpack
 from h2.errors import ErrorCodes
-from hpack.struct import HeaderTuple
-from hyperframe.frame import ExtensionFrame, GoAwayFrame
+from hyperframe.frame import ExtensionFrame
 
 from ._config import Config
 from ._errors import ClientDisconnected, RemoteProtocolError
 from ._guard import ConnectionGuard
-from ._headers import Headers, MalformedRequest, RequestHead, validate_request, validate_trailers
+from ._h2extras import Decoder, code_name, goaway
+from ._headers import Headers, MalformedRequest, validate_request, validate_trailers
 from ._limits import TokenBucket
 from ._priority_field import (
     PRIORITY_UPDATE,
@@ -50,6 +48,8 @@ from ._priority_field import (
     parse_priority_update,
 )
 from ._scheduler import DEFAULT_WEIGHT, Scheduler, SchedulerError
+from ._scope import priority_extension
+from ._stream import StreamState
 
 log = logging.getLogger("trio_h2")
 
@@ -67,71 +67,6 @@ SETTINGS_NO_RFC7540_PRIORITIES = cast(h2.settings.SettingCodes, 0x9)
 # RFC 9113 section 9.1.1's bound on a stream id; GOAWAY with it means
 # "whatever you have sent so far" (RFC 9113 section 6.8).
 MAX_STREAM_ID = 2**31 - 1
-
-
-def _noop() -> None:
-    pass
-
-
-class _HeaderBlockUndecodable(h2.exceptions.ProtocolError):
-    """RFC 9113 section 4.3: a header block that cannot be decompressed is a
-    connection error of type COMPRESSION_ERROR."""
-
-    error_code = ErrorCodes.COMPRESSION_ERROR
-
-
-@final
-class _Decoder(hpack.Decoder):
-    """h2's HPACK decoder, reporting decoding failures with the error code
-    RFC 9113 requires (h2 turns them all into PROTOCOL_ERROR). Oversized
-    header lists stay h2's ENHANCE_YOUR_CALM."""
-
-    def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
-        try:
-            return super().decode(data, raw)
-        except hpack.OversizedHeaderListError:
-            raise
-        except (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
-            raise _HeaderBlockUndecodable(f"undecodable header block: {exc}") from exc
-
-
-@final
-@dataclass(eq=False, slots=True)
-class StreamState:
-    """One request/response exchange. Mutated only by :class:`ConnectionState`."""
-
-    stream_id: int
-    head: RequestHead
-    priority: dict[str, object] = field(default_factory=dict)
-    """The request's priority signals as it arrived (the ASGI scope's
-    ``trio_h2.priority`` extension)."""
-
-    # Request body, as received and not yet consumed: (bytes, flow-controlled length).
-    body: deque[tuple[bytes, int]] = field(default_factory=deque)
-    body_ended: bool = False
-    """The client sent END_STREAM: no more body will come."""
-
-    # Response.
-    headers_sent: bool = False
-    outbox: memoryview | None = None
-    """Response bytes offered by the handler and not yet framed."""
-    outbox_end: bool = False
-    """END_STREAM goes out with the last byte of ``outbox`` (or after ``trailers``)."""
-    trailers: Headers | None = None
-    in_flight: bool = False
-    """The handler's last offer is not yet written to the socket."""
-    response_ended: bool = False
-    """END_STREAM has been framed (or the stream was reset)."""
-
-    # Lifetime.
-    closed: bool = False
-    """The stream is closed on the wire; it has left ``ConnectionState.streams``."""
-    disconnected: bool = False
-    """Closed abnormally: reset by either side, or the connection was lost.
-    The client will not see any more of the response."""
-
-    wake: Callable[[], object] = _noop
-    """Called whenever something a handler may be waiting on changes."""
 
 
 @final
@@ -198,7 +133,7 @@ class ConnectionState:
             },
         )
         self.h2.max_inbound_frame_size = config.max_frame_size
-        self.h2.decoder = _Decoder()
+        self.h2.decoder = Decoder()
         self.h2.decoder.max_header_list_size = config.max_header_list_size
 
     # ------------------------------------------------------------------ input
@@ -281,7 +216,7 @@ class ConnectionState:
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 log.debug("%s: stream %d reset (%s, by %s)", self.peer, event.stream_id,
-                          _code_name(event.error_code),
+                          code_name(event.error_code),
                           "client" if event.remote_reset else "us")
                 self._close(stream, disconnected=True)
         elif isinstance(event, h2.events.WindowUpdated):
@@ -320,7 +255,7 @@ class ConnectionState:
             # stream can be completed after this.
             if event.error_code != ErrorCodes.NO_ERROR:
                 log.info("%s: client sent GOAWAY %s: %r", self.peer,
-                         _code_name(event.error_code), event.additional_data)
+                         code_name(event.error_code), event.additional_data)
             self._terminate()
         # h2 acknowledges PING and SETTINGS itself.
         return None
@@ -366,7 +301,7 @@ class ConnectionState:
         except SchedulerError as exc:
             self._abuse(str(exc))
             return None
-        stream.priority = _describe(extensible, depends_on, weight, exclusive)
+        stream.priority = priority_extension(extensible, depends_on, weight, exclusive)
         self.streams[stream_id] = stream
         self.running += 1
         self.guard.streams_running(self.running)
@@ -592,7 +527,7 @@ class ConnectionState:
         if self.draining or self.terminated:
             return
         self.draining = True
-        self._out += _goaway(MAX_STREAM_ID, ErrorCodes.NO_ERROR)
+        self._out += goaway(MAX_STREAM_ID, ErrorCodes.NO_ERROR)
         self.h2.ping(DRAIN_PING)
         self._out += self.h2.data_to_send()
         self.guard.drain_started()
@@ -601,7 +536,7 @@ class ConnectionState:
         if not self.draining or self.terminated or self.last_stream_id != MAX_STREAM_ID:
             return
         self.last_stream_id = self.h2.highest_inbound_stream_id
-        self._out += _goaway(self.last_stream_id, ErrorCodes.NO_ERROR)
+        self._out += goaway(self.last_stream_id, ErrorCodes.NO_ERROR)
         self.guard.drain_deadline = None
 
     def check_timeouts(self) -> float:
@@ -648,7 +583,7 @@ class ConnectionState:
         except h2.exceptions.ProtocolError:
             # h2's state machine refuses (it may be the one that failed):
             # write the GOAWAY ourselves.
-            self._out += _goaway(self.h2.highest_inbound_stream_id, code)
+            self._out += goaway(self.h2.highest_inbound_stream_id, code)
         self._terminate()
 
     def connection_lost(self) -> None:
@@ -662,7 +597,7 @@ class ConnectionState:
         if error.error_code == ErrorCodes.ENHANCE_YOUR_CALM:  # h2's own limits
             log.warning("%s: closing connection: %s", self.peer, error)
         else:
-            log.info("%s: connection error %s: %s", self.peer, _code_name(error.error_code),
+            log.info("%s: connection error %s: %s", self.peer, code_name(error.error_code),
                      error)
         self._terminate()
 
@@ -752,27 +687,3 @@ class ConnectionState:
             "ready_streams": self.scheduler.ready_count,
             "buffered_body_bytes": sum(n for s in self.streams.values() for _, n in s.body),
         }
-
-
-def _goaway(last_stream_id: int, code: ErrorCodes) -> bytes:
-    frame = GoAwayFrame(0)
-    frame.last_stream_id = last_stream_id
-    frame.error_code = code
-    return bytes(frame.serialize())
-
-
-def _code_name(code: object) -> str:
-    try:
-        return ErrorCodes(code).name  # type: ignore[arg-type]
-    except ValueError:
-        return f"0x{code:x}" if isinstance(code, int) else repr(code)
-
-
-def _describe(extensible: ExtensiblePriority | None, depends_on: int, weight: int,
-              exclusive: bool) -> dict[str, object]:
-    """The ``trio_h2.priority`` scope extension for a request's signals."""
-    if extensible is not None:
-        return {"scheme": "rfc9218", "urgency": extensible.urgency,
-                "incremental": extensible.incremental}
-    return {"scheme": "rfc7540", "weight": weight, "depends_on": depends_on,
-            "exclusive": exclusive}

@@ -1,0 +1,57 @@
+"""One request/response exchange as the core sees it. Pure.
+
+``StreamState`` is a record: only ``ConnectionState`` (``_state``) changes
+it; handlers read it and wait on it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import final
+
+from ._headers import Headers, RequestHead
+
+
+def _noop() -> None:
+    pass
+
+
+@final
+@dataclass(eq=False, slots=True)
+class StreamState:
+    """One request/response exchange. Mutated only by :class:`ConnectionState`."""
+
+    stream_id: int
+    head: RequestHead
+    priority: dict[str, object] = field(default_factory=dict)
+    """The request's priority signals as it arrived (the ASGI scope's
+    ``trio_h2.priority`` extension)."""
+
+    # Request body, as received and not yet consumed: (bytes, flow-controlled length).
+    body: deque[tuple[bytes, int]] = field(default_factory=deque)
+    body_ended: bool = False
+    """The client sent END_STREAM: no more body will come."""
+
+    # Response.
+    headers_sent: bool = False
+    outbox: memoryview | None = None
+    """Response bytes offered by the handler and not yet framed."""
+    outbox_end: bool = False
+    """END_STREAM goes out with the last byte of ``outbox`` (or after ``trailers``)."""
+    trailers: Headers | None = None
+    in_flight: bool = False
+    """The handler's last offer is not yet written to the socket."""
+    response_ended: bool = False
+    """END_STREAM has been framed (or the stream was reset)."""
+
+    # Lifetime.
+    closed: bool = False
+    """The stream is closed on the wire; it has left ``ConnectionState.streams``."""
+    disconnected: bool = False
+    """Closed abnormally: reset by either side, or the connection was lost.
+    The client will not see any more of the response."""
+
+    wake: Callable[[], object] = _noop
+    """Called whenever something a handler may be waiting on changes."""
