@@ -187,7 +187,7 @@ class Connection:
                     return
                 guard.writing_since = None
                 self._written_lot.unpark_all()
-            if done:
+            if done and state.scheduler.ready_count:
                 # trio runs woken tasks in random order: yield once more so
                 # that the handlers just released offer their next chunks
                 # before the next decision, instead of looking idle to it.

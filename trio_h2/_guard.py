@@ -60,7 +60,10 @@ class ConnectionGuard:
         deadline is announced for it; :meth:`next_deadline` looks at least
         every half ``send_timeout`` instead."""
         self.new_deadline = False
-        """A deadline appeared since the last :meth:`next_deadline`."""
+        """A deadline earlier than :attr:`wake_at` appeared: the watchdog must
+        look again (otherwise it would only see it at its next wake-up)."""
+        self.wake_at = -math.inf
+        """When the watchdog will look next (from :meth:`next_deadline`)."""
 
     def preface_done(self) -> None:
         self.preface_deadline = None
@@ -70,7 +73,7 @@ class ConnectionGuard:
             self.idle_since = None
         elif self.idle_since is None:
             self.idle_since = self.clock()
-            self.new_deadline = True
+            self._announce(self.idle_since + self.config.idle_timeout)
 
     def input_parsed(self, conn: h2.connection.H2Connection) -> tuple[ErrorCodes, str] | None:
         """After h2 took a read: note whether a header block is incomplete.
@@ -88,7 +91,7 @@ class ConnectionGuard:
             return None
         if self.header_since is None:
             self.header_since = self.clock()
-            self.new_deadline = True
+            self._announce(self.header_since + self.config.header_timeout)
         # Encoders use Huffman only where it is shorter (RFC 7541 section
         # 5.2), so an honest block is at most its raw fields plus a few
         # bytes each, less than what max_header_list_size counts (name,
@@ -105,16 +108,16 @@ class ConnectionGuard:
         if not stalled:
             self.stalled.pop(stream_id, None)
         elif stream_id not in self.stalled:
-            self.stalled[stream_id] = self.clock()
-            self.new_deadline = True
+            self.stalled[stream_id] = since = self.clock()
+            self._announce(since + self.config.send_timeout)
 
     def body_wanted(self, stream_id: int, wanted: bool) -> None:
         """The application of ``stream_id`` waits for body (or stopped)."""
         if not wanted:
             self.starved.pop(stream_id, None)
         elif stream_id not in self.starved:
-            self.starved[stream_id] = self.clock()
-            self.new_deadline = True
+            self.starved[stream_id] = since = self.clock()
+            self._announce(since + self.config.body_timeout)
 
     def body_arrived(self, stream_id: int) -> None:
         if stream_id in self.starved:
@@ -122,7 +125,11 @@ class ConnectionGuard:
 
     def drain_started(self) -> None:
         self.drain_deadline = self.clock() + DRAIN_RTT
-        self.new_deadline = True
+        self._announce(self.drain_deadline)
+
+    def _announce(self, deadline: float) -> None:
+        if deadline < self.wake_at:
+            self.new_deadline = True
 
     # ------------------------------------------------------------- questions
 
@@ -164,7 +171,8 @@ class ConnectionGuard:
             candidates.append(min(self.starved.values()) + config.body_timeout)
         # A write may start at any moment: look again within half a send_timeout.
         candidates.append(self.clock() + config.send_timeout / 2)
-        return min((c for c in candidates if c is not None), default=math.inf)
+        self.wake_at = min(c for c in candidates if c is not None)
+        return self.wake_at
 
 
 def _announced_frame_size(conn: h2.connection.H2Connection) -> int:

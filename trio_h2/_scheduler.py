@@ -75,7 +75,10 @@ class Scheduler:
         # Open streams plus idle ones that clients name in PRIORITY frames.
         # Idle nodes are evicted oldest first past max_idle, so the tree, its
         # depth and the package's recursion stay bounded.
-        self._tree = PriorityTree(maximum_streams=max_streams + max_idle + 1)
+        self._tree_size = max_streams + max_idle + 1
+        self._tree: PriorityTree | None = None
+        """Built at the first dependency, exclusive flag or PRIORITY frame for
+        an idle stream; until then the flat fast path below needs none."""
         self._max_idle = max_idle
         self._idle: OrderedDict[int, None] = OrderedDict()
         self._entries: dict[int, _Entry] = {}
@@ -89,9 +92,9 @@ class Scheduler:
         # The fast path for the common tree: every stream a child of the root
         # (clients that send no dependencies). The package's next() pops
         # every blocked sibling on each call (70 us with 100 streams, 2
-        # ready); a heap of the ready ones gives the same weighted shares in
-        # O(log ready). Any dependency or exclusive flag ends it for good.
-        self._flat = True
+        # ready), and removing a stream rebuilds its parent's heap; a heap of
+        # the ready ones gives the same weighted shares in O(log ready). Any
+        # dependency or exclusive flag ends it for good.
         self._flat_heap: list[tuple[float, int, int]] = []
         self._vnow = 0.0
 
@@ -102,6 +105,8 @@ class Scheduler:
         """Add a new stream, not ready. A stream a PRIORITY frame already put
         in the tree while it was idle keeps that place unless this call names one."""
         self._entries[stream_id] = _Entry(stream_id, extensible, weight=weight)
+        if self._tree is None and not depends_on and not exclusive:
+            return  # the flat fast path: a child of the root
         if stream_id in self._idle:
             del self._idle[stream_id]
             if depends_on or weight != DEFAULT_WEIGHT or exclusive:
@@ -113,7 +118,11 @@ class Scheduler:
     def reprioritize(self, stream_id: int, *, depends_on: int, weight: int,
                      exclusive: bool) -> None:
         """Apply an RFC 7540 PRIORITY frame, to an open stream or an idle one."""
-        if stream_id not in self._entries and stream_id not in self._idle:
+        entry = self._entries.get(stream_id)
+        if self._tree is None and entry is not None and not depends_on and not exclusive:
+            entry.weight = weight  # still flat: only the weight changes
+            return
+        if entry is None and stream_id not in self._idle:
             # RFC 9113 section 5.3.2 / RFC 7540 section 5.3.4: an idle stream
             # enters the tree so that later streams can depend on it.
             self._place(stream_id, depends_on, weight, exclusive, insert=True)
@@ -138,8 +147,9 @@ class Scheduler:
         self.set_ready(stream_id, False)
         del self._entries[stream_id]
         self._owed.pop(stream_id, None)
-        with suppress(MissingStreamError):  # never entered: its insert failed
-            self._tree.remove_stream(stream_id)
+        if self._tree is not None:
+            with suppress(MissingStreamError):  # never entered: its insert failed
+                self._tree.remove_stream(stream_id)
 
     # ------------------------------------------------------------ readiness
 
@@ -153,13 +163,15 @@ class Scheduler:
         if value is None:
             if ready:
                 self._tree_ready.add(stream_id)
-                self._tree.unblock(stream_id)
+                if self._tree is not None:
+                    self._tree.unblock(stream_id)
                 # A stream that waited does not bank turns (nghttp2's rule).
                 entry.vtime = max(entry.vtime, self._vnow)
                 self._push_flat(entry)
             else:
                 self._tree_ready.discard(stream_id)
-                self._tree.block(stream_id)
+                if self._tree is not None:
+                    self._tree.block(stream_id)
         elif value.incremental:
             if ready:
                 self._incremental[value.urgency].append(stream_id)
@@ -226,7 +238,7 @@ class Scheduler:
         if len(self._tree_ready) == 1:
             for only in self._tree_ready:  # nothing to choose: no tree walk
                 return only
-        if not self._flat:
+        if self._tree is not None:
             return self._tree.next()
         heap = self._flat_heap
         while True:
@@ -252,10 +264,20 @@ class Scheduler:
 
     # ---------------------------------------------------------------- tree
 
+    def _build_tree(self) -> PriorityTree:
+        """The tree, with every open stream a child of the root, as it was."""
+        if self._tree is None:
+            tree = PriorityTree(maximum_streams=self._tree_size)
+            for entry in self._entries.values():
+                tree.insert_stream(entry.stream_id, weight=entry.weight)
+                if not (entry.ready and entry.extensible is None):
+                    tree.block(entry.stream_id)
+            self._tree = tree
+        return self._tree
+
     def _place(self, stream_id: int, depends_on: int, weight: int, exclusive: bool,
                *, insert: bool) -> None:
-        if depends_on or exclusive:
-            self._flat = False
+        tree = self._build_tree()
         entry = self._entries.get(stream_id)
         if entry is not None:
             entry.weight = weight
@@ -266,11 +288,11 @@ class Scheduler:
             self._remember_idle(depends_on)
         try:
             if insert:
-                self._tree.insert_stream(stream_id, depends_on=depends_on or None,
+                tree.insert_stream(stream_id, depends_on=depends_on or None,
                                          weight=weight, exclusive=exclusive)
-                self._tree.block(stream_id)
+                tree.block(stream_id)
             else:
-                self._tree.reprioritize(stream_id, depends_on=depends_on or None,
+                tree.reprioritize(stream_id, depends_on=depends_on or None,
                                         weight=weight, exclusive=exclusive)
         except (PriorityLoop, RecursionError):
             # The package reports loops falsely past 100 levels and recurses
@@ -285,12 +307,13 @@ class Scheduler:
             raise SchedulerError(f"stream {stream_id}: {exc}") from exc
 
     def _fallback(self, stream_id: int, weight: int, *, insert: bool) -> None:
+        tree = self._build_tree()
         try:
             if insert:
-                self._tree.insert_stream(stream_id, weight=weight)
-                self._tree.block(stream_id)
+                tree.insert_stream(stream_id, weight=weight)
+                tree.block(stream_id)
             else:
-                self._tree.reprioritize(stream_id, weight=weight)
+                tree.reprioritize(stream_id, weight=weight)
         except PriorityError as exc:
             raise SchedulerError(f"stream {stream_id}: {exc}") from exc
 
@@ -298,4 +321,4 @@ class Scheduler:
         self._idle[stream_id] = None
         while len(self._idle) > self._max_idle:
             oldest, _ = self._idle.popitem(last=False)
-            self._tree.remove_stream(oldest)  # its dependents move up a level
+            self._build_tree().remove_stream(oldest)  # its dependents move up a level
