@@ -1021,7 +1021,10 @@ async def test_an_exception_in_priority_ends_only_that_connection(
     server = await start(h2_server, app)
     async with watched(server, app) as watch:
         attacker = await watch.connect()
-        await attacker.send(headers(doomed, request_block()))
+        # A PRIORITY frame with an exclusive dependency makes the server use
+        # the package's tree (a flat connection schedules without it).
+        exclusive_on_root = priority_frame(1, depends_on=0, weight=16, exclusive=True)
+        await attacker.send(exclusive_on_root + headers(doomed, request_block()))
         ending = await attacker.finish(ENDING_LIMIT)
         assert_stopped(ending, ErrorCodes.INTERNAL_ERROR, what="priority raised")
 
