@@ -7,6 +7,12 @@ SIGINT or SIGTERM. The first such signal shuts down gracefully (listeners
 close, GOAWAY, in-flight streams get up to ``--shutdown-timeout`` seconds) and
 the exit status is 0; a second one exits at once with status 1.
 
+With ``--workers N`` (N > 1) this process is a supervisor instead: it checks
+the same inputs, reserves the addresses and runs N worker processes, each a
+``python -m trio_h2`` with the same arguments plus two internal ones (where
+to listen, and its channel to the supervisor). :mod:`trio_h2._workers` has
+the mechanics and the policy; the exit statuses are the same.
+
 Errors in what the user gave us never show a traceback: each is one line on
 stderr, ``trio_h2: error: <what went wrong>``. Exit status 2 means the
 command line itself is malformed (as argparse does): unknown option, a
@@ -21,18 +27,20 @@ startup failing. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import ipaddress
 import logging
 import os
 import re
 import signal
+import socket
 import ssl
 import sys
 import traceback
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn, cast, final
+from typing import NoReturn, TypeVar, cast, final
 
 import trio
 
@@ -43,6 +51,15 @@ from ._lifespan import LifespanFailure
 from ._scope import Address
 from ._server import serve_listeners
 from ._tls import server_ssl_context
+from ._workers import (
+    REUSEPORT_SPREADS_CONNECTIONS,
+    Supervisor,
+    WorkerFailure,
+    open_reuseport_listeners,
+    report_failure,
+    reserve,
+    serve_worker,
+)
 
 log = logging.getLogger("trio_h2")
 
@@ -56,6 +73,8 @@ EXIT_USAGE = 2  # what argparse uses for a malformed command line
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
               "error": logging.ERROR}
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# With --workers, several processes write to the same stderr: say which.
+LOG_FORMAT_WORKERS = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 # Certificates and keys are a few KiB; reading more than this to look for PEM
 # markers only matters for a wrong path such as /dev/zero.
 PEM_READ_LIMIT = 1024 * 1024
@@ -113,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -120,19 +140,47 @@ def _main(argv: Sequence[str] | None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     if args.keyfile is not None and args.certfile is None:
         raise CommandError("--keyfile needs --certfile (see --help)", EXIT_USAGE)
+    if args.workers > 1 and not REUSEPORT_SPREADS_CONNECTIONS:
+        raise CommandError(f"--workers needs SO_REUSEPORT as Linux has it (connections "
+                           f"spread over the processes); not available on {sys.platform}")
 
-    logging.basicConfig(format=LOG_FORMAT, stream=sys.stderr)
+    worker = args.worker_channel is not None
+    several = worker or args.workers > 1
+    logging.basicConfig(format=LOG_FORMAT_WORKERS if several else LOG_FORMAT, stream=sys.stderr)
     log.setLevel(LOG_LEVELS[args.log_level])
+    if worker:
+        return _work(args)
 
+    spec: AppSpec | None = args.app
+    app, ssl_context, config = _load(args)
+    binds: list[Bind] = args.bind or [parse_bind(DEFAULT_BIND)]
+    announcer = _Announcer("demo app" if spec is None else str(spec),
+                           tls=ssl_context is not None, workers=args.workers)
+    if args.workers > 1:
+        clean = _run(functools.partial(_supervise, binds, args.workers, argv, announcer,
+                                       config.shutdown_timeout))
+        return EXIT_OK if clean else EXIT_FAILURE
+    _run(functools.partial(_serve, app, binds, ssl_context, config, announcer))
+    return EXIT_OK
+
+
+def _load(args: argparse.Namespace) -> tuple[ASGIApp, ssl.SSLContext | None, Config]:
+    """The app, the TLS context and the Config that ``args`` describe."""
     spec: AppSpec | None = args.app
     app = DemoApp() if spec is None else load_app(spec)
     ssl_context = None if args.certfile is None else load_tls(args.certfile, args.keyfile)
     config = Config(shutdown_timeout=args.shutdown_timeout, **{
         flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag in TIMEOUT_FLAGS})
-    binds: list[Bind] = args.bind or [parse_bind(DEFAULT_BIND)]
-    announcer = _Announcer("demo app" if spec is None else str(spec), tls=ssl_context is not None)
+    return app, ssl_context, config
+
+
+T = TypeVar("T")
+
+
+def _run(async_fn: Callable[[], Awaitable[T]]) -> T:
+    """``trio.run(async_fn)``, with the user's errors as :exc:`CommandError`."""
     try:
-        trio.run(_serve, app, binds, ssl_context, config, announcer)
+        return trio.run(async_fn)
     except Exception as exc:
         # Errors from inside nurseries arrive wrapped in exception groups.
         leaves = _leaves(exc)
@@ -142,7 +190,6 @@ def _main(argv: Sequence[str] | None) -> int:
         if isinstance(first, LifespanFailure):
             raise CommandError(f"application startup failed: {first}") from None
         raise first from None
-    return EXIT_OK
 
 
 class _Parser(argparse.ArgumentParser):
@@ -187,8 +234,17 @@ def _parser() -> argparse.ArgumentParser:
             default=getattr(defaults, flag.replace("-", "_")),
             help=f"{help_text} (default %(default)s)")
     parser.add_argument(
+        "--workers", type=_worker_count, default=1, metavar="N",
+        help="serve with N processes sharing each port (SO_REUSEPORT, Linux only) under "
+             "this one, which restarts a worker that exits and passes signals on "
+             "(default %(default)s: serve in this process)")
+    parser.add_argument(
         "--log-level", type=str.lower, choices=list(LOG_LEVELS), default="info",
         help="level of the trio_h2 logger, on stderr (default %(default)s)")
+    # Internal: what the supervisor tells a worker (see _worker_command).
+    parser.add_argument("--_worker", dest="worker_channel", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--_bound", dest="worker_bound", action="append", type=parse_bind,
+                        default=[], help=argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
@@ -245,6 +301,12 @@ TIMEOUT_FLAGS = {
                     "client not reading)",
     "tls-handshake-timeout": "how long a TLS handshake may take",
 }
+
+
+def _worker_count(text: str) -> int:
+    if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes >= 1, not {text!r}")
+    return int(text)
 
 
 def _positive_seconds(text: str) -> float:
@@ -354,10 +416,12 @@ class _Announcer:
     line saying where we serve, with the bound addresses (so port 0 shows
     the port the system picked)."""
 
-    def __init__(self, what: str, *, tls: bool) -> None:
+    def __init__(self, what: str, *, tls: bool, workers: int = 1) -> None:
         self._what = what
         self._scheme = "https" if tls else "http"
         self._mode = "h2 over TLS, ALPN" if tls else "h2c, prior knowledge"
+        if workers > 1:
+            self._mode += f", {workers} workers"
 
     def started(self, value: list[Address] | None = None) -> None:
         urls = ", ".join(f"{self._scheme}://{_host_port(host, port)}"
@@ -374,7 +438,7 @@ async def _serve(app: ASGIApp, binds: Sequence[Bind], ssl_context: ssl.SSLContex
     # Installed before anything else so that a signal during startup is
     # also a graceful stop rather than KeyboardInterrupt or death by SIGTERM.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        listeners = await _open_listeners(binds)
+        listeners = await _bind_each(binds, _open_tcp_listeners, _close_listener)
         async with trio.open_nursery() as nursery:
             stop = trio.CancelScope()
             nursery.start_soon(_stop_on_signals, signals, stop, config.shutdown_timeout)
@@ -385,19 +449,87 @@ async def _serve(app: ASGIApp, binds: Sequence[Bind], ssl_context: ssl.SSLContex
             nursery.cancel_scope.cancel()  # stopped: no more signals to wait for
 
 
-async def _open_listeners(binds: Sequence[Bind]) -> list[trio.SocketListener]:
-    listeners: list[trio.SocketListener] = []
+async def _bind_each(binds: Sequence[Bind], open_one: Callable[[str, int], Awaitable[list[T]]],
+                     close: Callable[[T], object]) -> list[T]:
+    """``open_one(host, port)`` for each of ``binds``, concatenated. Raises
+    :exc:`CommandError` if one fails (the ones already open are closed)."""
+    opened: list[T] = []
     try:
         for bind in binds:
             try:
-                listeners += await trio.open_tcp_listeners(bind.port, host=bind.host)
+                opened += await open_one(bind.host, bind.port)
             except OSError as exc:
                 raise CommandError(f"cannot listen on {bind}: {exc.strerror or exc}") from None
     except BaseException:
-        for listener in listeners:
-            listener.socket.close()
+        for each in opened:
+            close(each)
         raise
-    return listeners
+    return opened
+
+
+async def _open_tcp_listeners(host: str, port: int) -> list[trio.SocketListener]:
+    return await trio.open_tcp_listeners(port, host=host)
+
+
+def _close_listener(listener: trio.SocketListener) -> None:
+    listener.socket.close()
+
+
+async def _supervise(binds: Sequence[Bind], workers: int, argv: Sequence[str],
+                     announcer: _Announcer, shutdown_timeout: float) -> bool:
+    """Reserve the addresses and run ``workers`` workers on them until the
+    first SIGINT/SIGTERM; returns :meth:`Supervisor.run`'s verdict. Raises
+    :exc:`CommandError` if an address cannot be bound or a worker cannot
+    start."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        reserved = await _bind_each(binds, reserve, socket.socket.close)
+        try:
+            addresses = [_address(sock.getsockname()) for sock in reserved]
+            supervisor = Supervisor(
+                functools.partial(_worker_command, argv, [Bind(*each) for each in addresses]),
+                workers, announce=functools.partial(announcer.started, addresses),
+                shutdown_timeout=shutdown_timeout)
+            return await supervisor.run(signals)
+        except WorkerFailure as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            for sock in reserved:
+                sock.close()
+
+
+def _worker_command(argv: Sequence[str], binds: Sequence[Bind], fd: int) -> list[str]:
+    """The command line of a worker that listens on ``binds`` (instead of
+    ``--bind``) and has its channel on file descriptor ``fd``. The rest is this
+    runner's own ``argv``, so that every option reaches the worker and is
+    parsed as here; the internal options go first, so that a ``--`` in
+    ``argv`` cannot make them positionals."""
+    bound = [arg for bind in binds for arg in ("--_bound", str(bind))]
+    return [sys.executable, "-m", "trio_h2", "--_worker", str(fd), *bound, *argv]
+
+
+def _work(args: argparse.Namespace) -> int:
+    """Serve as a worker of a supervisor (``--_worker FD``): its errors go to
+    the supervisor, on the channel, rather than to stderr."""
+    channel = socket.socket(fileno=args.worker_channel)
+    # Processes the app starts must not hold it open past this one's exit.
+    channel.set_inheritable(False)
+    with channel:
+        try:
+            app, ssl_context, config = _load(args)
+            _run(functools.partial(_serve_as_worker, app, args.worker_bound, channel,
+                                   ssl_context, config))
+        except CommandError as exc:
+            report_failure(channel, str(exc))
+            return exc.status
+    return EXIT_OK
+
+
+async def _serve_as_worker(app: ASGIApp, binds: Sequence[Bind], channel: socket.socket,
+                           ssl_context: ssl.SSLContext | None, config: Config) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        listeners = await _bind_each(binds, open_reuseport_listeners, _close_listener)
+        await serve_worker(app, listeners, channel, signals, ssl_context=ssl_context,
+                           config=config)
 
 
 async def _stop_on_signals(signals: AsyncIterator[int], stop: trio.CancelScope,
@@ -428,6 +560,11 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(children, tuple):
         return [leaf for child in children for leaf in _leaves(child)]
     return [exc]
+
+
+def _address(sockaddr: object) -> Address:
+    assert isinstance(sockaddr, tuple)
+    return (str(sockaddr[0]), int(sockaddr[1]))
 
 
 def _host_port(host: str, port: int) -> str:

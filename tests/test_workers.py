@@ -1,0 +1,304 @@
+"""``--workers N``: a supervisor and N worker processes on one port, as real processes.
+
+Servers are started as in ``test_cli`` (``run_server`` reads the one line);
+the app answers with the pid of the worker that served the request, which is
+how a test tells the workers apart. Which worker gets a new connection is the
+kernel's choice (a hash over the connection's ports), so where a test needs
+to see a given worker it opens fresh connections until it does, a bounded
+number of times: with two workers, 60 connections all going to the other one
+has a probability of 2**-60. Every process a test starts, workers included,
+is killed in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import pytest
+import trustme
+
+from trio_h2._workers import (
+    RESTART_LIMIT,
+    RESTART_WINDOW,
+    REUSEPORT_SPREADS_CONNECTIONS,
+    may_restart,
+)
+
+from .conftest import require_tool
+from .test_cli import TIMEOUT, Server, curl, run_server, run_to_exit, write_module
+
+pytestmark = pytest.mark.skipif(not REUSEPORT_SPREADS_CONNECTIONS,
+                                reason="--workers needs Linux's SO_REUSEPORT")
+
+# Answers every request with the pid of the process that serves it. /slow
+# first says on stdout that it started, then blocks until the test creates
+# the file "release" (for at most 60 s). Its lifespan startup fails while the
+# file "fail-startup" exists.
+PID_APP = """
+import os
+
+import trio
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await receive()
+        if os.path.exists("fail-startup"):
+            await send({"type": "lifespan.startup.failed", "message": "fail-startup exists"})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    if scope["path"] == "/slow":
+        print(f"slow request started in {os.getpid()}", flush=True)
+        with trio.move_on_after(60):
+            while not os.path.exists("release"):
+                await trio.sleep(0.01)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": f"{os.getpid()}\\n".encode()})
+"""
+
+# Fresh connections a test may open while waiting to meet a given worker.
+ATTEMPTS = 60
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (empty once it has exited)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with suppress(OSError):
+            found.update(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
+def alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return re.search(r"^State:\s+Z", status, re.MULTILINE) is None
+
+
+def wait_until_gone(pids: set[int]) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while any(alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            pytest.fail(f"still running after {TIMEOUT}s: {sorted(filter(alive, pids))}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def run_workers(*args: str, cwd: Path) -> Iterator[Server]:
+    """``run_server`` with ``pid:app`` and ``--workers 2``; on the way out the
+    workers are killed too (``run_server`` only kills the supervisor)."""
+    write_module(cwd, "pid", PID_APP)
+    with run_server("pid:app", "--bind", "127.0.0.1:0", "--workers", "2", *args,
+                    cwd=cwd) as server:
+        try:
+            yield server
+        finally:
+            workers = children(server.process.pid)
+            server.process.kill()
+            for pid in workers:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def served_by(url: str, *curl_args: str) -> int:
+    """The pid of the worker that served a GET over a new connection."""
+    result = curl(*(curl_args or ["--http2-prior-knowledge"]), "--fail", url + "/")
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout)
+
+
+def meet_workers(url: str, done: Callable[[set[int]], bool], *curl_args: str) -> set[int]:
+    """The pids met over fresh connections, until ``done(pids)`` (bounded)."""
+    seen: set[int] = set()
+    for _ in range(ATTEMPTS):
+        seen.add(served_by(url, *curl_args))
+        if done(seen):
+            return seen
+    pytest.fail(f"{ATTEMPTS} connections met only the workers {sorted(seen)}")
+
+
+def start_slow_request(url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [require_tool("curl"), "--silent", "--show-error", "--http2-prior-knowledge",
+         url + "/slow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(client: subprocess.Popen[str]) -> tuple[str, str]:
+    try:
+        return client.communicate(timeout=TIMEOUT)
+    finally:
+        if client.poll() is None:
+            client.kill()
+        client.wait(timeout=TIMEOUT)
+
+
+def test_workers_share_one_port_and_the_load(tmp_path: Path) -> None:
+    with run_workers(cwd=tmp_path) as server:
+        assert re.fullmatch(r"trio_h2 serving pid:app on http://127\.0\.0\.1:\d+ "
+                            r"\(h2c, prior knowledge, 2 workers\)", server.line)
+        assert len(server.urls) == 1
+        workers = children(server.process.pid)
+        assert len(workers) == 2
+
+        result = subprocess.run([require_tool("h2load"), "-n", "2000", "-c", "20", "-m", "1",
+                                 server.url + "/"], capture_output=True, text=True,
+                                timeout=TIMEOUT)
+        assert result.returncode == 0, result.stderr
+        assert "2000 total, 2000 started, 2000 done, 2000 succeeded" in result.stdout, (
+            result.stdout)
+
+        assert meet_workers(server.url, lambda seen: len(seen) == 2) == workers
+        assert server.signal_and_wait(signal.SIGTERM) == 0
+        assert server.stdout.rest() == ""  # exactly one line on stdout
+        wait_until_gone(workers)
+
+
+def test_every_worker_gets_the_options(tmp_path: Path) -> None:
+    # Workers parse the runner's own arguments: here, each loads the certificate.
+    ca = trustme.CA()
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "combined.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    with run_workers("--certfile", "combined.pem", cwd=tmp_path) as server:
+        match = re.fullmatch(r"trio_h2 serving pid:app on https://127\.0\.0\.1:(\d+) "
+                             r"\(h2 over TLS, ALPN, 2 workers\)", server.line)
+        assert match, server.line
+        workers = children(server.process.pid)
+        assert meet_workers(f"https://localhost:{match[1]}", lambda seen: len(seen) == 2,
+                            "--cacert", str(tmp_path / "ca.pem"), "--http2") == workers
+        assert server.signal_and_wait(signal.SIGTERM) == 0
+
+
+def test_a_killed_worker_is_replaced(tmp_path: Path) -> None:
+    with run_workers(cwd=tmp_path) as server:
+        first = meet_workers(server.url, lambda seen: len(seen) == 2)
+        victim, survivor = sorted(first)
+        os.kill(victim, signal.SIGKILL)
+        lines = server.stderr.wait_for(" serving")
+        assert re.search(rf"WARNING trio_h2\[{server.process.pid}\]: worker \d \(pid {victim}\) "
+                         r"was killed by SIGKILL; starting a new one$", "\n".join(lines),
+                         re.MULTILINE), lines
+        match = re.search(r"worker \d \(pid (\d+)\) serving$", lines[-1])
+        assert match, lines
+        replacement = int(match[1])
+        assert children(server.process.pid) == {survivor, replacement}
+
+        # Every request succeeds (served_by checks), and the new worker serves some.
+        meet_workers(server.url, lambda seen: replacement in seen)
+        assert server.signal_and_wait(signal.SIGTERM) == 0
+        stderr = "\n".join(lines) + server.stderr.rest()
+        assert stderr.count("was killed by") == 1, stderr
+        assert "Traceback" not in stderr
+        wait_until_gone({survivor, replacement})
+
+
+def test_sigterm_lets_in_flight_request_finish_on_its_worker(tmp_path: Path) -> None:
+    with run_workers(cwd=tmp_path) as server:
+        workers = children(server.process.pid)
+        client = start_slow_request(server.url)
+        try:
+            started = server.stdout.readline()
+            match = re.fullmatch(r"slow request started in (\d+)", started)
+            assert match and int(match[1]) in workers, started
+            server.process.send_signal(signal.SIGTERM)
+            server.stderr.wait_for("SIGTERM received: stopping 2 workers")
+            # The other worker, with nothing in flight, is done at once.
+            wait_until_gone(workers - {int(match[1])})
+            assert server.process.poll() is None
+            (tmp_path / "release").touch()  # only now may the request finish
+        finally:
+            body, errors = finish(client)
+        assert client.returncode == 0, errors
+        assert body == f"{match[1]}\n"
+        assert server.process.wait(timeout=TIMEOUT) == 0
+        assert "Traceback" not in server.stderr.rest()
+        assert not any(alive(pid) for pid in workers)
+
+
+def test_second_signal_kills_the_workers(tmp_path: Path) -> None:
+    with run_workers(cwd=tmp_path) as server:
+        workers = children(server.process.pid)
+        client = start_slow_request(server.url)
+        try:
+            assert server.stdout.readline().startswith("slow request started")
+            server.process.send_signal(signal.SIGTERM)
+            server.stderr.wait_for("SIGTERM received: stopping 2 workers")
+            assert server.signal_and_wait(signal.SIGINT) == 1
+        finally:
+            finish(client)
+        assert client.returncode != 0
+        assert "SIGINT received again: killing the workers" in server.stderr.rest()
+        assert not any(alive(pid) for pid in workers)
+
+
+def test_workers_stop_when_the_supervisor_is_gone(tmp_path: Path) -> None:
+    with run_workers(cwd=tmp_path) as server:
+        workers = children(server.process.pid)
+        server.process.kill()
+        wait_until_gone(workers)
+
+
+def test_a_worker_that_keeps_failing_is_given_up(tmp_path: Path) -> None:
+    with run_workers(cwd=tmp_path) as server:
+        victim, survivor = sorted(children(server.process.pid))
+        (tmp_path / "fail-startup").touch()  # from now on, a new worker cannot start
+        os.kill(victim, signal.SIGKILL)
+        assert server.process.wait(timeout=TIMEOUT) == 1
+        stderr = server.stderr.rest()
+        failures = re.findall(r"worker \d \(pid \d+\) exited with status 1: application "
+                              r"startup failed: fail-startup exists; (.*)$", stderr, re.MULTILINE)
+        assert failures == ["starting a new one"] * (RESTART_LIMIT - 1) + [
+            f"restarted {RESTART_LIMIT} times within {RESTART_WINDOW:g}s already: giving up, "
+            "stopping the other workers"], stderr
+        assert not alive(survivor)
+
+
+def test_restart_budget() -> None:
+    restarts: deque[float] = deque()
+    # RESTART_LIMIT restarts, one a second; one more is refused until the
+    # oldest is RESTART_WINDOW seconds old.
+    assert all(may_restart(restarts, 100.0 + n) for n in range(RESTART_LIMIT))
+    assert not may_restart(restarts, 100.0 + RESTART_WINDOW - 0.001)
+    assert may_restart(restarts, 100.0 + RESTART_WINDOW)
+    assert not may_restart(restarts, 100.0 + RESTART_WINDOW)
+    assert list(restarts) == [100.0 + n for n in range(1, RESTART_LIMIT)] + [
+        100.0 + RESTART_WINDOW]
+
+
+# -- bad input ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "status", "message"), [
+    (["--workers", "0"], 2, "argument --workers: expected a number of processes >= 1, "
+                            "not '0'"),
+    (["--workers", "two"], 2, "argument --workers: expected a number of processes >= 1"),
+    (["nope:app", "--workers", "2"], 1, "cannot import module 'nope'"),
+    (["pid:app", "--workers", "2"], 1, "application startup failed: fail-startup exists"),
+], ids=["zero", "not-a-number", "import-error", "lifespan-startup-failed"])
+def test_bad_input_is_one_line(tmp_path: Path, args: list[str], status: int,
+                               message: str) -> None:
+    # The lifespan startup fails in each worker; the supervisor says so once.
+    write_module(tmp_path, "pid", PID_APP)
+    (tmp_path / "fail-startup").touch()
+    result = run_to_exit(*args, "--bind", "127.0.0.1:0", cwd=tmp_path)
+    assert result.returncode == status, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("trio_h2: error: ")
+    assert message in lines[0]

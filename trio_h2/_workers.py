@@ -1,0 +1,391 @@
+"""Several processes on one port: the supervisor and its workers (``--workers N``).
+
+The supervisor is the runner's own process. It reserves every address once
+(:func:`reserve`): a socket with SO_REUSEADDR and SO_REUSEPORT, bound (so that
+port 0 becomes one real port) but never listening, so the kernel never queues
+a connection for it, and kept open for the supervisor's life so that the port
+stays ours while workers come and go. It imports the app and loads TLS only
+to report a bad input once; it serves nothing.
+
+Each worker is a fresh ``python -m trio_h2`` with the runner's own arguments
+(the runner builds the command). It imports the app, binds its own
+SO_REUSEPORT socket to every reserved address and listens
+(:func:`open_reuseport_listeners`), runs the app's lifespan, and serves
+(:func:`serve_worker`). Linux spreads new connections over the listening
+sockets by a hash of each connection's addresses and ports; a connection stays
+with the worker that accepted it. The supervisor's bound socket does not
+listen, so it gets none.
+
+A worker talks to the supervisor over a socketpair passed as a file
+descriptor, its *channel*. The worker writes one line: ``ready`` once it
+accepts connections, or ``error <message>`` if it cannot start
+(:func:`report_failure`; the supervisor reports the first message, once).
+The supervisor writes nothing: end of file on the channel means the
+supervisor is gone, and the worker shuts down gracefully, so that killing the
+supervisor leaves no orphan serving.
+
+Who owns what: the supervisor owns the worker processes (:class:`Supervisor`
+starts, signals and reaps each) and the reserved sockets (its caller closes
+them); each worker owns its listeners and connections.
+
+Signals. The supervisor's first SIGINT or SIGTERM sends SIGTERM to every
+worker; each shuts down gracefully (GOAWAY, in-flight streams get up to
+``shutdown_timeout``) and the supervisor exits 0 once all have. A second
+signal SIGKILLs them and the status is 1. A worker stops at its first signal
+and ignores the rest: Control-C in a terminal reaches every process of the
+group, and a service manager may signal all of them as well as the
+supervisor, so a worker often sees a signal twice; only the supervisor
+decides that waiting is over.
+
+Restarts. A worker that exits when no stop was asked for is replaced, and the
+supervisor logs one line with its exit status. A worker slot that has been
+restarted :data:`RESTART_LIMIT` times within :data:`RESTART_WINDOW` seconds
+is not restarted again: the supervisor logs why, stops the other workers and
+exits with status 1. During startup nothing is restarted: if a worker fails
+before all have reported ready, the supervisor stops the others and raises
+:exc:`WorkerFailure` with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import signal
+import socket
+import ssl
+import sys
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import final
+
+import trio
+
+from ._asgi import ASGIApp
+from ._config import Config
+from ._server import serve_listeners
+
+log = logging.getLogger("trio_h2")
+
+__all__ = ["REUSEPORT_SPREADS_CONNECTIONS", "Supervisor", "WorkerFailure", "may_restart",
+           "open_reuseport_listeners", "report_failure", "reserve", "serve_worker"]
+
+# Linux (3.9 and later) spreads connections over the sockets sharing a port;
+# the BSDs and macOS accept SO_REUSEPORT but give the connections to one socket.
+REUSEPORT_SPREADS_CONNECTIONS = sys.platform.startswith("linux") and hasattr(
+    socket, "SO_REUSEPORT")
+
+# As trio.open_tcp_listeners: as large as possible; the kernel silently caps it
+# at net.core.somaxconn.
+BACKLOG = 0xFFFF
+
+# A worker slot restarted this many times within this many seconds is given
+# up on: systemd's defaults for restarting a service (StartLimitBurst=5 within
+# StartLimitIntervalSec=10s). A python worker takes a few tenths of a second
+# to start, so a worker that dies at startup uses this up in a few seconds.
+RESTART_LIMIT = 5
+RESTART_WINDOW = 10.0
+
+# The channel carries one line from each worker, "ready" or "error <message>";
+# a message is one line of text, so anything longer than this is cut.
+MESSAGE_LIMIT = 64 * 1024
+READY = "ready"
+ERROR = "error "
+# Once a worker has exited, how long the supervisor waits for the rest of the
+# line it wrote: it is in the channel already, so this only bounds the wait
+# when a process the worker forked still holds the channel open.
+REPORT_GRACE = 1.0
+
+
+class WorkerFailure(Exception):
+    """The workers could not start; the message says why (one line)."""
+
+
+# -- sockets --------------------------------------------------------------------
+
+
+def _reuseport_socket(family: int, sockaddr: tuple[object, ...]) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:  # as trio.open_tcp_listeners
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _resolve(host: str, port: int) -> list[tuple[int, tuple[object, ...]]]:
+    infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                          flags=socket.AI_PASSIVE)
+    return [(family, tuple(sockaddr)) for family, _, _, _, sockaddr in infos]
+
+
+async def reserve(host: str, port: int) -> list[socket.socket]:
+    """Bound, not listening, SO_REUSEPORT sockets: one for each address
+    ``host`` resolves to, as :func:`trio.open_tcp_listeners` would listen on.
+    With port 0 each gets a port of its own. The caller owns and closes them.
+    Raises :exc:`OSError` if ``host`` does not resolve or an address cannot
+    be bound (the sockets already bound are closed)."""
+    sockets: list[socket.socket] = []
+    try:
+        for family, sockaddr in await _resolve(host, port):
+            sockets.append(_reuseport_socket(family, sockaddr))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+async def open_reuseport_listeners(host: str, port: int) -> list[trio.SocketListener]:
+    """Listeners on ``host:port`` (an address :func:`reserve` bound), each on a
+    SO_REUSEPORT socket of its own. Raises :exc:`OSError` as :func:`reserve`
+    does (the listeners already open are closed)."""
+    sockets = await reserve(host, port)
+    try:
+        for sock in sockets:
+            sock.listen(BACKLOG)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return [trio.SocketListener(trio.socket.from_stdlib_socket(sock)) for sock in sockets]
+
+
+# -- a worker ---------------------------------------------------------------------
+
+
+async def serve_worker(app: ASGIApp, listeners: Sequence[trio.SocketListener],
+                       channel: socket.socket, signals: AsyncIterator[int], *,
+                       ssl_context: ssl.SSLContext | None, config: Config) -> None:
+    """Serve ``app`` on ``listeners`` (taking ownership, as :func:`serve_listeners`)
+    as one of the supervisor's workers, and write ``ready`` on ``channel`` once
+    accepting connections. The first of ``signals``, or end of file on
+    ``channel`` (the supervisor is gone), starts the graceful shutdown; later
+    signals are ignored. ``channel`` stays open and the caller's. Raises
+    :exc:`LifespanFailure` if the app's lifespan startup fails."""
+    with trio.socket.from_stdlib_socket(channel.dup()) as sock:
+        supervisor = trio.SocketStream(sock)
+        async with trio.open_nursery() as nursery:
+            stop = trio.CancelScope()
+            nursery.start_soon(_stop_on_first_signal, signals, stop)
+            nursery.start_soon(_stop_when_orphaned, supervisor, stop)
+            with stop:
+                async with trio.open_nursery() as server:
+                    await server.start(functools.partial(
+                        serve_listeners, app, listeners, ssl_context=ssl_context,
+                        config=config))
+                    # If the supervisor is gone, _stop_when_orphaned stops us.
+                    with contextlib.suppress(trio.BrokenResourceError):
+                        await supervisor.send_all(f"{READY}\n".encode())
+            nursery.cancel_scope.cancel()  # stopped: nothing more to wait for
+
+
+async def _stop_on_first_signal(signals: AsyncIterator[int], stop: trio.CancelScope) -> None:
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if stop.cancel_called:
+            log.debug("%s received again: ignored (the supervisor decides when to stop "
+                      "waiting)", name)
+        else:
+            log.debug("%s received: shutting down", name)
+            stop.cancel()
+
+
+async def _stop_when_orphaned(supervisor: trio.SocketStream, stop: trio.CancelScope) -> None:
+    try:
+        while await supervisor.receive_some(MESSAGE_LIMIT):
+            pass  # the supervisor writes nothing: this waits for end of file
+    except trio.BrokenResourceError:
+        pass
+    if not stop.cancel_called:
+        log.warning("the supervisor is gone: shutting down")
+        stop.cancel()
+
+
+def report_failure(channel: socket.socket, message: str) -> None:
+    """Tell the supervisor that this worker could not start, and why (it
+    reports the first such message, once for all workers)."""
+    channel.setblocking(True)  # serve_worker's trio socket shared the flag
+    try:
+        channel.sendall(f"{ERROR}{message}\n".encode())
+    except OSError as exc:  # the supervisor is gone: nobody to tell
+        log.debug("could not report to the supervisor: %r", exc)
+
+
+# -- the supervisor ----------------------------------------------------------------
+
+
+@final
+class _Worker:
+    """One worker process, in its slot (1 to N; a restart takes the same slot)."""
+
+    def __init__(self, slot: int, process: trio.Process) -> None:
+        self.slot = slot
+        self.process = process
+        self.error: str | None = None  # what it wrote after "error ", if anything
+
+    def __str__(self) -> str:
+        return f"worker {self.slot} (pid {self.process.pid})"
+
+
+@final
+class Supervisor:
+    """Keeps ``count`` workers running until a signal says stop (see the module
+    docstring for the policy).
+
+    ``command(fd)`` is the command line of a worker whose channel is file
+    descriptor ``fd``; ``announce()`` is called once, when every first worker
+    has reported ready.
+    """
+
+    def __init__(self, command: Callable[[int], list[str]], count: int, *,
+                 announce: Callable[[], object], shutdown_timeout: float) -> None:
+        self._command = command
+        self._count = count
+        self._announce = announce
+        self._shutdown_timeout = shutdown_timeout
+        self._workers: dict[int, _Worker] = {}  # by slot, while its process runs
+        self._ready: set[int] = set()  # slots whose first worker reported ready
+        self._serving = False  # all were ready and announce() was called
+        self._signals = 0
+        self._stop_signal: int | None = None  # once stopping, what workers get
+        self._failure: str | None = None  # why a first worker did not start
+        self._clean = True  # False once a worker was killed or given up on
+
+    async def run(self, signals: AsyncIterator[int]) -> bool:
+        """Start the workers and keep them running until the first of ``signals``,
+        then stop them (SIGTERM; SIGKILL at the second signal) and wait for
+        all. Returns whether that went as asked: False if a second signal
+        killed them or a worker kept exiting. Raises :exc:`WorkerFailure` if a
+        worker fails before all were ready (the others are stopped first)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._stop_on_signals, signals)
+            async with trio.open_nursery() as slots:
+                for slot in range(1, self._count + 1):
+                    slots.start_soon(self._keep_running, slot)
+            nursery.cancel_scope.cancel()  # every worker is gone
+        if self._failure is not None:
+            raise WorkerFailure(self._failure)
+        return self._clean
+
+    async def _keep_running(self, slot: int) -> None:
+        restarts: deque[float] = deque()
+        while True:
+            worker = await self._run_worker(slot)
+            status = worker.process.returncode
+            assert status is not None
+            what = f"{worker} {_exit_text(status)}"
+            if worker.error is not None:
+                what += f": {worker.error}"
+            if self._stop_signal is not None:
+                # Before serving, the reason to stop is what gets reported.
+                if self._serving and status not in (0, -self._stop_signal):
+                    log.warning("%s while stopping", what)
+                return
+            if not self._serving:
+                self._failure = worker.error or f"{what} before serving"
+                self._stop(signal.SIGTERM)
+                return
+            if not may_restart(restarts, trio.current_time()):
+                log.error("%s; restarted %d times within %gs already: giving up, "
+                          "stopping the other workers", what, RESTART_LIMIT, RESTART_WINDOW)
+                self._clean = False
+                self._stop(signal.SIGTERM)
+                return
+            log.warning("%s; starting a new one", what)
+
+    async def _run_worker(self, slot: int) -> _Worker:
+        """Start a worker in ``slot`` and wait until it has exited."""
+        ours, theirs = socket.socketpair()
+        with trio.socket.from_stdlib_socket(ours) as channel:
+            try:
+                process = await trio.lowlevel.open_process(
+                    self._command(theirs.fileno()), pass_fds=(theirs.fileno(),))
+            finally:
+                theirs.close()
+            worker = self._workers[slot] = _Worker(slot, process)
+            if self._stop_signal is not None:  # the stop began while it started
+                process.send_signal(self._stop_signal)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_report, worker, trio.SocketStream(channel))
+                await process.wait()
+                # What it wrote is in the channel already: the reader has it at
+                # once, unless a process the worker forked holds the channel open.
+                nursery.cancel_scope.deadline = trio.current_time() + REPORT_GRACE
+            del self._workers[slot]
+        return worker
+
+    async def _read_report(self, worker: _Worker, channel: trio.SocketStream) -> None:
+        line = await _read_line(channel)
+        if line == READY:
+            self._on_ready(worker)
+        elif line.startswith(ERROR):
+            worker.error = line.removeprefix(ERROR)
+
+    def _on_ready(self, worker: _Worker) -> None:
+        if self._serving:
+            log.info("%s serving", worker)
+            return
+        self._ready.add(worker.slot)
+        if len(self._ready) == self._count and self._stop_signal is None:
+            self._serving = True
+            self._announce()
+
+    async def _stop_on_signals(self, signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            self._signals += 1
+            if self._signals == 1:
+                log.info("%s received: stopping %d workers; in-flight streams get up to %gs "
+                         "(send it again to exit now)", name, len(self._workers),
+                         self._shutdown_timeout)
+                self._stop(signal.SIGTERM)
+            else:
+                log.warning("%s received again: killing the workers without waiting for "
+                            "in-flight streams", name)
+                self._clean = False
+                self._stop(signal.SIGKILL)
+
+    def _stop(self, signum: int) -> None:
+        self._stop_signal = signum
+        for worker in self._workers.values():
+            worker.process.send_signal(signum)
+
+
+def may_restart(restarts: deque[float], now: float) -> bool:
+    """Whether a slot whose restarts (times, oldest first) are ``restarts``
+    may restart once more at ``now``; if so, records it."""
+    while restarts and now - restarts[0] >= RESTART_WINDOW:
+        restarts.popleft()
+    if len(restarts) >= RESTART_LIMIT:
+        return False
+    restarts.append(now)
+    return True
+
+
+async def _read_line(channel: trio.SocketStream) -> str:
+    """The first line on ``channel``, without its newline ("" at end of file)."""
+    data = b""
+    try:
+        while b"\n" not in data and len(data) < MESSAGE_LIMIT:
+            chunk = await channel.receive_some(MESSAGE_LIMIT)
+            if not chunk:
+                break
+            data += chunk
+    except trio.BrokenResourceError:
+        pass  # the worker is gone; its exit status says the rest
+    return data.partition(b"\n")[0].decode(errors="replace")
+
+
+def _exit_text(status: int) -> str:
+    if status >= 0:
+        return f"exited with status {status}"
+    try:
+        return f"was killed by {signal.Signals(-status).name}"
+    except ValueError:
+        return f"was killed by signal {-status}"
