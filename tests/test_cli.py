@@ -559,3 +559,32 @@ def test_timeout_flags_reach_the_connection(tmp_path: Path, flag: str, message: 
                 pass
         server.stderr.wait_for(message)
         assert server.signal_and_wait(signal.SIGTERM) == 0
+
+
+def test_sigterm_with_twenty_slow_requests_on_one_connection(tmp_path: Path) -> None:
+    # The hardening issue: twenty slow requests in flight on one connection
+    # when SIGTERM arrives all complete; a new connection after SIGTERM is
+    # refused; the process exits by itself, with status 0.
+    write_module(tmp_path, "slow", SLOW_APP)
+    with run_server("slow:app", "--bind", "127.0.0.1:0", cwd=tmp_path) as server:
+        client = subprocess.Popen(
+            [require_tool("nghttp"), "-nv", "-m", "20", server.url + "/slow"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            for _ in range(20):
+                assert server.stdout.readline() == "slow request started"
+            server.process.send_signal(signal.SIGTERM)
+            server.stderr.wait_for("SIGTERM received: shutting down")
+            host, port = server.url.removeprefix("http://").rsplit(":", 1)
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((host, int(port)), timeout=TIMEOUT).close()
+            (tmp_path / "release").touch()
+            out, errors = client.communicate(timeout=TIMEOUT)
+        finally:
+            if client.poll() is None:
+                client.kill()
+            client.wait(timeout=TIMEOUT)
+        assert client.returncode == 0, errors
+        assert len(re.findall(r"recv \(stream_id=\d+\) :status: 200", out)) == 20, out
+        assert out.count("recv GOAWAY") >= 1
+        assert server.process.wait(timeout=TIMEOUT) == 0
