@@ -64,7 +64,6 @@ class Connection:
     ) -> None:
         self.state = ConnectionState(config, peer=peer, clock=trio.current_time)
         self.peer = peer
-        self._config = config
         self._stream = stream
         self._handler = handler
         self._sender_lot = trio.lowlevel.ParkingLot()
