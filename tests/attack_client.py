@@ -95,6 +95,15 @@ def continuation(stream_id: int, fragment: bytes, *, end_headers: bool = False) 
     return raw_frame(CONTINUATION, END_HEADERS if end_headers else 0, stream_id, fragment)
 
 
+def split_block(stream_id: int, header_block: bytes, size: int = 16384) -> bytes:
+    """HEADERS (END_STREAM) and CONTINUATIONs carrying ``header_block``."""
+    fragments = [header_block[i:i + size] for i in range(0, len(header_block), size)]
+    frames = [headers(stream_id, fragments[0], end_headers=len(fragments) == 1)]
+    frames += [continuation(stream_id, f, end_headers=i == len(fragments) - 2)
+               for i, f in enumerate(fragments[1:])]
+    return b"".join(frames)
+
+
 def data(stream_id: int, payload: bytes = b"", *, end_stream: bool = False) -> bytes:
     return raw_frame(DATA, END_STREAM if end_stream else 0, stream_id, payload)
 

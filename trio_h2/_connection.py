@@ -163,8 +163,8 @@ class Connection:
         try:
             await self._handler(self, stream)
         finally:
-            self.state.handler_finished(stream)
-            self.wake_sender()
+            if self.state.handler_finished(stream):
+                self.wake_sender()
 
     async def _send_loop(self) -> None:
         state = self.state

@@ -427,8 +427,12 @@ class ConnectionState:
         stream.in_flight = True
         self._refresh(stream)
 
-    def handler_finished(self, stream: StreamState) -> None:
-        """The handler task has exited, normally or not."""
+    def handler_finished(self, stream: StreamState) -> bool:
+        """The handler task has exited, normally or not. Returns whether the
+        sender has something to do because of it (a RST_STREAM or WINDOW_UPDATE
+        queued, or a graceful close that may now finish)."""
+        queued = (not stream.closed or stream.disconnected or bool(stream.body)
+                  or self.draining or self.terminated)
         # Nobody will read what is left of the body: its connection credit
         # goes back whatever closed the stream, or ignored uploads (a 413
         # or 404 to a POST) would shrink the connection window for good.
@@ -442,6 +446,7 @@ class ConnectionState:
         if stream.disconnected:
             self.orphans -= 1
         self.guard.streams_running(self.running)
+        return queued
 
     def reset(self, stream: StreamState, code: ErrorCodes) -> None:
         """Reset ``stream`` with ``code`` (RST_STREAM); the handler sees a disconnect."""
