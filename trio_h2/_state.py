@@ -167,25 +167,19 @@ class ConnectionState:
         if self.terminated:
             return []
         try:
+            return self._receive(data)
+        finally:
+            self._out += self.h2.data_to_send()  # what reading made h2 queue
+
+    def _receive(self, data: bytes | bytearray) -> list[StreamState]:
+        try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            code = ErrorCodes(exc.error_code)
-            if self.h2.state_machine.state != h2.connection.ConnectionState.CLOSED:
-                # h2 queues GOAWAY for errors in frames, but not for a broken
-                # preface (RFC 9113 section 3.4 asks for PROTOCOL_ERROR).
-                self.h2.close_connection(code, additional_data=str(exc).encode()[:128])
-            self._fail(RemoteProtocolError(str(exc), error_code=code))
-            self._out += self.h2.data_to_send()
+            self._connection_error(ErrorCodes(exc.error_code), str(exc))
             return []
         doomed = self.guard.input_parsed(self.h2)
         if doomed is not None:
-            code, reason = doomed
-            if code == ErrorCodes.ENHANCE_YOUR_CALM:
-                self._abuse(reason)
-            else:
-                self.abort(code, reason)
-                self._fail(RemoteProtocolError(reason, error_code=code))
-            self._out += self.h2.data_to_send()
+            self._connection_error(*doomed)
             return []
         started: list[StreamState] = []
         for event in events:
@@ -194,7 +188,6 @@ class ConnectionState:
                 started.append(stream)
             if self.terminated:
                 break
-        self._out += self.h2.data_to_send()
         return started
 
     @property
@@ -237,7 +230,8 @@ class ConnectionState:
             # setting id a client ever names, so bound those too.
             if len(event.changed_settings) > MAX_SETTINGS or \
                     len(self.h2.remote_settings) > 2 * MAX_SETTINGS:
-                self._abuse(f"SETTINGS with more than {MAX_SETTINGS} entries")
+                self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM,
+                                       f"SETTINGS with more than {MAX_SETTINGS} entries")
             if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
                 self._refresh_all()
         elif isinstance(event, h2.events.PriorityUpdated):
@@ -305,7 +299,7 @@ class ConnectionState:
             self.scheduler.add(stream_id, depends_on=depends_on, weight=weight,
                                exclusive=exclusive, extensible=extensible)
         except SchedulerError as exc:
-            self._abuse(str(exc))
+            self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
             return None
         stream.priority = priority_extension(extensible, depends_on, weight, exclusive)
         self.streams[stream_id] = stream
@@ -321,7 +315,7 @@ class ConnectionState:
         data = event.data or b""
         if not data and event.stream_ended is None:
             self._spend(self.guard.empty, "empty DATA frames")
-        if stream is None or stream.disconnected or not data:
+        if stream is None or not data:
             # Nobody will read it (stream we reset, or only padding):
             # return the credit at once. Padding counts (h2 docs).
             self.h2.acknowledge_received_data(flow, event.stream_id)
@@ -355,7 +349,7 @@ class ConnectionState:
                                         weight=event.weight or 16,
                                         exclusive=bool(event.exclusive))
         except SchedulerError as exc:
-            self._abuse(str(exc))
+            self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
 
     def _priority_update(self, frame_stream_id: int, payload: bytes) -> None:
         try:
@@ -363,8 +357,7 @@ class ConnectionState:
         except BadPriorityUpdate as exc:
             code = (ErrorCodes.FRAME_SIZE_ERROR if exc.frame_size_error
                     else ErrorCodes.PROTOCOL_ERROR)
-            self.h2.close_connection(code, additional_data=str(exc).encode())
-            self._fail(RemoteProtocolError(str(exc), error_code=code))
+            self._connection_error(code, str(exc))
             return
         value = parse_priority(field_value)
         stream = self.streams.get(stream_id)
@@ -431,8 +424,7 @@ class ConnectionState:
         """The handler task has exited, normally or not. Returns whether the
         sender has something to do because of it (a RST_STREAM or WINDOW_UPDATE
         queued, or a graceful close that may now finish)."""
-        queued = (not stream.closed or stream.disconnected or bool(stream.body)
-                  or self.draining or self.terminated)
+        queued = not stream.closed or bool(stream.body) or self.draining or self.terminated
         # Nobody will read what is left of the body: its connection credit
         # goes back whatever closed the stream, or ignored uploads (a 413
         # or 404 to a POST) would shrink the connection window for good.
@@ -565,7 +557,7 @@ class ConnectionState:
             self.guard.idle_since = None
             self.start_drain()
         elif reason is not None:
-            self._abuse(reason)
+            self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, reason)
         if self.guard.drain_due():
             self._drain_second_step()
         return self.guard.next_deadline()
@@ -603,22 +595,21 @@ class ConnectionState:
         self._out.clear()
         self._terminate()
 
-    def _fail(self, error: RemoteProtocolError) -> None:
-        self.error = error
-        if error.error_code == ErrorCodes.ENHANCE_YOUR_CALM:  # h2's own limits
-            log.warning("%s: closing connection: %s", self.peer, error)
-        else:
-            log.info("%s: connection error %s: %s", self.peer, code_name(error.error_code),
-                     error)
-        self._terminate()
-
-    def _abuse(self, reason: str) -> None:
-        """Close for abuse: GOAWAY ENHANCE_YOUR_CALM and one log line."""
+    def _connection_error(self, code: ErrorCodes, reason: str) -> None:
+        """The client broke a rule, or a limit (ENHANCE_YOUR_CALM): GOAWAY
+        ``code`` and one log line with the peer and the reason."""
         if self.terminated:
             return
-        self.abort(ErrorCodes.ENHANCE_YOUR_CALM, reason)
-        self.error = RemoteProtocolError(reason, error_code=ErrorCodes.ENHANCE_YOUR_CALM)
-        log.warning("%s: closing connection: %s", self.peer, reason)
+        if self.h2.state_machine.state != h2.connection.ConnectionState.CLOSED:
+            # h2 queues its own GOAWAY for errors in frames, but not for a
+            # broken preface (RFC 9113 section 3.4 asks for PROTOCOL_ERROR).
+            self.abort(code, reason)
+        self._terminate()
+        self.error = RemoteProtocolError(reason, error_code=code)
+        if code == ErrorCodes.ENHANCE_YOUR_CALM:
+            log.warning("%s: closing connection: %s", self.peer, reason)
+        else:
+            log.info("%s: connection error %s: %s", self.peer, code_name(code), reason)
 
     def _send_reset(self, stream_id: int, code: ErrorCodes) -> None:
         """RST_STREAM, unless h2 has closed the stream already: a RST_STREAM
@@ -633,7 +624,7 @@ class ConnectionState:
 
     def _spend(self, bucket: TokenBucket, what: str) -> None:
         if not bucket.spend():
-            self._abuse(f"too many {what}")
+            self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, f"too many {what}")
 
     def _terminate(self) -> None:
         self.terminated = True
