@@ -95,7 +95,7 @@ class Scheduler:
         # ready), and removing a stream rebuilds its parent's heap; a heap of
         # the ready ones gives the same weighted shares in O(log ready). Any
         # dependency or exclusive flag ends it for good.
-        self._flat_heap: list[tuple[float, int, int]] = []
+        self._flat_heap: list[tuple[float, int]] = []  # (vtime, stream id) of ready streams
         self._vnow = 0.0
 
     # ------------------------------------------------------------- signals
@@ -165,9 +165,10 @@ class Scheduler:
                 self._tree_ready.add(stream_id)
                 if self._tree is not None:
                     self._tree.unblock(stream_id)
-                # A stream that waited does not bank turns (nghttp2's rule).
-                entry.vtime = max(entry.vtime, self._vnow)
-                self._push_flat(entry)
+                else:
+                    # A stream that waited does not bank turns (nghttp2's rule).
+                    entry.vtime = max(entry.vtime, self._vnow)
+                    self._push_flat(entry)
             else:
                 self._tree_ready.discard(stream_id)
                 if self._tree is not None:
@@ -242,7 +243,7 @@ class Scheduler:
             return self._tree.next()
         heap = self._flat_heap
         while True:
-            vtime, _, stream_id = heapq.heappop(heap)
+            vtime, stream_id = heapq.heappop(heap)
             entry = self._entries.get(stream_id)
             if entry is None or not entry.ready or entry.extensible is not None \
                     or entry.vtime != vtime:
@@ -255,10 +256,10 @@ class Scheduler:
 
     def _push_flat(self, entry: _Entry) -> None:
         heap = self._flat_heap
-        heapq.heappush(heap, (entry.vtime, entry.stream_id, entry.stream_id))
+        heapq.heappush(heap, (entry.vtime, entry.stream_id))
         if len(heap) > 4 * len(self._tree_ready) + 64:
             # Streams that turned ready and blocked again left stale entries.
-            self._flat_heap = [(e.vtime, e.stream_id, e.stream_id)
+            self._flat_heap = [(e.vtime, e.stream_id)
                                for e in map(self._entries.__getitem__, self._tree_ready)]
             heapq.heapify(self._flat_heap)
 
