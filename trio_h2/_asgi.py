@@ -108,7 +108,7 @@ class _Exchange:
         headers = [(b":status", b"500"), (b"content-type", b"text/plain; charset=utf-8"),
                    (b"content-length", str(len(_ERROR_BODY)).encode()), (b"date", _date())]
         try:
-            self._state.send_headers(stream, headers, end_stream=self._is_head)
+            self._send_headers(headers, end_stream=self._is_head)
         except ClientDisconnected:
             return  # h2 failed and the connection is closing
         if not self._is_head:
@@ -182,7 +182,7 @@ class _Exchange:
             if not more and not self._is_head and not self._trailers_expected:
                 headers = _with_length(headers, len(body))
             headers = _with_date(headers)
-            self._state.send_headers(stream, headers, end_stream=end and not body)
+            self._send_headers(headers, end_stream=end and not body)
             if not body:
                 self._conn.wake_sender()
                 return
@@ -203,6 +203,13 @@ class _Exchange:
         self._complete = True
         self._state.offer(self._stream, b"", end_stream=True, trailers=headers)
         await self._taken()
+
+    def _send_headers(self, headers: Headers, *, end_stream: bool) -> None:
+        try:
+            self._state.send_headers(self._stream, headers, end_stream=end_stream)
+        except ClientDisconnected:
+            self._conn.wake_sender()  # h2 failed: the connection's GOAWAY must go now
+            raise
 
     def _check_connected(self) -> None:
         if self._stream.disconnected:

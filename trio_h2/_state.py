@@ -424,7 +424,7 @@ class ConnectionState:
         """The handler task has exited, normally or not. Returns whether the
         sender has something to do because of it (a RST_STREAM or WINDOW_UPDATE
         queued, or a graceful close that may now finish)."""
-        queued = not stream.closed or bool(stream.body) or self.draining or self.terminated
+        queued = not stream.closed or bool(stream.body) or self.draining
         # Nobody will read what is left of the body: its connection credit
         # goes back whatever closed the stream, or ignored uploads (a 413
         # or 404 to a POST) would shrink the connection window for good.
