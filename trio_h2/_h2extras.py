@@ -4,18 +4,30 @@
   the connection, so the first GOAWAY of a graceful close, and one after h2
   itself failed, cannot go through it.
 * An HPACK decoder that reports failures with the code RFC 9113 requires.
+* DATA frames whose payload h2 does not copy (:func:`data_frame_header`).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 from typing import final
 
+import h2.connection
 import h2.exceptions
 import hpack
 from h2.errors import ErrorCodes
+from h2.stream import StreamState
 from hpack.struct import HeaderTuple
 from hyperframe.frame import GoAwayFrame
+
+# RFC 9113 section 4.1: a 24-bit length (as 16 + 8 bits), the type, the
+# flags, and the reserved bit with the 31-bit stream id.
+_FRAME_HEADER = struct.Struct(">HBBBL")
+_DATA = 0x0  # RFC 9113 section 6.1
+# The stream states in which h2 lets a server send DATA (h2.stream's
+# transitions for StreamInputs.SEND_DATA that change nothing).
+_SENDING = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
 
 
 class HeaderBlockUndecodable(h2.exceptions.ProtocolError):
@@ -38,6 +50,36 @@ class Decoder(hpack.Decoder):
             raise
         except (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
             raise HeaderBlockUndecodable(f"undecodable header block: {exc}") from exc
+
+
+def data_frame_header(conn: h2.connection.H2Connection, stream_id: int, size: int) -> bytes | None:
+    """Do what ``conn.send_data(stream_id, payload)`` does for a payload of
+    ``size`` bytes without END_STREAM or padding, except queue it: check that
+    the connection and the stream may send it, debit both flow-control
+    windows, and return the 9-byte frame header. The caller writes the
+    header and then the payload, after everything h2 has queued so far.
+
+    Returns None, having changed nothing, whenever h2 must decide: the
+    caller then calls ``send_data``, which raises as h2 does.
+
+    Why: h2 copies a payload five times on its way out (``tobytes``, the
+    frame body, the frame, its buffer, ``data_to_send``) and spends about
+    6 us per 16 KiB frame; 1 MiB downloads went 1.4x as fast without it.
+    The END_STREAM frame, which moves h2's state machines, still goes
+    through h2. tests/test_h2extras.py pins this to h2's own bytes and
+    windows, and to the h2 attributes it reads.
+    """
+    stream = conn.streams.get(stream_id)
+    if (stream is None
+            or stream.state_machine.state not in _SENDING
+            or conn.state_machine.state is not h2.connection.ConnectionState.SERVER_OPEN
+            or not 0 < size <= conn.max_outbound_frame_size
+            or size > conn.outbound_flow_control_window
+            or size > stream.outbound_flow_control_window):
+        return None
+    conn.outbound_flow_control_window -= size
+    stream.outbound_flow_control_window -= size
+    return _FRAME_HEADER.pack(size >> 8, size & 0xFF, _DATA, 0, stream_id)
 
 
 def goaway(last_stream_id: int, code: ErrorCodes) -> bytes:

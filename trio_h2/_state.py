@@ -37,9 +37,10 @@ from hyperframe.frame import ExtensionFrame
 from ._config import Config
 from ._errors import ClientDisconnected, RemoteProtocolError
 from ._guard import ConnectionGuard
-from ._h2extras import Decoder, code_name, goaway
+from ._h2extras import Decoder, code_name, data_frame_header, goaway
 from ._headers import Headers, MalformedRequest, validate_request, validate_trailers
 from ._limits import TokenBucket
+from ._output import Output
 from ._priority_field import (
     PRIORITY_UPDATE,
     BadPriorityUpdate,
@@ -109,7 +110,7 @@ class ConnectionState:
         self.draining = False
         self.last_stream_id = MAX_STREAM_ID
         """Streams above this id are refused (set by :meth:`start_drain`)."""
-        self._out = bytearray()
+        self._out = Output()
         """Output not yet taken by the sender: what h2 queued while reading
         (acknowledgements, WINDOW_UPDATE, RST_STREAM) and frames h2 cannot
         send for us (a graceful GOAWAY). Its size is the reader's brake."""
@@ -169,7 +170,7 @@ class ConnectionState:
         try:
             return self._receive(data)
         finally:
-            self._out += self.h2.data_to_send()  # what reading made h2 queue
+            self._out.append(self.h2.data_to_send())  # what reading made h2 queue
 
     def _receive(self, data: bytes | bytearray) -> list[StreamState]:
         try:
@@ -482,7 +483,7 @@ class ConnectionState:
         last = size == len(outbox)
         end = last and stream.outbox_end and stream.trailers is None
         if size or not (last and stream.trailers is not None):
-            self.h2.send_data(stream.stream_id, outbox[:size], end_stream=end)
+            self._send_data(stream.stream_id, outbox[:size], end_stream=end)
         if last:
             stream.outbox = None
             if stream.trailers is not None:
@@ -495,6 +496,16 @@ class ConnectionState:
             stream.outbox = outbox[size:]
         return size
 
+    def _send_data(self, stream_id: int, payload: memoryview, *, end_stream: bool) -> None:
+        header = None if end_stream else data_frame_header(self.h2, stream_id, len(payload))
+        if header is None:
+            self.h2.send_data(stream_id, payload, end_stream=end_stream)
+            return
+        # After what h2 queued before it (this stream's HEADERS, say).
+        self._out.append(self.h2.data_to_send())
+        self._out.append(header)
+        self._out.append(payload)
+
     def taken(self, streams: list[StreamState]) -> None:
         """The sender has framed every byte offered for ``streams``:
         their handlers may offer the next chunk (while this one is written)."""
@@ -504,11 +515,8 @@ class ConnectionState:
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket, in order."""
-        if not self._out:
-            return self.h2.data_to_send()
-        data = b"".join((self._out, self.h2.data_to_send()))  # one copy
-        self._out.clear()
-        return data
+        self._out.append(self.h2.data_to_send())
+        return self._out.take()
 
     @property
     def finished(self) -> bool:
@@ -530,16 +538,16 @@ class ConnectionState:
         if self.draining or self.terminated:
             return
         self.draining = True
-        self._out += goaway(MAX_STREAM_ID, ErrorCodes.NO_ERROR)
+        self._out.append(goaway(MAX_STREAM_ID, ErrorCodes.NO_ERROR))
         self.h2.ping(DRAIN_PING)
-        self._out += self.h2.data_to_send()
+        self._out.append(self.h2.data_to_send())
         self.guard.drain_started()
 
     def _drain_second_step(self) -> None:
         if not self.draining or self.terminated or self.last_stream_id != MAX_STREAM_ID:
             return
         self.last_stream_id = self.h2.highest_inbound_stream_id
-        self._out += goaway(self.last_stream_id, ErrorCodes.NO_ERROR)
+        self._out.append(goaway(self.last_stream_id, ErrorCodes.NO_ERROR))
         self.guard.drain_deadline = None
 
     def check_timeouts(self) -> float:
@@ -586,7 +594,7 @@ class ConnectionState:
         except h2.exceptions.ProtocolError:
             # h2's state machine refuses (it may be the one that failed):
             # write the GOAWAY ourselves.
-            self._out += goaway(self.h2.highest_inbound_stream_id, code)
+            self._out.append(goaway(self.h2.highest_inbound_stream_id, code))
         self._terminate()
 
     def connection_lost(self) -> None:

@@ -1,0 +1,163 @@
+"""``_h2extras.data_frame_header`` against h2's own ``send_data``.
+
+The fast DATA path must leave h2 exactly where ``send_data`` would: the same
+bytes on the wire, the same windows, and no decision h2 would refuse. Twin
+server connections get the same input; one sends with h2, the other with the
+fast path, and everything observable is compared.
+"""
+
+from __future__ import annotations
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.stream
+import pytest
+from h2.errors import ErrorCodes
+
+from trio_h2._h2extras import data_frame_header
+from trio_h2._output import Output
+
+from .sansio import GET, POST
+
+
+def _server() -> h2.connection.H2Connection:
+    return h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=False, header_encoding=None))
+
+
+class Twins:
+    """A client and two servers fed the same bytes; the client reads server A."""
+
+    def __init__(self) -> None:
+        self.client = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding=None))
+        self.a, self.b = _server(), _server()
+        self.client.initiate_connection()
+        for server in (self.a, self.b):
+            server.initiate_connection()
+        self._to_servers()
+        self._to_client(self.a.data_to_send())
+        self.b.data_to_send()
+        self._to_servers()
+
+    def _to_servers(self) -> None:
+        data = self.client.data_to_send()
+        for server in (self.a, self.b):
+            server.receive_data(data)
+
+    def _to_client(self, data: bytes) -> list[h2.events.Event]:
+        events = self.client.receive_data(data)
+        self._to_servers()  # acknowledgements, WINDOW_UPDATE
+        return events
+
+    def open(self, headers: list[tuple[bytes, bytes]], *, end_stream: bool) -> int:
+        stream_id = self.client.get_next_available_stream_id()
+        self.client.send_headers(stream_id, headers, end_stream=end_stream)
+        self._to_servers()
+        for server in (self.a, self.b):
+            server.send_headers(stream_id, [(b":status", b"200")])
+        return stream_id
+
+    def windows(self, server: h2.connection.H2Connection, stream_id: int) -> tuple[int, int]:
+        return (server.outbound_flow_control_window,
+                server.streams[stream_id].outbound_flow_control_window)
+
+    def send(self, stream_id: int, payload: bytes) -> list[h2.events.Event]:
+        """Send ``payload`` both ways; check bytes and windows; deliver A's."""
+        self.a.send_data(stream_id, payload)
+        header = data_frame_header(self.b, stream_id, len(payload))
+        assert header is not None
+        out = Output()
+        out.append(self.b.data_to_send())  # what h2 queued first: HEADERS
+        out.append(header)
+        out.append(memoryview(payload))
+        wire_a, wire_b = self.a.data_to_send(), out.take()
+        assert wire_b == wire_a
+        assert self.windows(self.b, stream_id) == self.windows(self.a, stream_id)
+        return self._to_client(wire_a)
+
+
+@pytest.mark.parametrize("headers,end_stream", [(GET, True), (POST, False)],
+                         ids=["half-closed-remote", "open"])
+def test_frames_and_windows_match_h2s_send_data(
+        headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
+    twins = Twins()
+    stream_id = twins.open(headers, end_stream=end_stream)
+    received = b""
+    for size in (1, 100, 5000, 16384, 16383, 7):
+        payload = bytes([size % 251]) * size
+        for event in twins.send(stream_id, payload):
+            if isinstance(event, h2.events.DataReceived):
+                received += event.data
+                twins.client.acknowledge_received_data(event.flow_controlled_length, stream_id)
+    assert received == b"".join(bytes([n % 251]) * n for n in (1, 100, 5000, 16384, 16383, 7))
+    # The end of the stream still goes through h2, whose state machine agrees.
+    for server in (twins.a, twins.b):
+        server.send_data(stream_id, b"end", end_stream=True)
+    assert twins.a.data_to_send() == twins.b.data_to_send()
+    assert twins.b.streams[stream_id].state_machine.state == (
+        h2.stream.StreamState.CLOSED if end_stream
+        else h2.stream.StreamState.HALF_CLOSED_LOCAL)
+
+
+def _refused(server: h2.connection.H2Connection, stream_id: int, size: int) -> None:
+    """data_frame_header declines and changes nothing; h2 itself refuses too."""
+    stream = server.streams.get(stream_id)
+    before = (server.outbound_flow_control_window,
+              None if stream is None else stream.outbound_flow_control_window)
+    assert data_frame_header(server, stream_id, size) is None
+    assert (server.outbound_flow_control_window,
+            None if stream is None else stream.outbound_flow_control_window) == before
+    with pytest.raises(h2.exceptions.H2Error):
+        server.send_data(stream_id, b"x" * size)
+
+
+def test_declines_what_h2_refuses() -> None:
+    twins = Twins()
+    server = twins.b
+    stream_id = twins.open(GET, end_stream=True)
+    _refused(server, 99, 10)  # no such stream
+    _refused(server, stream_id, server.max_outbound_frame_size + 1)
+    # A window smaller than the frame: the stream's...
+    server.streams[stream_id].outbound_flow_control_window = 10
+    _refused(server, stream_id, 11)
+    server.streams[stream_id].outbound_flow_control_window = 65535
+    # ... and the connection's.
+    server.outbound_flow_control_window = 10
+    _refused(server, stream_id, 11)
+    server.outbound_flow_control_window = 65535
+    assert data_frame_header(server, stream_id, 11) is not None  # sendable again
+
+
+def test_declines_a_zero_length_frame() -> None:
+    """Empty DATA without END_STREAM is h2's to send (or the caller's to skip)."""
+    twins = Twins()
+    stream_id = twins.open(GET, end_stream=True)
+    assert data_frame_header(twins.b, stream_id, 0) is None
+
+
+def test_declines_closed_streams_and_connections() -> None:
+    twins = Twins()
+    ended = twins.open(GET, end_stream=True)
+    reset = twins.open(GET, end_stream=True)
+    twins.b.send_data(ended, b"", end_stream=True)  # half-closed (local) then closed
+    twins.client.reset_stream(reset, ErrorCodes.CANCEL)
+    twins._to_servers()
+    _refused(twins.b, ended, 10)
+    _refused(twins.b, reset, 10)
+    live = twins.open(GET, end_stream=True)
+    twins.b.close_connection()
+    _refused(twins.b, live, 10)
+
+
+def test_output_joins_pieces_in_order() -> None:
+    out = Output()
+    out.append(b"ab")
+    out.append(b"")
+    out.append(memoryview(b"xcdx")[1:3])
+    out.append(bytearray(b"ef"))
+    assert len(out) == 6
+    assert out.take() == b"abcdef"
+    assert len(out) == 0 and out.take() == b""

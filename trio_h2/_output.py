@@ -1,0 +1,45 @@
+"""The connection's outgoing bytes, in order, copied once. Pure."""
+
+from __future__ import annotations
+
+from typing import final
+
+Piece = bytes | bytearray | memoryview
+
+
+@final
+class Output:
+    """Bytes waiting for the socket, kept as the pieces they were made of:
+    h2's output, frame headers written by ``_h2extras``, and slices of the
+    response bodies the handlers offered. :meth:`take` joins them, the one
+    copy they get before the kernel's.
+
+    The body slices are safe to hold: ``_asgi`` hands the core immutable
+    ``bytes``, so an application reusing its buffer cannot change what is
+    queued.
+    """
+
+    __slots__ = ("_pieces", "_size")
+
+    def __init__(self) -> None:
+        self._pieces: list[Piece] = []
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, piece: Piece) -> None:
+        if piece:
+            self._pieces.append(piece)
+            self._size += len(piece)
+
+    def take(self) -> bytes:
+        """Everything queued, as one buffer; the queue is then empty."""
+        data = b"".join(self._pieces)
+        self._pieces.clear()
+        self._size = 0
+        return data
+
+    def clear(self) -> None:
+        self._pieces.clear()
+        self._size = 0
