@@ -3,7 +3,7 @@
 When ``send`` returns: for ``http.response.body``, once the connection's
 sender has taken every byte of that body, that is framed it as DATA within
 the client's flow-control windows, into the write it is about to make (at
-most 64 KiB per connection). Until then the chunk is the only response data
+most 128 KiB per connection). Until then the chunk is the only response data
 of the stream that trio_h2 holds, by reference, never copied into a queue.
 So an app that streams to a slow client waits, and one stream's bytes are
 never reordered: its next chunk cannot be offered before the last is taken.
