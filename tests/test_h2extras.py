@@ -1,9 +1,10 @@
-"""``_h2extras.data_frame_header`` against h2's own ``send_data``.
+"""``_h2extras``'s shortcuts around h2, against h2 itself.
 
 The fast DATA path must leave h2 exactly where ``send_data`` would: the same
 bytes on the wire, the same windows, and no decision h2 would refuse. Twin
 server connections get the same input; one sends with h2, the other with the
-fast path, and everything observable is compared.
+fast path, and everything observable is compared. The frame buffer's DATA
+frames must repr as hyperframe's do, and h2 must still route them as DATA.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.stream
+import hyperframe.frame
 import pytest
 from h2.errors import ErrorCodes
 
-from trio_h2._h2extras import data_frame_header
+from trio_h2._h2extras import DataFrame, data_frame_header, use_frame_buffer
 from trio_h2._output import Output
 
 from .sansio import GET, POST
@@ -161,3 +163,50 @@ def test_output_joins_pieces_in_order() -> None:
     assert len(out) == 6
     assert out.take() == b"abcdef"
     assert len(out) == 0 and out.take() == b""
+
+
+@pytest.mark.parametrize("data", [b"", b"a", b"0123456789", b"0123456789A", bytes(range(256)) * 64])
+@pytest.mark.parametrize("pad_length", [None, 0, 3, 255])
+def test_data_frame_repr_is_hyperframes(data: bytes, pad_length: int | None) -> None:
+    frames = [cls(7, data) for cls in (hyperframe.frame.DataFrame, DataFrame)]
+    for frame in frames:
+        frame.flags.add("END_STREAM")
+        if pad_length is not None:
+            frame.flags.add("PADDED")
+            frame.pad_length = pad_length
+    theirs, ours = (repr(frame) for frame in frames)
+    assert ours == theirs
+
+
+def test_frame_buffer_data_frames_reach_h2_as_data() -> None:
+    """Received DATA, padded or not, is ours and still DATA to h2: events and
+    flow control are as without the buffer."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=True, header_encoding=None))
+    plain, ours = _server(), _server()
+    use_frame_buffer(ours)
+    client.initiate_connection()
+    stream_id = client.get_next_available_stream_id()
+    client.send_headers(stream_id, POST)
+    client.send_data(stream_id, b"x" * 1000, pad_length=10)
+    client.send_data(stream_id, b"y" * 16384, end_stream=True)
+    wire = client.data_to_send()
+    routed: list[type[hyperframe.frame.Frame]] = []
+    handle_data = ours._frame_dispatch_table[DataFrame]
+
+    def record(frame: hyperframe.frame.Frame) -> object:
+        routed.append(type(frame))
+        return handle_data(frame)
+
+    ours._frame_dispatch_table[DataFrame] = record
+    events = [[_summary(event) for event in server.receive_data(wire)]
+              for server in (plain, ours)]
+    assert events[1] == events[0]
+    assert ("DataReceived", b"x" * 1000, 1011) in events[1]
+    assert routed == [DataFrame, DataFrame]
+    assert ours.inbound_flow_control_window == plain.inbound_flow_control_window
+
+
+def _summary(event: h2.events.Event) -> tuple[str, bytes | None, int | None]:
+    return (type(event).__name__, getattr(event, "data", None),
+            getattr(event, "flow_controlled_length", None))

@@ -37,7 +37,7 @@ from hyperframe.frame import ExtensionFrame
 from ._config import Config
 from ._errors import ClientDisconnected, RemoteProtocolError
 from ._guard import ConnectionGuard
-from ._h2extras import Decoder, code_name, data_frame_header, goaway
+from ._h2extras import Decoder, code_name, data_frame_header, goaway, use_frame_buffer
 from ._headers import Headers, MalformedRequest, validate_request, validate_trailers
 from ._limits import TokenBucket
 from ._output import Output
@@ -140,6 +140,7 @@ class ConnectionState:
             },
         )
         self.h2.max_inbound_frame_size = config.max_frame_size
+        use_frame_buffer(self.h2)
         self.h2.decoder = Decoder()
         self.h2.decoder.max_header_list_size = config.max_header_list_size
 
