@@ -66,10 +66,12 @@ class Twins:
         return (server.outbound_flow_control_window,
                 server.streams[stream_id].outbound_flow_control_window)
 
-    def send(self, stream_id: int, payload: bytes) -> list[h2.events.Event]:
-        """Send ``payload`` both ways; check bytes and windows; deliver A's."""
-        self.a.send_data(stream_id, payload)
-        header = data_frame_header(self.b, stream_id, len(payload))
+    def send(self, stream_id: int, payload: bytes,
+             end_stream: bool = False) -> list[h2.events.Event]:
+        """Send ``payload`` both ways; check bytes, windows and stream state;
+        deliver A's bytes to the client."""
+        self.a.send_data(stream_id, payload, end_stream=end_stream)
+        header = data_frame_header(self.b, stream_id, len(payload), end_stream=end_stream)
         assert header is not None
         out = Output()
         out.append(self.b.data_to_send())  # what h2 queued first: HEADERS
@@ -78,7 +80,13 @@ class Twins:
         wire_a, wire_b = self.a.data_to_send(), out.take()
         assert wire_b == wire_a
         assert self.windows(self.b, stream_id) == self.windows(self.a, stream_id)
+        assert _stream_state(self.b, stream_id) == _stream_state(self.a, stream_id)
         return self._to_client(wire_a)
+
+
+def _stream_state(server: h2.connection.H2Connection, stream_id: int) -> tuple[object, object]:
+    stream = server.streams[stream_id]
+    return stream.state_machine.state, stream.state_machine.stream_closed_by
 
 
 @pytest.mark.parametrize("headers,end_stream", [(GET, True), (POST, False)],
@@ -95,13 +103,22 @@ def test_frames_and_windows_match_h2s_send_data(
                 received += event.data
                 twins.client.acknowledge_received_data(event.flow_controlled_length, stream_id)
     assert received == b"".join(bytes([n % 251]) * n for n in (1, 100, 5000, 16384, 16383, 7))
-    # The end of the stream still goes through h2, whose state machine agrees.
-    for server in (twins.a, twins.b):
-        server.send_data(stream_id, b"end", end_stream=True)
-    assert twins.a.data_to_send() == twins.b.data_to_send()
+
+
+@pytest.mark.parametrize("last", [b"end", b""], ids=["with-data", "empty"])
+@pytest.mark.parametrize("headers,end_stream", [(GET, True), (POST, False)],
+                         ids=["half-closed-remote", "open"])
+def test_end_stream_frame_and_state_match_h2s(
+        headers: list[tuple[bytes, bytes]], end_stream: bool, last: bytes) -> None:
+    twins = Twins()
+    stream_id = twins.open(headers, end_stream=end_stream)
+    events = twins.send(stream_id, last, end_stream=True)
+    assert any(isinstance(e, h2.events.StreamEnded) for e in events)
     assert twins.b.streams[stream_id].state_machine.state == (
         h2.stream.StreamState.CLOSED if end_stream
         else h2.stream.StreamState.HALF_CLOSED_LOCAL)
+    # And h2 refuses what follows, as it would have.
+    _refused(twins.b, stream_id, 10)
 
 
 def _refused(server: h2.connection.H2Connection, stream_id: int, size: int) -> None:
@@ -133,11 +150,12 @@ def test_declines_what_h2_refuses() -> None:
     assert data_frame_header(server, stream_id, 11) is not None  # sendable again
 
 
-def test_declines_a_zero_length_frame() -> None:
+def test_declines_a_zero_length_frame_without_end_stream() -> None:
     """Empty DATA without END_STREAM is h2's to send (or the caller's to skip)."""
     twins = Twins()
     stream_id = twins.open(GET, end_stream=True)
     assert data_frame_header(twins.b, stream_id, 0) is None
+    assert data_frame_header(twins.b, stream_id, 0, end_stream=True) is not None
 
 
 def test_declines_closed_streams_and_connections() -> None:

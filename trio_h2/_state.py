@@ -498,7 +498,7 @@ class ConnectionState:
         return size
 
     def _send_data(self, stream_id: int, payload: memoryview, *, end_stream: bool) -> None:
-        header = None if end_stream else data_frame_header(self.h2, stream_id, len(payload))
+        header = data_frame_header(self.h2, stream_id, len(payload), end_stream=end_stream)
         if header is None:
             self.h2.send_data(stream_id, payload, end_stream=end_stream)
             return
