@@ -239,3 +239,44 @@ def test_a_dependency_leaves_the_fast_path_with_the_same_shares() -> None:
     assert sent[c.stream_id] == 0
     assert sent[a.stream_id] / (sent[a.stream_id] + sent[b.stream_id]) == pytest.approx(
         8 / 9, abs=0.02)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_signals_keep_the_ready_count_and_decisions_consistent(seed: int) -> None:
+    """Whatever mix of RFC 7540 and RFC 9218 signals, readiness changes and
+    removals: the ready count is the number of ready streams, and a decision
+    names a ready stream exactly when there is one."""
+    import random
+
+    rng = random.Random(seed)
+    scheduler = Scheduler(max_streams=50, max_idle=16)
+    ready: dict[int, bool] = {}
+    next_id = 1
+    for _ in range(3000):
+        action = rng.random()
+        if action < 0.15 and len(ready) < 50:
+            depends = rng.choice([0, *ready]) if rng.random() < 0.3 else 0
+            extensible = (ExtensiblePriority(rng.randrange(8), rng.random() < 0.5)
+                          if rng.random() < 0.5 else None)
+            scheduler.add(next_id, depends_on=depends, weight=rng.randrange(1, 257),
+                          extensible=extensible)
+            ready[next_id] = False
+            next_id += 2
+        elif action < 0.25 and ready:
+            stream_id = rng.choice(list(ready))
+            scheduler.remove(stream_id)
+            del ready[stream_id]
+        elif action < 0.3 and ready:
+            stream_id = rng.choice(list(ready))
+            scheduler.set_extensible(stream_id, ExtensiblePriority(rng.randrange(8), True))
+        elif ready:
+            stream_id = rng.choice(list(ready))
+            ready[stream_id] = rng.random() < 0.6
+            scheduler.set_ready(stream_id, ready[stream_id])
+        assert scheduler.ready_count == sum(ready.values())
+        chosen = scheduler.next()
+        if any(ready.values()):
+            assert chosen is not None and ready[chosen]
+            scheduler.charge(chosen, rng.randrange(1, 16385), drained=rng.random() < 0.2)
+        else:
+            assert chosen is None

@@ -178,10 +178,8 @@ class _Exchange:
         self._body_done = not more
         self._complete = end
         if not stream.headers_sent:
-            headers = self._start
-            if not more and not self._is_head and not self._trailers_expected:
-                headers = _with_length(headers, len(body))
-            headers = _with_date(headers)
+            whole = not more and not self._is_head and not self._trailers_expected
+            headers = _completed(self._start, len(body) if whole else None)
             self._send_headers(headers, end_stream=end and not body)
             if not body:
                 self._conn.wake_sender()
@@ -224,17 +222,25 @@ class _Exchange:
             await self._lot.park()
 
 
-def _with_length(headers: Headers, length: int) -> Headers:
-    if any(name == b"content-length" for name, _ in headers):
+def _completed(headers: Headers, length: int | None) -> Headers:
+    """``headers`` with ``content-length: length`` (when the whole body is
+    known) and ``date`` added, unless the application set them."""
+    has_length = length is None
+    has_date = False
+    for name, _ in headers:
+        if name == b"content-length":
+            has_length = True
+        elif name == b"date":
+            has_date = True
+    if has_length and has_date:
         return headers
-    return [*headers, (b"content-length", str(length).encode())]
-
-
-def _with_date(headers: Headers) -> Headers:
-    # RFC 9110 section 6.6.1: an origin server with a clock sends Date.
-    if any(name == b"date" for name, _ in headers):
-        return headers
-    return [*headers, (b"date", _date())]
+    headers = headers.copy()
+    if not has_length:
+        headers.append((b"content-length", str(length).encode()))
+    if not has_date:
+        # RFC 9110 section 6.6.1: an origin server with a clock sends Date.
+        headers.append((b"date", _date()))
+    return headers
 
 
 _date_cache: tuple[int, bytes] = (0, b"")

@@ -83,6 +83,9 @@ class Scheduler:
         self._idle: OrderedDict[int, None] = OrderedDict()
         self._entries: dict[int, _Entry] = {}
         self._tree_ready: set[int] = set()  # ready streams ordered by the tree
+        self.ready_count = 0
+        """Streams that can send now."""
+        self._rfc9218_ready = 0  # of which with an RFC 9218 priority
         # RFC 9218 streams that are ready, by urgency.
         self._sequential: list[set[int]] = [set() for _ in range(8)]
         self._incremental: list[deque[int]] = [deque() for _ in range(8)]
@@ -160,6 +163,9 @@ class Scheduler:
             return
         entry.ready = ready
         value = entry.extensible
+        self.ready_count += 1 if ready else -1
+        if value is not None:
+            self._rfc9218_ready += 1 if ready else -1
         if value is None:
             if ready:
                 self._tree_ready.add(stream_id)
@@ -182,11 +188,6 @@ class Scheduler:
             self._sequential[value.urgency].add(stream_id)
         else:
             self._sequential[value.urgency].discard(stream_id)
-
-    @property
-    def ready_count(self) -> int:
-        return len(self._tree_ready) + sum(map(len, self._sequential)) + sum(
-            map(len, self._incremental))
 
     # ------------------------------------------------------------- decision
 
@@ -216,6 +217,8 @@ class Scheduler:
 
     def _choose(self) -> int | None:
         tree_ready = bool(self._tree_ready)
+        if not self._rfc9218_ready:
+            return self._tree_next() if tree_ready else None
         for urgency in range(8):
             sequential, incremental = self._sequential[urgency], self._incremental[urgency]
             if not sequential and not incremental:
