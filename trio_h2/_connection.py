@@ -30,6 +30,7 @@ from h2.errors import ErrorCodes
 from ._config import Config
 from ._state import ConnectionState
 from ._stream import StreamState
+from ._waker import Waker
 
 log = logging.getLogger("trio_h2")
 
@@ -68,9 +69,9 @@ class Connection:
         self.peer = peer
         self._stream = stream
         self._handler = handler
-        self._sender_lot = trio.lowlevel.ParkingLot()
-        self._written_lot = trio.lowlevel.ParkingLot()  # the reader's brake
-        self._timer_lot = trio.lowlevel.ParkingLot()
+        self._sender_waker = Waker()
+        self._written_waker = Waker()  # the reader's brake
+        self._timer_waker = Waker()
         self._nursery: trio.Nursery | None = None
 
     async def run(self) -> None:
@@ -93,9 +94,9 @@ class Connection:
         self.wake_sender()
 
     def wake_sender(self) -> None:
-        self._sender_lot.unpark_all()
+        self._sender_waker.wake()
         if self.state.guard.new_deadline:
-            self._timer_lot.unpark_all()
+            self._timer_waker.wake()
 
     def _end(self) -> None:
         """Cancel whatever still runs: handlers of streams that cannot complete."""
@@ -135,7 +136,7 @@ class Connection:
                     return
                 self.wake_sender()
                 with trio.move_on_at(deadline):
-                    await self._timer_lot.park()
+                    await self._timer_waker.sleep()
 
     async def _read_loop(self) -> None:
         state = self.state
@@ -146,7 +147,7 @@ class Connection:
                 # RST_STREAM...) is not being read: stop reading until it is,
                 # so a flood costs the flooder, not our memory (CVE-2019-9512,
                 # 9514, 9515). A client that never reads meets send_timeout.
-                await self._written_lot.park()
+                await self._written_waker.sleep()
             try:
                 data = await self._stream.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -187,7 +188,7 @@ class Connection:
                     self._end()
                     return
                 guard.writing_since = None
-                self._written_lot.unpark_all()
+                self._written_waker.wake()
             if done and state.scheduler.ready_count:
                 # trio runs woken tasks in random order: yield once more so
                 # that the handlers just released offer their next chunks
@@ -201,4 +202,4 @@ class Connection:
                     continue
                 self._end()
                 return
-            await self._sender_lot.park()
+            await self._sender_waker.sleep()
