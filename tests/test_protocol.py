@@ -224,6 +224,9 @@ MALFORMED = [
     pytest.param([*GET, ("x-a", "a\rb")], id="CR in value"),
     pytest.param([*GET, ("x-a", "a\nb")], id="LF in value"),
     pytest.param([*GET, ("x-a", "a\x00b")], id="NUL in value"),
+    pytest.param([*GET, ("x-a", " a")], id="leading SP in value"),
+    pytest.param([*GET, ("x-a", "a\t")], id="trailing HTAB in value"),
+    pytest.param([*without(":path"), (":path", "/ ")], id="trailing SP in :path"),
 ]
 
 

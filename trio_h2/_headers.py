@@ -27,8 +27,10 @@ REQUEST_PSEUDO = frozenset([b":method", b":scheme", b":authority", b":path"])
 # RFC 9113 section 8.2.1: no 0x00-0x20, no uppercase, no 0x7f-0xff, and no
 # colon outside the leading one of a pseudo-header.
 _BAD_NAME = re.compile(rb"[\x00-\x20A-Z\x7f-\xff:]")
-# RFC 9113 section 8.2.1: no NUL, CR or LF anywhere, no leading or trailing SP/HTAB.
-_BAD_VALUE = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")
+# RFC 9113 section 8.2.1: no NUL, CR or LF anywhere, no leading or trailing
+# SP/HTAB (see _bad_value; one regex with anchors took twice as long).
+_BAD_VALUE_CHAR = re.compile(rb"[\x00\r\n]")
+_WHITESPACE = (b" ", b"\t")
 # RFC 9110 section 5.1: a field name is a token.
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9a-zA-Z]+$")
 
@@ -71,7 +73,7 @@ def validate_request(fields: Headers) -> RequestHead:
         else:
             _check_field(name, value)
             regular.append((name, value))
-        if _BAD_VALUE.search(value):
+        if _bad_value(value):
             raise MalformedRequest(f"invalid value for field {name!r}")
 
     method = pseudo.get(b":method")
@@ -108,8 +110,13 @@ def validate_trailers(fields: Headers) -> None:
         if name[:1] == b":":
             raise MalformedRequest(f"pseudo-header {name!r} in trailers")
         _check_field(name, value)
-        if _BAD_VALUE.search(value):
+        if _bad_value(value):
             raise MalformedRequest(f"invalid value for field {name!r}")
+
+
+def _bad_value(value: bytes) -> bool:
+    return (_BAD_VALUE_CHAR.search(value) is not None
+            or value[:1] in _WHITESPACE or value[-1:] in _WHITESPACE)
 
 
 def _check_field(name: bytes, value: bytes) -> None:
@@ -160,7 +167,7 @@ def _app_fields(fields: object, what: str) -> Headers:
         if not _TOKEN.match(raw_name):
             raise LocalProtocolError(f"invalid {what} header name {raw_name!r}")
         name = raw_name.lower()
-        if _BAD_VALUE.search(value):
+        if _bad_value(value):
             raise LocalProtocolError(f"invalid value for {what} header {name!r}: {value!r}")
         if name in CONNECTION_SPECIFIC:
             continue
