@@ -122,7 +122,8 @@ class _Exchange:
         while True:
             if stream.body:
                 data = self._state.take_body(stream)
-                self._conn.wake_sender()  # a WINDOW_UPDATE may be queued
+                if self._state.output_backlog:
+                    self._conn.wake_sender()  # WINDOW_UPDATE
                 more = not stream.body_ended or bool(stream.body)
                 self._request_done = not more
                 return {"type": "http.request", "body": data, "more_body": more}
@@ -138,6 +139,7 @@ class _Exchange:
                 await self._waker.sleep()  # only for the end of the exchange
                 continue
             self._state.body_wanted(stream, True)  # body_timeout runs
+            self._conn.check_deadlines()
             try:
                 await self._waker.sleep()
             finally:

@@ -95,6 +95,11 @@ class Connection:
 
     def wake_sender(self) -> None:
         self._sender_waker.wake()
+        self.check_deadlines()
+
+    def check_deadlines(self) -> None:
+        """After a call into the core that may have set an earlier deadline
+        (``_guard``): let the watchdog look again."""
         if self.state.guard.new_deadline:
             self._timer_waker.wake()
 
@@ -160,7 +165,9 @@ class Connection:
             for stream in state.receive_data(data):
                 self._nursery.start_soon(self._run_handler, stream,
                                          name=f"trio_h2 stream {stream.stream_id}")
-            self.wake_sender()
+            if state.sender_has_work:  # not for request HEADERS and DATA alone
+                self._sender_waker.wake()
+            self.check_deadlines()
 
     async def _run_handler(self, stream: StreamState) -> None:
         try:
@@ -168,6 +175,8 @@ class Connection:
         finally:
             if self.state.handler_finished(stream):
                 self.wake_sender()
+            else:
+                self.check_deadlines()  # the idle timeout, after the last stream
 
     async def _send_loop(self) -> None:
         state = self.state

@@ -193,8 +193,15 @@ class ConnectionState:
         return started
 
     @property
+    def sender_has_work(self) -> bool:
+        """Whether the sender, woken now, would do anything: frame DATA,
+        write output, or end the connection (its loop's own conditions)."""
+        return bool(self._out) or self.scheduler.ready_count > 0 or self.finished
+
+    @property
     def output_backlog(self) -> int:
-        """Bytes of output waiting for the sender that reading produced."""
+        """Bytes of output waiting for the sender that it has not taken yet:
+        what reading produced, and WINDOW_UPDATE frames."""
         return len(self._out)
 
     def _handle_event(self, event: h2.events.Event) -> StreamState | None:
@@ -376,7 +383,8 @@ class ConnectionState:
 
     def take_body(self, stream: StreamState) -> bytes:
         """Everything buffered for ``stream``, acknowledged: its stream window
-        reopens by as much (RFC 9113 section 6.9)."""
+        reopens by as much (RFC 9113 section 6.9). h2 sends WINDOW_UPDATE
+        once half a window is consumed; :attr:`output_backlog` then says so."""
         chunks = stream.body
         if len(chunks) == 1:
             data, flow = chunks.popleft()
@@ -386,6 +394,7 @@ class ConnectionState:
             chunks.clear()
         if not self.terminated:
             self.h2.acknowledge_received_data(flow, stream.stream_id)
+            self._out.append(self.h2.data_to_send())
         return data
 
     def send_headers(self, stream: StreamState, headers: Headers, *, end_stream: bool) -> None:
