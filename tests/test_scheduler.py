@@ -280,3 +280,46 @@ def test_random_signals_keep_the_ready_count_and_decisions_consistent(seed: int)
             scheduler.charge(chosen, rng.randrange(1, 16385), drained=rng.random() < 0.2)
         else:
             assert chosen is None
+
+
+def test_a_refilling_stream_is_waited_for_only_when_its_turn_comes() -> None:
+    """Equal weights: after A's chunk runs out, B and C take their turns as
+    they would anyway; then A would be chosen, so the sender must wait for it."""
+    scheduler = Scheduler(max_streams=10, max_idle=16)
+    for stream_id in (1, 3, 5):
+        scheduler.add(stream_id)
+        scheduler.set_ready(stream_id, True)
+    assert scheduler.next() == 1
+    scheduler.charge(1, 16384, drained=True)  # a full turn: nothing owed
+    scheduler.set_ready(1, False)
+    assert not scheduler.would_choose(1)
+    assert scheduler.next() == 3
+    scheduler.charge(3, 16384, drained=False)
+    assert not scheduler.would_choose(1)
+    assert scheduler.next() == 5
+    scheduler.charge(5, 16384, drained=False)
+    assert scheduler.would_choose(1)  # 1, 3, 5 have had one turn each: 1 is next
+
+
+def test_a_stream_cut_short_mid_turn_is_always_waited_for() -> None:
+    scheduler = Scheduler(max_streams=10, max_idle=16)
+    for stream_id in (1, 3, 5):
+        scheduler.add(stream_id)
+        scheduler.set_ready(stream_id, True)
+    assert scheduler.next() == 1
+    scheduler.charge(1, 5000, drained=True)  # owed the rest of its turn
+    scheduler.set_ready(1, False)
+    assert scheduler.would_choose(1)
+
+
+def test_with_one_other_stream_the_refilling_one_is_always_waited_for() -> None:
+    # A single ready stream is served without its virtual time moving, so
+    # letting it run on would give it turns it has not paid for.
+    scheduler = Scheduler(max_streams=10, max_idle=16)
+    for stream_id in (1, 3):
+        scheduler.add(stream_id, weight=1)
+        scheduler.set_ready(stream_id, True)
+    assert scheduler.next() == 1
+    scheduler.charge(1, 16384, drained=True)
+    scheduler.set_ready(1, False)
+    assert scheduler.would_choose(1)

@@ -215,6 +215,30 @@ class Scheduler:
         else:
             self._owed.pop(stream_id, None)
 
+    def would_choose(self, stream_id: int) -> bool:
+        """Whether ``stream_id``, not ready now, would be chosen next if it
+        were. The sender stops framing at that point until the stream's
+        producer has refilled, so that a producer between two chunks keeps
+        its turn; until then other streams' frames go first as they would
+        anyway. Where that is costly to tell (RFC 9218 signals, the RFC 7540
+        tree, a single other stream served without its virtual time moving)
+        the answer is yes."""
+        entry = self._entries.get(stream_id)
+        if entry is None:
+            return False  # closed
+        if (stream_id in self._owed or entry.extensible is not None or self._tree is not None
+                or self._rfc9218_ready or len(self._tree_ready) <= 1):
+            return True
+        heap = self._flat_heap
+        while heap:
+            vtime, top = heap[0]
+            other = self._entries.get(top)
+            if (other is not None and other.ready and other.extensible is None
+                    and other.vtime == vtime):
+                return (max(entry.vtime, self._vnow), stream_id) < heap[0]
+            heapq.heappop(heap)  # stale, as _tree_next would find it
+        return True
+
     def _choose(self) -> int | None:
         tree_ready = bool(self._tree_ready)
         if not self._rfc9218_ready:

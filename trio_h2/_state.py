@@ -465,8 +465,14 @@ class ConnectionState:
         before each frame. Returns the streams whose offered chunk is now
         entirely framed: the sender hands them back with :meth:`taken`."""
         done: list[StreamState] = []
+        refilling: list[int] = []
         scheduler = self.scheduler
         while budget > 0 and not self.terminated:
+            if any(map(scheduler.would_choose, refilling)):
+                # A producer that refills while this batch is written would
+                # be chosen now: end the batch, so that it is back for the
+                # next decision instead of looking idle to the scheduler.
+                break
             stream_id = scheduler.next()
             if stream_id is None:
                 break
@@ -477,11 +483,8 @@ class ConnectionState:
                 scheduler.charge(stream_id, sent, drained=not self._refresh(stream))
             if stream.outbox is None:
                 done.append(stream)
-                if not stream.response_ended and scheduler.ready_count:
-                    # Its producer refills while this batch is written; end
-                    # the batch so that it competes for the next frame
-                    # instead of looking idle to the scheduler.
-                    break
+                if not stream.response_ended:
+                    refilling.append(stream_id)
         return done
 
     def _send_frame(self, stream: StreamState, limit: int) -> int:
