@@ -17,6 +17,7 @@ from itertools import repeat
 from typing import Any
 
 import h2.connection
+import hpack
 import priority.priority
 import pytest
 import trio
@@ -172,18 +173,19 @@ async def test_a_bad_header_from_the_app_keeps_hpack_in_step(
 
 async def test_h2_failing_after_encoding_headers_ends_the_connection(
         h2_server: H2ServerFactory, app: App, monkeypatch: pytest.MonkeyPatch) -> None:
-    """If h2 raises from send_headers after its HPACK encoder may have changed
-    (here: after the real call), no later header block can be trusted to
+    """If sending a header block fails after the HPACK encoder has changed
+    (here: right after the real encoding, whether h2's send_headers or
+    trio_h2's fast path called it), no later header block can be trusted to
     decode: the connection must end with GOAWAY, not only the stream."""
-    real = h2.connection.H2Connection.send_headers
+    real = hpack.Encoder.encode
 
-    def send_headers(self: h2.connection.H2Connection, stream_id: int, headers: Any,
-                     *args: Any, **kwargs: Any) -> Any:
-        real(self, stream_id, headers, *args, **kwargs)
-        if not self.config.client_side and any(n == b"x-explode" for n, _ in headers):
+    def encode(self: hpack.Encoder, headers: Any, *args: Any, **kwargs: Any) -> bytes:
+        block = real(self, headers, *args, **kwargs)
+        if any(n == b"x-explode" for n, _ in headers):
             raise RuntimeError("injected failure after HPACK encoding")
+        return block
 
-    monkeypatch.setattr(h2.connection.H2Connection, "send_headers", send_headers)
+    monkeypatch.setattr(hpack.Encoder, "encode", encode)
     server = await start(h2_server, app)
     async with watched(server, app) as watch:
         attacker = await watch.connect()

@@ -18,7 +18,12 @@ import hyperframe.frame
 import pytest
 from h2.errors import ErrorCodes
 
-from trio_h2._h2extras import DataFrame, data_frame_header, use_frame_buffer
+from trio_h2._h2extras import (
+    DataFrame,
+    data_frame_header,
+    response_headers_frame,
+    use_frame_buffer,
+)
 from trio_h2._output import Output
 
 from .sansio import GET, POST
@@ -54,13 +59,33 @@ class Twins:
         self._to_servers()  # acknowledgements, WINDOW_UPDATE
         return events
 
-    def open(self, headers: list[tuple[bytes, bytes]], *, end_stream: bool) -> int:
+    def open(self, headers: list[tuple[bytes, bytes]], *, end_stream: bool,
+             respond: bool = True) -> int:
         stream_id = self.client.get_next_available_stream_id()
         self.client.send_headers(stream_id, headers, end_stream=end_stream)
         self._to_servers()
-        for server in (self.a, self.b):
-            server.send_headers(stream_id, [(b":status", b"200")])
+        if respond:
+            for server in (self.a, self.b):
+                server.send_headers(stream_id, [(b":status", b"200")])
         return stream_id
+
+    def respond(self, stream_id: int, headers: list[tuple[bytes, bytes]],
+                end_stream: bool) -> list[h2.events.Event]:
+        """Response headers both ways (h2 on A, the fast path on B); check
+        the bytes and the stream state; deliver A's bytes to the client."""
+        self.a.send_headers(stream_id, headers, end_stream=end_stream)
+        frame = response_headers_frame(self.b, stream_id, headers, end_stream=end_stream)
+        assert frame is not None
+        wire_a, wire_b = self.a.data_to_send(), self.b.data_to_send() + frame
+        assert wire_b == wire_a
+        assert _stream_state(self.b, stream_id) == _stream_state(self.a, stream_id)
+        machines = [server.streams[stream_id].state_machine for server in (self.a, self.b)]
+        assert [(m.headers_sent, m.trailers_sent) for m in machines] == [(True, None)] * 2
+        assert self.b.streams[stream_id].request_method == (
+            self.a.streams[stream_id].request_method)
+        assert self.b.encoder.header_table.dynamic_entries == (
+            self.a.encoder.header_table.dynamic_entries)
+        return self._to_client(wire_a)
 
     def windows(self, server: h2.connection.H2Connection, stream_id: int) -> tuple[int, int]:
         return (server.outbound_flow_control_window,
@@ -228,3 +253,66 @@ def test_frame_buffer_data_frames_reach_h2_as_data() -> None:
 def _summary(event: h2.events.Event) -> tuple[str, bytes | None, int | None]:
     return (type(event).__name__, getattr(event, "data", None),
             getattr(event, "flow_controlled_length", None))
+
+
+
+def test_response_headers_frames_and_hpack_state_match_h2s() -> None:
+    """Several responses in a row, so that the HPACK dynamic table evolves
+    (new values, indexed repeats, a never-seen name), then DATA and trailers
+    through h2 on the streams the fast path answered."""
+    twins = Twins()
+    blocks = [
+        [(b":status", b"200"), (b"content-type", b"text/plain"), (b"content-length", b"12")],
+        [(b":status", b"200"), (b"content-type", b"text/plain"), (b"content-length", b"12")],
+        [(b":status", b"404"), (b"content-type", b"text/html"), (b"x-long", b"v" * 3000)],
+        [(b":status", b"204"), (b"date", b"Sat, 21 Nov 2026 01:02:03 GMT")],
+    ]
+    for i, block in enumerate(blocks):
+        ends = i % 2 == 1
+        stream_id = twins.open(GET, end_stream=True, respond=False)
+        events = twins.respond(stream_id, block, end_stream=ends)
+        received = next(e for e in events if isinstance(e, h2.events.ResponseReceived))
+        assert received.headers == block
+        assert any(isinstance(e, h2.events.StreamEnded) for e in events) == ends
+        if not ends:
+            for server in (twins.a, twins.b):
+                server.send_data(stream_id, b"body")
+                server.send_headers(stream_id, [(b"x-trailer", b"1")], end_stream=True)
+            wire = twins.a.data_to_send()
+            assert twins.b.data_to_send() == wire
+            assert _stream_state(twins.b, stream_id) == _stream_state(twins.a, stream_id)
+            twins._to_client(wire)
+
+
+def test_response_headers_on_an_open_request_match_h2s() -> None:
+    twins = Twins()
+    stream_id = twins.open(POST, end_stream=False, respond=False)
+    twins.respond(stream_id, [(b":status", b"200")], end_stream=True)
+    assert twins.b.streams[stream_id].state_machine.state == (
+        h2.stream.StreamState.HALF_CLOSED_LOCAL)
+
+
+@pytest.mark.parametrize("case", ["informational", "trailers", "too large", "closed", "no stream"])
+def test_response_headers_frame_declines_what_is_h2s_to_do(case: str) -> None:
+    twins = Twins()
+    server = twins.b
+    stream_id = twins.open(GET, end_stream=True, respond=False)
+    headers = [(b":status", b"200")]
+    if case == "informational":
+        headers = [(b":status", b"103"), (b"link", b"</a.css>; rel=preload")]
+    elif case == "trailers":
+        server.send_headers(stream_id, headers)
+        headers = [(b"x-trailer", b"1")]
+    elif case == "too large":
+        headers = [(b":status", b"200"), (b"x-big", b"v" * server.max_outbound_frame_size)]
+    elif case == "closed":
+        server.send_headers(stream_id, headers, end_stream=True)
+    elif case == "no stream":
+        stream_id += 2
+    server.data_to_send()
+    table = list(server.encoder.header_table.dynamic_entries)
+    state = _stream_state(server, stream_id) if stream_id in server.streams else None
+    assert response_headers_frame(server, stream_id, headers, end_stream=False) is None
+    assert list(server.encoder.header_table.dynamic_entries) == table
+    assert (_stream_state(server, stream_id) if stream_id in server.streams else None) == state
+    assert server.data_to_send() == b""

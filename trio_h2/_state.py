@@ -37,7 +37,14 @@ from hyperframe.frame import ExtensionFrame
 from ._config import Config
 from ._errors import ClientDisconnected, RemoteProtocolError
 from ._guard import ConnectionGuard
-from ._h2extras import Decoder, code_name, data_frame_header, goaway, use_frame_buffer
+from ._h2extras import (
+    Decoder,
+    code_name,
+    data_frame_header,
+    goaway,
+    response_headers_frame,
+    use_frame_buffer,
+)
 from ._headers import Headers, MalformedRequest, validate_request, validate_trailers
 from ._limits import TokenBucket
 from ._output import Output
@@ -408,7 +415,13 @@ class ConnectionState:
                 base = self.scheduler.extensible(stream.stream_id)
                 self.scheduler.set_extensible(stream.stream_id, parse_priority(value, base))
         try:
-            self.h2.send_headers(stream.stream_id, headers, end_stream=end_stream)
+            frame = response_headers_frame(self.h2, stream.stream_id, headers,
+                                           end_stream=end_stream)
+            if frame is None:
+                self.h2.send_headers(stream.stream_id, headers, end_stream=end_stream)
+            else:
+                self._out.append(self.h2.data_to_send())  # what h2 queued before it
+                self._out.append(frame)
         except Exception as exc:
             # The headers were validated; if h2 still fails, it may have
             # changed its HPACK state half-way, and the client's decoder would
