@@ -1,0 +1,145 @@
+"""Server CPU time per request (or per MiB), and trio task steps, per load.
+
+Throughput on a 2-core machine that h2load shares is noisy; the CPU time the
+server process spends on a fixed number of requests is a steadier measure of
+one change. For each load this starts ``bench/_cpu_server.py`` (trio_h2 on
+``bench._apps:app`` with a trio instrument), sends the requests with h2load,
+and reads the server's user + system time from ``/proc``. The instrument
+counts task steps and passes of trio's event loop (one ``epoll_wait`` each);
+it costs both sides of a comparison the same.
+
+With ``--against DIR`` (another checkout of trio_h2, for example
+``git worktree add /tmp/base HEAD~1``) it alternates DIR and this checkout
+and prints both, medians of ``--repeat`` runs.
+
+Run: ``python bench/cpu_cost.py`` (every load, h2c), ``--tls``, ``--only c100``,
+``--against /tmp/base --repeat 3``. Needs h2load (nghttp2-client) and Linux.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._apps import DOWNLOAD_SIZE, MiB
+from bench._servers import ROOT, make_tls
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    name: str
+    path: str
+    h2load: tuple[str, ...]
+    requests: int
+    unit: str  # "request" or "MiB"
+
+
+LOADS = [
+    Load("c1", "/", ("-c1", "-m100"), 40_000, "request"),
+    Load("c10", "/", ("-c10", "-m10"), 40_000, "request"),
+    Load("c100", "/", ("-c100", "-m1"), 20_000, "request"),
+    Load("download", "/download", ("-c1", "-m4"), 2_000, "MiB"),
+    Load("echo", "/echo", ("-c1", "-m4"), 1_000, "MiB"),
+]
+
+UPLOAD_SIZE = 1 * MiB
+# Figures are per MiB: one download or one echo is 1 MiB.
+assert DOWNLOAD_SIZE == UPLOAD_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    cpu_us: float  # per request or per MiB
+    steps: float
+    iterations: float
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def measure(load: Load, tree: Path, tls_files: list[str], upload: Path) -> Cost:
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT}"}
+    server = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_cpu_server.py"),
+                               str(port), *tls_files], env=env, cwd=tree,
+                              stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    try:
+        if server.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the server in {tree} did not start")
+        scheme = "https" if tls_files else "http"
+        argv = ["h2load", "-n", str(load.requests), *load.h2load,
+                f"{scheme}://127.0.0.1:{port}{load.path}"]
+        if load.path == "/echo":
+            argv[1:1] = ["-d", str(upload)]
+        before = _cpu_seconds(server.pid)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+        after = _cpu_seconds(server.pid)
+        if f"{load.requests} succeeded" not in done.stdout:
+            raise RuntimeError(f"h2load: not every request succeeded:\n{done.stdout}")
+        server.send_signal(2)  # SIGINT: the counts
+        counts = json.loads(server.stdout.readline())
+        if not counts["trio_h2"].startswith(str(tree)):
+            raise RuntimeError(f"{tree}: imported {counts['trio_h2']} instead")
+    finally:
+        server.kill()
+        server.wait()
+    n = load.requests
+    return Cost((after - before) * 1e6 / n, counts["steps"] / n, counts["iterations"] / n)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", action="append", choices=[load.name for load in LOADS])
+    parser.add_argument("--tls", action="store_true", help="over TLS instead of h2c")
+    parser.add_argument("--against", type=Path, metavar="DIR",
+                        help="another trio_h2 checkout to compare with")
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    trees = [ROOT] if args.against is None else [args.against.resolve(), ROOT]
+    loads = [load for load in LOADS if not args.only or load.name in args.only]
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        upload = directory / "upload.bin"
+        upload.write_bytes(os.urandom(UPLOAD_SIZE))
+        tls_files: list[str] = []
+        if args.tls:
+            tls = make_tls(directory)
+            tls_files = [str(tls.certfile), str(tls.keyfile)]
+        print(f"{'load':10} {'tree':32} {'CPU us':>10} {'per':8} {'steps':>7} {'loops':>7}")
+        for load in loads:
+            runs: dict[Path, list[Cost]] = {tree: [] for tree in trees}
+            for _ in range(args.repeat):
+                for tree in trees:  # alternating, so a slow spell hits both
+                    runs[tree].append(measure(load, tree, tls_files, upload))
+                    time.sleep(0.2)
+            for tree, costs in runs.items():
+                name = f"{load.name}{' TLS' if args.tls else ''}"
+                print(f"{name:10} {str(tree)[-32:]:32} "
+                      f"{statistics.median(c.cpu_us for c in costs):10,.0f} {load.unit:8} "
+                      f"{statistics.median(c.steps for c in costs):7.1f} "
+                      f"{statistics.median(c.iterations for c in costs):7.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
