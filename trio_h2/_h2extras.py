@@ -1,4 +1,6 @@
-"""What trio_h2 needs from h2 that h2 does not offer. Pure.
+"""How trio_h2 runs h2, and what it needs from h2 that h2 does not offer. Pure.
+
+* :func:`server_connection`: h2 configured for one server connection.
 
 * GOAWAY frames written by hand: h2's ``close_connection`` ends h2's side of
   the connection, so the first GOAWAY of a graceful close, and one after h2
@@ -14,17 +16,24 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from typing import final
+from typing import cast, final
 
+import h2.config
 import h2.connection
 import h2.exceptions
 import h2.frame_buffer
+import h2.settings
 import hpack
 import hyperframe.frame
 from h2.errors import ErrorCodes
 from h2.stream import StreamInputs, StreamState
 from hpack.struct import HeaderTuple
 from hyperframe.frame import Frame, GoAwayFrame
+
+from ._config import Config
+
+# RFC 9218 section 2.1. h2 passes settings it does not know through as plain ints.
+SETTINGS_NO_RFC7540_PRIORITIES = cast(h2.settings.SettingCodes, 0x9)
 
 # RFC 9113 section 4.1: a 24-bit length (as 16 + 8 bits), the type, the
 # flags, and the reserved bit with the 31-bit stream id.
@@ -40,6 +49,42 @@ _FIELD_OVERHEAD, _BLOCK_OVERHEAD = 7, 16
 # The stream states in which h2 lets a server send DATA (h2.stream's
 # transitions for StreamInputs.SEND_DATA that change nothing).
 _SENDING = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
+
+
+def server_connection(config: Config) -> h2.connection.H2Connection:
+    """An h2 server connection as trio_h2 runs it: ``config``'s settings,
+    h2's header validation off (``_headers`` does it, as stream errors), the
+    :class:`Decoder` and the :class:`FrameBuffer`."""
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            # Validated in _headers, as stream errors (see its docstring).
+            validate_inbound_headers=False,
+            # Response headers are validated and lowercased in _headers
+            # before they reach h2 (more strictly than h2 would); h2's own
+            # pass cost 14 us a response and could fail half-way through
+            # HPACK encoding.
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+    )
+    conn.local_settings = h2.settings.Settings(
+        client=False,
+        initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: config.max_concurrent_streams,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: config.initial_window_size,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: config.max_frame_size,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: config.max_header_list_size,
+            # RFC 9218 section 2.1: say so only if RFC 7540 signals are ignored.
+            **({} if config.rfc7540_priorities else {SETTINGS_NO_RFC7540_PRIORITIES: 1}),
+        },
+    )
+    conn.max_inbound_frame_size = config.max_frame_size
+    use_frame_buffer(conn)
+    conn.decoder = Decoder()
+    conn.decoder.max_header_list_size = config.max_header_list_size
+    return conn
 
 
 class HeaderBlockUndecodable(h2.exceptions.ProtocolError):

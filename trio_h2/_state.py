@@ -26,7 +26,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, cast, final
 
-import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
@@ -38,12 +37,11 @@ from ._config import Config
 from ._errors import ClientDisconnected, RemoteProtocolError
 from ._guard import ConnectionGuard
 from ._h2extras import (
-    Decoder,
     code_name,
     data_frame_header,
     goaway,
     response_headers_frame,
-    use_frame_buffer,
+    server_connection,
 )
 from ._headers import Headers, MalformedRequest, validate_request, validate_trailers
 from ._limits import TokenBucket
@@ -67,10 +65,6 @@ MAX_SETTINGS = 32
 
 # The opaque data of the PING between the two GOAWAYs of a graceful close.
 DRAIN_PING = b"trio_h2\x00"
-
-# RFC 9218 section 2.1.
-# h2 passes settings it does not know through as plain ints.
-SETTINGS_NO_RFC7540_PRIORITIES = cast(h2.settings.SettingCodes, 0x9)
 
 # RFC 9113 section 9.1.1's bound on a stream id; GOAWAY with it means
 # "whatever you have sent so far" (RFC 9113 section 6.8).
@@ -121,35 +115,7 @@ class ConnectionState:
         """Output not yet taken by the sender: what h2 queued while reading
         (acknowledgements, WINDOW_UPDATE, RST_STREAM) and frames h2 cannot
         send for us (a graceful GOAWAY). Its size is the reader's brake."""
-        self.h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(
-                client_side=False,
-                header_encoding=None,
-                # Validated in _headers, as stream errors (see its docstring).
-                validate_inbound_headers=False,
-                # Response headers are validated and lowercased in _headers
-                # before they reach h2 (more strictly than h2 would); h2's
-                # own pass cost 14 us a response and could fail half-way
-                # through HPACK encoding.
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-            )
-        )
-        self.h2.local_settings = h2.settings.Settings(
-            client=False,
-            initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: config.max_concurrent_streams,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: config.initial_window_size,
-                h2.settings.SettingCodes.MAX_FRAME_SIZE: config.max_frame_size,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: config.max_header_list_size,
-                # RFC 9218 section 2.1: say so only if RFC 7540 signals are ignored.
-                **({} if config.rfc7540_priorities else {SETTINGS_NO_RFC7540_PRIORITIES: 1}),
-            },
-        )
-        self.h2.max_inbound_frame_size = config.max_frame_size
-        use_frame_buffer(self.h2)
-        self.h2.decoder = Decoder()
-        self.h2.decoder.max_header_list_size = config.max_header_list_size
+        self.h2 = server_connection(config)
 
     # ------------------------------------------------------------------ input
 
