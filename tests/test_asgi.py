@@ -61,6 +61,38 @@ async def test_receive_returns_disconnect_when_the_client_resets(
                    {"type": "http.disconnect"}]
 
 
+async def test_receive_in_one_task_while_sending_in_another(
+    h2_server: H2ServerFactory,
+) -> None:
+    """An application that waits for http.disconnect in a background task
+    while it streams (sse-starlette, Starlette before ASGI spec 2.4) has two
+    tasks asleep on one exchange; both must be served."""
+    watched: list[str] = []
+
+    @http_only
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()  # the (empty) request body
+
+        async def watch() -> None:
+            watched.append((await receive())["type"])
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            await trio.testing.wait_all_tasks_blocked()  # watch() asleep in receive()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for _ in range(3):
+                await send({"type": "http.response.body", "body": b"x" * 100_000,
+                            "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            # The response is complete: the exchange is over for receive() too.
+    server = await h2_server(app)
+    async with open_h2_client(server.host, server.port) as client:
+        with trio.fail_after(5):
+            response = await client.get("/")
+    assert (response.status, len(response.body)) == (200, 300_000)
+    assert watched == ["http.disconnect"]
+
+
 async def test_send_after_the_client_left_raises_oserror(h2_server: H2ServerFactory) -> None:
     raised: list[BaseException] = []
     done = trio.Event()

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import suppress
 from typing import Any, final
 
+import trio
 from h2.errors import ErrorCodes
 
 from ._config import Config
@@ -26,7 +27,6 @@ from ._errors import ClientDisconnected, LocalProtocolError
 from ._headers import Headers, response_headers, trailer_headers
 from ._scope import Address, build_scope
 from ._stream import StreamState
-from ._waker import Waker
 
 log = logging.getLogger("trio_h2")
 
@@ -71,8 +71,10 @@ class _Exchange:
         self._state = conn.state
         self._stream = stream
         self._scope = scope
-        self._waker = Waker()
-        stream.wake = self._waker.wake
+        # A ParkingLot, not a Waker: an application may wait in receive()
+        # in one task (for http.disconnect) while it sends in another.
+        self._lot = trio.lowlevel.ParkingLot()
+        stream.wake = self._lot.unpark_all
         self._is_head = stream.head.method == b"HEAD"
         self._request_done = False
         self._start: Headers | None = None
@@ -136,12 +138,12 @@ class _Exchange:
             elif self._complete or stream.closed:
                 return _DISCONNECT
             if self._request_done:
-                await self._waker.sleep()  # only for the end of the exchange
+                await self._lot.park()  # only for the end of the exchange
                 continue
             self._state.body_wanted(stream, True)  # body_timeout runs
             self._conn.check_deadlines()
             try:
-                await self._waker.sleep()
+                await self._lot.park()
             finally:
                 self._state.body_wanted(stream, False)
 
@@ -221,7 +223,7 @@ class _Exchange:
         self._conn.wake_sender()
         while stream.in_flight:
             self._check_connected()
-            await self._waker.sleep()
+            await self._lot.park()
 
 
 def _completed(headers: Headers, length: int | None) -> Headers:

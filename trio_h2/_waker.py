@@ -10,7 +10,8 @@ from trio.lowlevel import Abort, RaiseCancelT, Task
 
 @final
 class Waker:
-    """Where one task sleeps until another has news for it.
+    """Where one task sleeps until another has news for it; one task only
+    (the connection's sender, reader and watchdog each have their own).
 
     A :class:`trio.lowlevel.ParkingLot` that only one task ever parks in, at
     a fraction of the cost: ``wake`` with nobody asleep is one attribute test
