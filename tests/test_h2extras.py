@@ -13,6 +13,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.settings
 import h2.stream
 import hyperframe.frame
 import pytest
@@ -292,7 +293,7 @@ def test_response_headers_on_an_open_request_match_h2s() -> None:
         h2.stream.StreamState.HALF_CLOSED_LOCAL)
 
 
-@pytest.mark.parametrize("case", ["informational", "trailers", "too large", "closed", "no stream"])
+@pytest.mark.parametrize("case", ["informational", "trailers", "closed", "no stream"])
 def test_response_headers_frame_declines_what_is_h2s_to_do(case: str) -> None:
     twins = Twins()
     server = twins.b
@@ -303,8 +304,6 @@ def test_response_headers_frame_declines_what_is_h2s_to_do(case: str) -> None:
     elif case == "trailers":
         server.send_headers(stream_id, headers)
         headers = [(b"x-trailer", b"1")]
-    elif case == "too large":
-        headers = [(b":status", b"200"), (b"x-big", b"v" * server.max_outbound_frame_size)]
     elif case == "closed":
         server.send_headers(stream_id, headers, end_stream=True)
     elif case == "no stream":
@@ -316,3 +315,35 @@ def test_response_headers_frame_declines_what_is_h2s_to_do(case: str) -> None:
     assert list(server.encoder.header_table.dynamic_entries) == table
     assert (_stream_state(server, stream_id) if stream_id in server.streams else None) == state
     assert server.data_to_send() == b""
+
+
+@pytest.mark.parametrize("value", [
+    b"v" * 40_000,  # plainly over one frame
+    b"\x16" * 6000,  # 30-bit Huffman codes: 6000 bytes encode to 22,500
+    "é".encode() * 3500,  # UTF-8 bytes have 20 to 26-bit codes
+    b"\\" * 9000,  # 19 bits each
+], ids=["large", "huffman-control", "huffman-utf8", "huffman-backslash"])
+@pytest.mark.parametrize("end_stream", [True, False])
+def test_blocks_over_a_frame_are_split_as_h2_splits_them(value: bytes, end_stream: bool) -> None:
+    twins = Twins()
+    stream_id = twins.open(GET, end_stream=True, respond=False)
+    events = twins.respond(stream_id, [(b":status", b"200"), (b"x-big", value)],
+                           end_stream=end_stream)
+    received = next(e for e in events if isinstance(e, h2.events.ResponseReceived))
+    assert received.headers[1] == (b"x-big", value)
+
+
+def test_table_size_updates_before_a_block_are_counted() -> None:
+    """Each SETTINGS_HEADER_TABLE_SIZE change puts an update at the start of
+    the next block: a block whose fields alone fit one frame may not."""
+    twins = Twins()
+    stream_id = twins.open(GET, end_stream=True, respond=False)
+    for size in range(1000, 1012):
+        twins.client.update_settings({h2.settings.SettingCodes.HEADER_TABLE_SIZE: size})
+        twins._to_servers()
+        ack = twins.a.data_to_send()
+        assert twins.b.data_to_send() == ack
+        twins._to_client(ack)
+    assert len(twins.b.encoder.table_size_changes) == 12
+    value = b";" * (16384 - 32)  # ';' has an 8-bit code: about one frame on its own
+    twins.respond(stream_id, [(b":status", b"200"), (b"x-big", value)], end_stream=True)

@@ -144,7 +144,7 @@ class ConnectionState:
         try:
             return self._receive(data)
         finally:
-            self._out.append(self.h2.data_to_send())  # what reading made h2 queue
+            self._queue()  # what reading made h2 queue
 
     def _receive(self, data: bytes | bytearray) -> list[StreamState]:
         try:
@@ -367,7 +367,7 @@ class ConnectionState:
             chunks.clear()
         if not self.terminated:
             self.h2.acknowledge_received_data(flow, stream.stream_id)
-            self._out.append(self.h2.data_to_send())
+            self._queue()
         return data
 
     def send_headers(self, stream: StreamState, headers: Headers, *, end_stream: bool) -> None:
@@ -386,8 +386,7 @@ class ConnectionState:
             if frame is None:
                 self.h2.send_headers(stream.stream_id, headers, end_stream=end_stream)
             else:
-                self._out.append(self.h2.data_to_send())  # what h2 queued before it
-                self._out.append(frame)
+                self._queue(frame)
         except Exception as exc:
             # The headers were validated; if h2 still fails, it may have
             # changed its HPACK state half-way, and the client's decoder would
@@ -493,10 +492,7 @@ class ConnectionState:
         if header is None:
             self.h2.send_data(stream_id, payload, end_stream=end_stream)
             return
-        # After what h2 queued before it (this stream's HEADERS, say).
-        self._out.append(self.h2.data_to_send())
-        self._out.append(header)
-        self._out.append(payload)
+        self._queue(header, payload)
 
     def taken(self, streams: list[StreamState]) -> None:
         """The sender has framed every byte offered for ``streams``:
@@ -507,8 +503,17 @@ class ConnectionState:
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket, in order."""
-        self._out.append(self.h2.data_to_send())
+        self._queue()
         return self._out.take()
+
+    def _queue(self, *frames: bytes | memoryview) -> None:
+        """Queue ``frames`` for the sender after everything h2 has queued so
+        far: the one way into :attr:`_out`, so the wire order is the order
+        things happened (a stream's HEADERS before its DATA, HPACK blocks in
+        the order they were encoded)."""
+        self._out.append(self.h2.data_to_send())
+        for frame in frames:
+            self._out.append(frame)
 
     @property
     def finished(self) -> bool:
@@ -530,16 +535,16 @@ class ConnectionState:
         if self.draining or self.terminated:
             return
         self.draining = True
-        self._out.append(goaway(MAX_STREAM_ID, ErrorCodes.NO_ERROR))
+        self._queue(goaway(MAX_STREAM_ID, ErrorCodes.NO_ERROR))
         self.h2.ping(DRAIN_PING)
-        self._out.append(self.h2.data_to_send())
+        self._queue()
         self.guard.drain_started()
 
     def _drain_second_step(self) -> None:
         if not self.draining or self.terminated or self.last_stream_id != MAX_STREAM_ID:
             return
         self.last_stream_id = self.h2.highest_inbound_stream_id
-        self._out.append(goaway(self.last_stream_id, ErrorCodes.NO_ERROR))
+        self._queue(goaway(self.last_stream_id, ErrorCodes.NO_ERROR))
         self.guard.drain_deadline = None
 
     def check_timeouts(self) -> float:
@@ -586,7 +591,7 @@ class ConnectionState:
         except h2.exceptions.ProtocolError:
             # h2's state machine refuses (it may be the one that failed):
             # write the GOAWAY ourselves.
-            self._out.append(goaway(self.h2.highest_inbound_stream_id, code))
+            self._queue(goaway(self.h2.highest_inbound_stream_id, code))
         self._terminate()
 
     def connection_lost(self) -> None:
