@@ -115,6 +115,20 @@ async def test_a_stream_stalled_at_a_zero_window_is_reset(
     assert (await client.read_response(3)).status == 200
 
 
+async def test_a_stream_whose_window_runs_out_mid_response_is_reset_on_time(
+    autojump_clock: trio.abc.Clock, h2_server: H2ServerFactory) -> None:
+    # The window closes inside the sender's framing, not when the app offers
+    # its chunk; the watchdog's periodic look (every send_timeout / 2) finds
+    # the stall before its deadline.
+    server = await h2_server(http_only(app), send_timeout=20)
+    client = await H2Client.connect(server.host, server.port)  # a 65,535-byte window
+    client.timeout = 1000
+    start = trio.current_time()
+    await client.send_headers(1, [*GET[:2], (":path", "/?100000"), GET[3]], end_stream=True)
+    assert await client.expect_rst(1) == ErrorCodes.CANCEL
+    assert 20 <= trio.current_time() - start < 21
+
+
 async def test_a_client_that_does_not_read_is_cut_off(
     autojump_clock: trio.abc.Clock, h2_server: H2ServerFactory) -> None:
     server = await h2_server(http_only(app), send_timeout=20)
