@@ -1,7 +1,6 @@
 """How trio_h2 runs h2, and what it needs from h2 that h2 does not offer. Pure.
 
 * :func:`server_connection`: h2 configured for one server connection.
-
 * GOAWAY frames written by hand: h2's ``close_connection`` ends h2's side of
   the connection, so the first GOAWAY of a graceful close, and one after h2
   itself failed, cannot go through it.
