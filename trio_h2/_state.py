@@ -112,9 +112,11 @@ class ConnectionState:
         self.last_stream_id = MAX_STREAM_ID
         """Streams above this id are refused (set by :meth:`start_drain`)."""
         self._out = Output()
-        """Output not yet taken by the sender: what h2 queued while reading
-        (acknowledgements, WINDOW_UPDATE, RST_STREAM) and frames h2 cannot
-        send for us (a graceful GOAWAY). Its size is the reader's brake."""
+        """Output not yet taken by the sender, in wire order (see
+        :meth:`_queue`): h2's frames and the ones written here (DATA,
+        response HEADERS, GOAWAY). Between the sender's turns it holds what
+        reading and the handlers caused (acknowledgements, WINDOW_UPDATE,
+        RST_STREAM, header blocks); its size is the reader's brake."""
         self.h2 = server_connection(config)
 
     # ------------------------------------------------------------------ input
