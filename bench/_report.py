@@ -108,22 +108,45 @@ def _rest_cell(text: str) -> str:
     return text or ".."
 
 
+def _about(about: dict[str, Any], settings: dict[str, Any]) -> str:
+    today = datetime.date.today().isoformat()
+    return (
+        f"Measured {today} on {about['cpus']} x {about['cpu']} ({about['kernel']}), "
+        f"Python {about['python']}, trio {about['trio']}, h2 {about['h2']}, "
+        f"trio_h2 at {about['trio_h2']}, Hypercorn {about['hypercorn']}, {about['h2load']}. "
+        f"Each figure is the median of {settings['repeat']} runs of "
+        f"{settings['duration_s']:g} s after {settings['warm_up_s']:g} s of warm-up; the "
+        f"whole bench took {about['elapsed_s'] / 60:.0f} minutes, with a load average of "
+        f"{about['load_average']} when it started and {about['load_average_end']} "
+        "when it ended.")
+
+
+def markdown(rows: list[dict[str, Any]], idle: dict[str, float | None],
+             about: dict[str, Any], settings: dict[str, Any]) -> str:
+    """The results as a Markdown table, for readers outside Sphinx."""
+    lines = _lines(rows, idle)
+    out = ["<!-- Written by bench/compare.py; edit that, not this file. -->", "",
+           "# trio_h2 and Hypercorn: results", "", _about(about, settings), "",
+           f"Median (lowest\N{EN DASH}highest) of {settings['repeat']} runs; higher is "
+           "better, except for memory. How it is measured: docs/performance.rst.", ""]
+    out.append("| " + " | ".join(lines[0]) + " |")
+    out.append("|" + "|".join(["---"] + ["---:"] * (len(lines[0]) - 1)) + "|")
+    out += ["| " + " | ".join(cell or "" for cell in line) + " |" for line in lines[1:]]
+    notes = _notes(rows)
+    if notes:
+        out += ["", "Failures and errors during the run:", ""]
+        out += [f"- {note}" for note in notes]
+    return "\n".join(out) + "\n"
+
+
 def rest(rows: list[dict[str, Any]], idle: dict[str, float | None], about: dict[str, Any],
          settings: dict[str, Any]) -> str:
     """The results as reST: a sentence on the machine, a list-table, notes."""
-    today = datetime.date.today().isoformat()
     runs = settings["repeat"]
     out = [
         ".. Written by bench/compare.py; edit that, not this file.",
         "",
-        f"Measured {today} on {about['cpus']} x {about['cpu']} ({about['kernel']}), "
-        f"Python {about['python']}, trio {about['trio']}, h2 {about['h2']}, "
-        f"trio_h2 at {about['trio_h2']}, Hypercorn {about['hypercorn']}, {about['h2load']}. "
-        f"Each figure is the median of {runs} runs of {settings['duration_s']:g} s after "
-        f"{settings['warm_up_s']:g} s of warm-up; the whole bench took "
-        f"{about['elapsed_s'] / 60:.0f} minutes, with a load average of "
-        f"{about['load_average']} when it started and {about['load_average_end']} "
-        "when it ended.",
+        _about(about, settings),
         "",
         f".. list-table:: Median (lowest\N{EN DASH}highest) of {runs} runs; higher is better,"
         " except for memory",

@@ -4,8 +4,9 @@ For each load, and each of ``--repeat`` rounds, starts a fresh trio_h2 and then 
 fresh Hypercorn (A B A B ...), drives each with h2load for ``--duration``
 seconds after ``--warm-up`` seconds, and samples the server's peak RSS. Prints
 the medians and the ratio trio_h2/Hypercorn per load; a full run also writes
-``docs/_static/performance.png`` and ``docs/performance_results.inc`` (included
-by ``docs/performance.rst``). The app is ``bench/_apps.py``.
+``docs/_static/performance.png``, ``docs/performance_results.inc`` (included
+by ``docs/performance.rst``) and the same table in Markdown,
+``docs/performance_results.md``. The app is ``bench/_apps.py``.
 
 Each server is one process running Python, so at most one core; h2load (one
 thread) has the other core of a 2-core machine. Hypercorn runs with
@@ -283,7 +284,10 @@ def main(argv: list[str] | None = None) -> None:
         _report.plot(rows, docs / "_static" / "performance.png")
         (docs / "performance_results.inc").write_text(
             _report.rest(rows, idle, about, settings))
-        print("wrote docs/_static/performance.png and docs/performance_results.inc")
+        (docs / "performance_results.md").write_text(
+            _report.markdown(rows, idle, about, settings))
+        print("wrote docs/_static/performance.png, docs/performance_results.inc "
+              "and docs/performance_results.md")
 
 
 if __name__ == "__main__":
