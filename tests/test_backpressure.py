@@ -14,9 +14,11 @@ import trio
 import trio.testing
 from h2.settings import SettingCodes
 
+from trio_h2._connection import SEND_BATCH
 from trio_h2.testing import H2ServerFactory, open_h2_client
 
 from .apps import http_only, read_body
+from .sansio import GET, Pair
 
 KiB = 1024
 
@@ -253,3 +255,26 @@ async def test_initial_window_size_changes_apply_to_open_streams(
         await read_until(lambda: len(received) == len(body))
     assert bytes(received) == body
     await raw.aclose()
+
+
+def test_one_write_holds_at_most_a_batch_of_framed_data() -> None:
+    """docs/backpressure.rst: per connection, at most SEND_BATCH of framed
+    DATA (plus frame headers) waits for one send_all, however much the
+    handlers offered and however wide the client's windows are."""
+    pair = Pair(client_window=2**31 - 1)
+    pair.client.increment_flow_control_window(2**31 - 1 - 65535)
+    pair.pump()
+    streams = [pair.request(GET) for _ in range(4)]
+    for stream in streams:
+        pair.server.send_headers(stream, [(b":status", b"200")], end_stream=False)
+    pair.server.data_to_send()  # the header blocks
+    for stream in streams:
+        pair.server.offer(stream, b"x" * (1024 * KiB), end_stream=True)
+    writes = []
+    while any(stream.in_flight for stream in streams):
+        pair.server.taken(pair.server.pull(SEND_BATCH))
+        writes.append(len(pair.server.data_to_send()))
+    # Frame headers count against the batch; the last frame's may overshoot it.
+    assert max(writes) <= SEND_BATCH + 9
+    assert sum(writes) >= 4 * 1024 * KiB  # and everything went out
+    assert len(writes) >= 4 * 1024 * KiB // SEND_BATCH
