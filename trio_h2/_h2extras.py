@@ -170,8 +170,7 @@ def data_frame_header(conn: h2.connection.H2Connection, stream_id: int, size: in
     stream.outbound_flow_control_window -= size
     if end_stream:
         stream.state_machine.process_input(StreamInputs.SEND_END_STREAM)
-    return _FRAME_HEADER.pack(size >> 8, size & 0xFF, _DATA,
-                              _END_STREAM if end_stream else 0, stream_id)
+    return _frame_header(_DATA, _END_STREAM if end_stream else 0, stream_id, size)
 
 
 def response_headers_frame(conn: h2.connection.H2Connection, stream_id: int,
@@ -220,8 +219,11 @@ def response_headers_frame(conn: h2.connection.H2Connection, stream_id: int,
 
 
 def _frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
-    size = len(payload)
-    return _FRAME_HEADER.pack(size >> 8, size & 0xFF, kind, flags, stream_id) + payload
+    return _frame_header(kind, flags, stream_id, len(payload)) + payload
+
+
+def _frame_header(kind: int, flags: int, stream_id: int, size: int) -> bytes:
+    return _FRAME_HEADER.pack(size >> 8, size & 0xFF, kind, flags, stream_id)
 
 
 def goaway(last_stream_id: int, code: ErrorCodes) -> bytes:

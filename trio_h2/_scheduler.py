@@ -229,15 +229,8 @@ class Scheduler:
         if (stream_id in self._owed or entry.extensible is not None or self._tree is not None
                 or self._rfc9218_ready or len(self._tree_ready) <= 1):
             return True
-        heap = self._flat_heap
-        while heap:
-            vtime, top = heap[0]
-            other = self._entries.get(top)
-            if (other is not None and other.ready and other.extensible is None
-                    and other.vtime == vtime):
-                return (max(entry.vtime, self._vnow), stream_id) < heap[0]
-            heapq.heappop(heap)  # stale, as _tree_next would find it
-        return True
+        top = self._flat_top()
+        return top is None or (max(entry.vtime, self._vnow), stream_id) < top
 
     def _choose(self) -> int | None:
         tree_ready = bool(self._tree_ready)
@@ -268,18 +261,28 @@ class Scheduler:
                 return only
         if self._tree is not None:
             return self._tree.next()
+        top = self._flat_top()
+        assert top is not None  # a stream is ready
+        vtime, stream_id = heapq.heappop(self._flat_heap)
+        entry = self._entries[stream_id]
+        # H2O's and the package's step: a turn advances a stream by 256/weight.
+        self._vnow = vtime
+        entry.vtime = vtime + 256 / entry.weight
+        self._push_flat(entry)
+        return stream_id
+
+    def _flat_top(self) -> tuple[float, int] | None:
+        """The flat heap's first live entry, stale ones dropped: streams that
+        left, blocked, or were pushed again since."""
         heap = self._flat_heap
-        while True:
-            vtime, stream_id = heapq.heappop(heap)
+        while heap:
+            vtime, stream_id = heap[0]
             entry = self._entries.get(stream_id)
-            if entry is None or not entry.ready or entry.extensible is not None \
-                    or entry.vtime != vtime:
-                continue  # stale: the stream left, blocked, or was pushed again
-            # H2O's and the package's step: a turn advances a stream by 256/weight.
-            self._vnow = vtime
-            entry.vtime = vtime + 256 / entry.weight
-            self._push_flat(entry)
-            return stream_id
+            if (entry is not None and entry.ready and entry.extensible is None
+                    and entry.vtime == vtime):
+                return heap[0]
+            heapq.heappop(heap)
+        return None
 
     def _push_flat(self, entry: _Entry) -> None:
         heap = self._flat_heap
