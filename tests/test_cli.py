@@ -35,6 +35,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import trio_h2
+from trio_h2._demo import DemoApp
 from trio_h2._workers import REUSEPORT_SPREADS_CONNECTIONS
 
 from .conftest import require_tool
@@ -290,6 +291,26 @@ def test_demo_json_and_errors(tmp_path: Path) -> None:
         result = curl("--http2-prior-knowledge", "--head", server.url + "/static/style.css")
         assert result.stdout.startswith("HTTP/2 200")
         assert "content-type: text/css" in result.stdout
+
+
+@pytest.mark.parametrize(("version", "scheme", "hint"), [
+    ("2", "http", None),
+    ("2", "https", None),
+    ("1.1", "http", "run\n        <code>python -m trio_h2 --self-signed</code>"),
+    ("1.1", "https", "did not choose h2"),
+])
+def test_demo_page_says_how_to_see_http2_when_not_over_it(
+        version: str, scheme: str, hint: str | None) -> None:
+    # The page as the demo renders it for such a scope: trio_h2 serves no
+    # HTTP/1.1 yet (test_browser has the browser's view, over the wire).
+    scope = {"type": "http", "http_version": version, "scheme": scheme, "method": "GET",
+             "path": "/", "headers": [], "client": ("127.0.0.1", 5000)}
+    page = DemoApp().respond(scope).body.decode()
+    assert f'<span class="badge">HTTP/{version}</span>' in page
+    if hint is None:
+        assert 'class="hint"' not in page
+    else:
+        assert page.count('class="hint"') == 1 and hint in page
 
 
 @pytest.mark.parametrize("layout", ["combined", "separate"])
