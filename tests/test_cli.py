@@ -151,15 +151,18 @@ def _command(*args: str) -> list[str]:
 SOURCE_ROOT = str(Path(trio_h2.__file__).resolve().parent.parent)
 
 
-def _environment() -> dict[str, str]:
+def _environment(cwd: Path) -> dict[str, str]:
+    """The runner's environment: the trio_h2 under test, and temporary files
+    (--self-signed's directory) in the test's own directory, so that a runner
+    killed by the test leaves nothing behind in /tmp."""
     path = [SOURCE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "TMPDIR": str(cwd)}
 
 
 @contextmanager
 def run_server(*args: str, cwd: Path, command: list[str] | None = None) -> Iterator[Server]:
     """Start the runner and wait for its line; kill it on the way out."""
-    process = subprocess.Popen(command or _command(*args), cwd=cwd, env=_environment(),
+    process = subprocess.Popen(command or _command(*args), cwd=cwd, env=_environment(cwd),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None and process.stderr is not None
     try:
@@ -183,7 +186,7 @@ def run_server(*args: str, cwd: Path, command: list[str] | None = None) -> Itera
 
 
 def run_to_exit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_command(*args), cwd=cwd, env=_environment(), capture_output=True,
+    return subprocess.run(_command(*args), cwd=cwd, env=_environment(cwd), capture_output=True,
                           text=True, timeout=TIMEOUT)
 
 
@@ -389,6 +392,7 @@ def test_self_signed_is_trusted_by_curl_and_httpx_with_the_printed_ca(tmp_path: 
                             r"\(h2 over TLS, ALPN\)", server.line)
         run = read_self_signed(server)
         assert Path(run.ca_file).is_file()
+        assert Path(run.ca_file).parent.parent == tmp_path  # TMPDIR, see _environment
         assert Path(run.ca_file).parent.stat().st_mode & 0o077 == 0  # private directory
 
         # Without the CA, curl refuses the certificate (60: peer certificate
