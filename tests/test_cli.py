@@ -568,6 +568,8 @@ BAD_INPUT = [
      "--self-signed makes its own certificate: give either it or --certfile/--keyfile, "
      "not both"),
     (["--self-signed", "--keyfile", "{key}"], 2, "--self-signed makes its own certificate"),
+    (["--self-signed", "--bind", "xn--zz:0"], 1,
+     "--self-signed cannot make a certificate: IDNAError: Invalid A-label"),
     (["--certfile", "{tmp}/missing.pem"], 1,
      "cannot read certificate file '{tmp}/missing.pem': No such file or directory"),
     (["--certfile", "{cert}"], 1,

@@ -165,7 +165,11 @@ def _main(argv: Sequence[str] | None) -> int:
             # Private (0700), and removed when the runner exits; workers
             # load the certificate from it too.
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="trio_h2-"))
-            self_signed = make_self_signed(directory, [bind.host for bind in binds])
+            try:
+                self_signed = make_self_signed(directory, [bind.host for bind in binds])
+            except (OSError, ValueError) as exc:  # a --bind host trustme cannot name
+                raise CommandError(f"--self-signed cannot make a certificate: "
+                                   f"{type(exc).__name__}: {exc}") from None
             args.certfile = self_signed.cert_file
         app, ssl_context, config = _load(args)
         announcer = _Announcer("demo app" if spec is None else str(spec),

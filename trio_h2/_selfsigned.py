@@ -76,7 +76,8 @@ def make_self_signed(directory: str, hosts: list[str]) -> SelfSigned:
     """Make a CA and a certificate for :data:`LOCAL_NAMES` and ``hosts`` (the
     ``--bind`` hosts; wildcards are left out), and write them into
     ``directory``, which should be private to this user. Raises
-    :exc:`OSError` if the files cannot be written."""
+    :exc:`OSError` if the files cannot be written, :exc:`ValueError` if a
+    host is not a name a certificate can hold (bad IDNA)."""
     names = tuple(dict.fromkeys([*LOCAL_NAMES, *(host for host in hosts
                                                  if host not in WILDCARDS)]))
     ca = trustme.CA(organization_name="trio_h2 --self-signed")
