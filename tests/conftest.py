@@ -11,11 +11,11 @@ import pytest
 ON_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def require_tool(name: str) -> str:
+def require_tool(name: str, packages: str = "curl nghttp2-client") -> str:
     """Path of an external tool. Missing: skip, except on CI, where it fails."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (apt-get install curl nghttp2-client)"
+        message = f"{name} is not installed (apt-get install {packages})"
         if ON_CI:
             pytest.fail(message + " and CI=true", pytrace=False)
         pytest.skip(message)

@@ -9,12 +9,16 @@ blocks until the test releases it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
 import select
+import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -24,8 +28,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+import trio_h2
+from trio_h2._demo import DemoApp
+from trio_h2._workers import REUSEPORT_SPREADS_CONNECTIONS
 
 from .conftest import require_tool
 
@@ -134,10 +145,24 @@ def _command(*args: str) -> list[str]:
     return [sys.executable, "-m", "trio_h2", *args]
 
 
+# The trio_h2 under test (this checkout or worktree) goes first on the
+# runner's path: run from tmp_path, `python -m trio_h2` would otherwise import
+# whichever trio_h2 is installed.
+SOURCE_ROOT = str(Path(trio_h2.__file__).resolve().parent.parent)
+
+
+def _environment(cwd: Path) -> dict[str, str]:
+    """The runner's environment: the trio_h2 under test, and temporary files
+    (--self-signed's directory) in the test's own directory, so that a runner
+    killed by the test leaves nothing behind in /tmp."""
+    path = [SOURCE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "TMPDIR": str(cwd)}
+
+
 @contextmanager
 def run_server(*args: str, cwd: Path, command: list[str] | None = None) -> Iterator[Server]:
     """Start the runner and wait for its line; kill it on the way out."""
-    process = subprocess.Popen(command or _command(*args), cwd=cwd,
+    process = subprocess.Popen(command or _command(*args), cwd=cwd, env=_environment(cwd),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None and process.stderr is not None
     try:
@@ -161,8 +186,8 @@ def run_server(*args: str, cwd: Path, command: list[str] | None = None) -> Itera
 
 
 def run_to_exit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_command(*args), cwd=cwd, capture_output=True, text=True,
-                          timeout=TIMEOUT)
+    return subprocess.run(_command(*args), cwd=cwd, env=_environment(cwd), capture_output=True,
+                          text=True, timeout=TIMEOUT)
 
 
 def curl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -271,6 +296,26 @@ def test_demo_json_and_errors(tmp_path: Path) -> None:
         assert "content-type: text/css" in result.stdout
 
 
+@pytest.mark.parametrize(("version", "scheme", "hint"), [
+    ("2", "http", None),
+    ("2", "https", None),
+    ("1.1", "http", "run\n        <code>python -m trio_h2 --self-signed</code>"),
+    ("1.1", "https", "did not choose h2"),
+])
+def test_demo_page_says_how_to_see_http2_when_not_over_it(
+        version: str, scheme: str, hint: str | None) -> None:
+    # The page as the demo renders it for such a scope: trio_h2 serves no
+    # HTTP/1.1 yet (test_browser has the browser's view, over the wire).
+    scope = {"type": "http", "http_version": version, "scheme": scheme, "method": "GET",
+             "path": "/", "headers": [], "client": ("127.0.0.1", 5000)}
+    page = DemoApp().respond(scope).body.decode()
+    assert f'<span class="badge">HTTP/{version}</span>' in page
+    if hint is None:
+        assert 'class="hint"' not in page
+    else:
+        assert page.count('class="hint"') == 1 and hint in page
+
+
 @pytest.mark.parametrize("layout", ["combined", "separate"])
 def test_tls_demo_over_one_connection(tmp_path: Path, tls: dict[str, Path], layout: str) -> None:
     keys = (["--certfile", str(tls["combined"])] if layout == "combined"
@@ -295,6 +340,106 @@ def test_tls_demo_over_one_connection(tmp_path: Path, tls: dict[str, Path], layo
         assert rows == [["200", "2", "1"]] + [["200", "2", "0"]] * (len(paths) - 2) + [
             ["404", "2", "0"]]
         assert server.signal_and_wait(signal.SIGINT) == 0
+
+
+@dataclass
+class SelfSignedRun:
+    """What ``--self-signed`` printed after the serving line."""
+
+    port: int
+    ca_file: str
+    curl: list[str]
+    """The curl command line, as printed."""
+    chromium: str
+    """The Chromium command line, as printed (with a shell ``$(mktemp -d)``)."""
+    spki_sha256: str
+
+
+def read_self_signed(server: Server) -> SelfSignedRun:
+    """Read and check the lines ``--self-signed`` prints after the serving line."""
+    port = int(server.url.rsplit(":", 1)[1])
+    lines = [server.stdout.readline() for _ in range(4)]
+    match = re.fullmatch(r"self-signed certificate for localhost, 127\.0\.0\.1, ::1; its CA "
+                         r"\(made for this run only\) is in (?P<ca>\S+)", lines[0])
+    assert match, lines
+    ca_file = match["ca"]
+    assert lines[1] == f"  curl --cacert {ca_file} https://localhost:{port}/"
+    spki = re.fullmatch(r"  chromium --user-data-dir=\$\(mktemp -d\) "
+                        rf"--ignore-certificate-errors-spki-list=(\S+) https://localhost:{port}/",
+                        lines[2])
+    assert spki, lines[2]
+    assert lines[3] == f"  or import {ca_file} as a trusted authority in your browser " \
+                       "(a new one each run)"
+    return SelfSignedRun(port, ca_file, shlex.split(lines[1]), lines[2].strip(), spki[1])
+
+
+def served_certificate(port: int) -> x509.Certificate:
+    """The certificate the server on 127.0.0.1 ``port`` presents (unverified)."""
+    pem = ssl.get_server_certificate(("127.0.0.1", port), timeout=TIMEOUT)
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def spki_sha256(certificate: x509.Certificate) -> str:
+    """base64 SHA-256 of the certificate's public key, as Chromium's
+    ``--ignore-certificate-errors-spki-list`` wants it."""
+    der = certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def test_self_signed_is_trusted_by_curl_and_httpx_with_the_printed_ca(tmp_path: Path) -> None:
+    with run_server("--self-signed", "--bind", "127.0.0.1:0", cwd=tmp_path) as server:
+        assert re.fullmatch(r"trio_h2 serving demo app on https://127\.0\.0\.1:(\d+) "
+                            r"\(h2 over TLS, ALPN\)", server.line)
+        run = read_self_signed(server)
+        assert Path(run.ca_file).is_file()
+        assert Path(run.ca_file).parent.parent == tmp_path  # TMPDIR, see _environment
+        assert Path(run.ca_file).parent.stat().st_mode & 0o077 == 0  # private directory
+
+        # Without the CA, curl refuses the certificate (60: peer certificate
+        # cannot be authenticated): the printed file is what makes it work.
+        untrusted = curl("--output", "/dev/null", f"https://localhost:{run.port}/")
+        assert untrusted.returncode == 60, untrusted.stderr
+        # The printed command, as printed, and what it fetched over.
+        result = curl(*run.curl[1:], "--write-out", "\n%{http_version}")
+        assert result.returncode == 0, result.stderr
+        page, _, version = result.stdout.rpartition("\n")
+        assert version == "2"
+        assert "HTTP/2" in page and "https: TLS" in page
+
+        context = ssl.create_default_context(cafile=run.ca_file)
+        with httpx.Client(http2=True, verify=context, timeout=TIMEOUT) as client:
+            for host in ("localhost", "127.0.0.1"):
+                response = client.get(f"https://{host}:{run.port}/api/info.json")
+                assert response.http_version == "HTTP/2"
+                info = response.json()
+                assert (info["http_version"], info["scheme"]) == ("2", "https")
+
+        certificate = served_certificate(run.port)
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        assert [str(name.value) for name in names.value] == ["localhost", "127.0.0.1", "::1"]
+        assert spki_sha256(certificate) == run.spki_sha256
+        assert server.signal_and_wait(signal.SIGTERM) == 0
+        # The directory goes with the runner: the key was for this run only.
+        assert not Path(run.ca_file).parent.exists()
+
+
+@pytest.mark.skipif(not REUSEPORT_SPREADS_CONNECTIONS,
+                    reason="--workers needs Linux's SO_REUSEPORT")
+def test_self_signed_workers_serve_the_supervisors_certificate(tmp_path: Path) -> None:
+    # The line is printed once every worker serves, so both loaded the
+    # certificate the supervisor made; each new curl is a new connection,
+    # which the kernel gives to either worker.
+    with run_server("--self-signed", "--workers", "2", "--bind", "127.0.0.1:0",
+                    cwd=tmp_path) as server:
+        assert server.line.endswith("(h2 over TLS, ALPN, 2 workers)")
+        run = read_self_signed(server)
+        for _ in range(4):
+            result = curl(*run.curl[1:], "--output", "/dev/null", "--write-out",
+                          "%{http_version}")
+            assert (result.returncode, result.stdout) == (0, "2"), result.stderr
+        assert spki_sha256(served_certificate(run.port)) == run.spki_sha256
+        assert server.signal_and_wait(signal.SIGTERM) == 0
+        assert not Path(run.ca_file).parent.exists()
 
 
 # -- binding ------------------------------------------------------------------
@@ -419,6 +564,12 @@ BAD_INPUT = [
     (["--bind", "[::1:8000"], 2, "expected [IPV6]:PORT"),
     (["--bind", "[localhost]:8000"], 2, "'localhost' in brackets is not an IPv6 address"),
     (["--keyfile", "{key}"], 2, "--keyfile needs --certfile"),
+    (["--self-signed", "--certfile", "{combined}"], 2,
+     "--self-signed makes its own certificate: give either it or --certfile/--keyfile, "
+     "not both"),
+    (["--self-signed", "--keyfile", "{key}"], 2, "--self-signed makes its own certificate"),
+    (["--self-signed", "--bind", "xn--zz:0"], 1,
+     "--self-signed cannot make a certificate: IDNAError: Invalid A-label"),
     (["--certfile", "{tmp}/missing.pem"], 1,
      "cannot read certificate file '{tmp}/missing.pem': No such file or directory"),
     (["--certfile", "{cert}"], 1,

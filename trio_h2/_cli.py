@@ -17,16 +17,17 @@ Errors in what the user gave us never show a traceback: each is one line on
 stderr, ``trio_h2: error: <what went wrong>``. Exit status 2 means the
 command line itself is malformed (as argparse does): unknown option, a
 MODULE:APP or bind address that does not parse, a port out of range,
-``--keyfile`` without ``--certfile``. Exit status 1 means well-formed
-arguments that could not be used: a module that cannot be imported or raises
-while importing, a missing attribute, an unreadable certificate or key, an
-address that cannot be bound (in use, unresolvable), the app's lifespan
-startup failing. Anything else is a bug and keeps its traceback.
+``--keyfile`` without ``--certfile``, ``--self-signed`` with ``--certfile``.
+Exit status 1 means well-formed arguments that could not be used: a module
+that cannot be imported or raises while importing, a missing attribute, an
+unreadable certificate or key, an address that cannot be bound (in use,
+unresolvable), the app's lifespan startup failing. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
 import ipaddress
@@ -37,6 +38,7 @@ import signal
 import socket
 import ssl
 import sys
+import tempfile
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -49,6 +51,7 @@ from ._config import Config
 from ._demo import DemoApp
 from ._lifespan import LifespanFailure
 from ._scope import Address
+from ._selfsigned import SelfSigned, make_self_signed
 from ._server import serve_listeners
 from ._tls import server_ssl_context
 from ._workers import (
@@ -138,6 +141,9 @@ def _main(argv: Sequence[str] | None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help or --version: argparse printed and exits
         return exc.code if isinstance(exc.code, int) else EXIT_OK
+    if args.self_signed and (args.certfile is not None or args.keyfile is not None):
+        raise CommandError("--self-signed makes its own certificate: give either it or "
+                           "--certfile/--keyfile, not both", EXIT_USAGE)
     if args.keyfile is not None and args.certfile is None:
         raise CommandError("--keyfile needs --certfile (see --help)", EXIT_USAGE)
     if args.workers > 1 and not REUSEPORT_SPREADS_CONNECTIONS:
@@ -152,16 +158,30 @@ def _main(argv: Sequence[str] | None) -> int:
         return _work(args)
 
     spec: AppSpec | None = args.app
-    app, ssl_context, config = _load(args)
     binds: list[Bind] = args.bind or [parse_bind(DEFAULT_BIND)]
-    announcer = _Announcer("demo app" if spec is None else str(spec),
-                           tls=ssl_context is not None, workers=args.workers)
-    if args.workers > 1:
-        clean = _run(functools.partial(_supervise, binds, args.workers, argv, announcer,
-                                       config.shutdown_timeout))
-        return EXIT_OK if clean else EXIT_FAILURE
-    _run(functools.partial(_serve, app, binds, ssl_context, config, announcer))
-    return EXIT_OK
+    with contextlib.ExitStack() as stack:
+        self_signed = None
+        if args.self_signed:
+            # Private (0700), and removed when the runner exits; workers
+            # load the certificate from it too.
+            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="trio_h2-"))
+            try:
+                self_signed = make_self_signed(directory, [bind.host for bind in binds])
+            except (OSError, ValueError) as exc:  # a --bind host trustme cannot name
+                raise CommandError(f"--self-signed cannot make a certificate: "
+                                   f"{type(exc).__name__}: {exc}") from None
+            args.certfile = self_signed.cert_file
+        app, ssl_context, config = _load(args)
+        announcer = _Announcer("demo app" if spec is None else str(spec),
+                               tls=ssl_context is not None, workers=args.workers,
+                               self_signed=self_signed)
+        if args.workers > 1:
+            command = functools.partial(_worker_command, argv, self_signed=self_signed)
+            clean = _run(functools.partial(_supervise, binds, args.workers, command, announcer,
+                                           config.shutdown_timeout))
+            return EXIT_OK if clean else EXIT_FAILURE
+        _run(functools.partial(_serve, app, binds, ssl_context, config, announcer))
+        return EXIT_OK
 
 
 def _load(args: argparse.Namespace) -> tuple[ASGIApp, ssl.SSLContext | None, Config]:
@@ -206,9 +226,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve an ASGI 3 application over HTTP/2 with trio "
                     "(python -m trio_h2, or trio-h2). Without MODULE:APP, serves a demo app.",
         epilog="Plain TCP speaks h2c with prior knowledge (curl --http2-prior-knowledge); "
-               "with --certfile, TLS with ALPN h2. SIGINT or SIGTERM shuts down gracefully "
-               "(exit status 0); a second one exits at once (status 1). Errors: status 2 for "
-               "a malformed command line, 1 for anything that could not be used or bound.",
+               "with --certfile or --self-signed, TLS with ALPN h2. SIGINT or SIGTERM shuts "
+               "down gracefully (exit status 0); a second one exits at once (status 1). "
+               "Errors: status 2 for a malformed command line, 1 for anything that could not "
+               "be used or bound.",
     )
     parser.add_argument(
         "app", nargs="?", type=parse_app_spec, metavar="MODULE:APP",
@@ -223,6 +244,11 @@ def _parser() -> argparse.ArgumentParser:
         help="PEM certificate chain; enables TLS. Without --keyfile it must hold the "
              "private key too")
     parser.add_argument("--keyfile", metavar="FILE", help="PEM private key for --certfile")
+    parser.add_argument(
+        "--self-signed", action="store_true",
+        help="serve TLS with a certificate for localhost (and the --bind hosts) from a CA "
+             "made for this run; prints where the CA certificate is and how to make curl "
+             "or Chromium trust it. For trying HTTP/2 in a browser, not for production")
     parser.add_argument(
         "--shutdown-timeout", type=_seconds, default=Config().shutdown_timeout,
         metavar="SECONDS",
@@ -245,6 +271,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--_worker", dest="worker_channel", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--_bound", dest="worker_bound", action="append", type=parse_bind,
                         default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--_certfile", dest="worker_certfile", help=argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
@@ -416,17 +443,24 @@ class _Announcer:
     line saying where we serve, with the bound addresses (so port 0 shows
     the port the system picked)."""
 
-    def __init__(self, what: str, *, tls: bool, workers: int = 1) -> None:
+    def __init__(self, what: str, *, tls: bool, workers: int = 1,
+                 self_signed: SelfSigned | None = None) -> None:
         self._what = what
         self._scheme = "https" if tls else "http"
         self._mode = "h2 over TLS, ALPN" if tls else "h2c, prior knowledge"
         if workers > 1:
             self._mode += f", {workers} workers"
+        self._self_signed = self_signed
 
     def started(self, value: list[Address] | None = None) -> None:
-        urls = ", ".join(f"{self._scheme}://{_host_port(host, port)}"
-                         for host, port in value or [])
-        print(f"{PROG} serving {self._what} on {urls} ({self._mode})", flush=True)
+        addresses = value or []
+        urls = ", ".join(f"{self._scheme}://{_host_port(host, port)}" for host, port in addresses)
+        lines = [f"{PROG} serving {self._what} on {urls} ({self._mode})"]
+        if self._self_signed is not None and addresses:
+            host, port = addresses[0]
+            url = f"https://{_host_port(self._self_signed.name_for(host), port)}/"
+            lines += self._self_signed.instructions(url)
+        print("\n".join(lines), flush=True)
 
 
 async def _serve(app: ASGIApp, binds: Sequence[Bind], ssl_context: ssl.SSLContext | None,
@@ -475,18 +509,19 @@ def _close_listener(listener: trio.SocketListener) -> None:
     listener.socket.close()
 
 
-async def _supervise(binds: Sequence[Bind], workers: int, argv: Sequence[str],
+async def _supervise(binds: Sequence[Bind], workers: int,
+                     command: Callable[[Sequence[Bind], int], list[str]],
                      announcer: _Announcer, shutdown_timeout: float) -> bool:
-    """Reserve the addresses and run ``workers`` workers on them until the
-    first SIGINT/SIGTERM; returns :meth:`Supervisor.run`'s verdict. Raises
-    :exc:`CommandError` if an address cannot be bound or a worker cannot
-    start."""
+    """Reserve the addresses and run ``workers`` workers on them (each started
+    as ``command(binds, channel_fd)``) until the first SIGINT/SIGTERM; returns
+    :meth:`Supervisor.run`'s verdict. Raises :exc:`CommandError` if an address
+    cannot be bound or a worker cannot start."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         reserved = await _bind_each(binds, reserve, socket.socket.close)
         try:
             addresses = [_address(sock.getsockname()) for sock in reserved]
             supervisor = Supervisor(
-                functools.partial(_worker_command, argv, [Bind(*each) for each in addresses]),
+                functools.partial(command, [Bind(*each) for each in addresses]),
                 workers, announce=functools.partial(announcer.started, addresses),
                 shutdown_timeout=shutdown_timeout)
             return await supervisor.run(signals)
@@ -497,14 +532,17 @@ async def _supervise(binds: Sequence[Bind], workers: int, argv: Sequence[str],
                 sock.close()
 
 
-def _worker_command(argv: Sequence[str], binds: Sequence[Bind], fd: int) -> list[str]:
+def _worker_command(argv: Sequence[str], binds: Sequence[Bind], fd: int, *,
+                    self_signed: SelfSigned | None) -> list[str]:
     """The command line of a worker that listens on ``binds`` (instead of
     ``--bind``) and has its channel on file descriptor ``fd``. The rest is this
     runner's own ``argv``, so that every option reaches the worker and is
     parsed as here; the internal options go first, so that a ``--`` in
-    ``argv`` cannot make them positionals."""
+    ``argv`` cannot make them positionals. With ``--self-signed``, every
+    worker serves the certificate the runner made, ``self_signed``."""
     bound = [arg for bind in binds for arg in ("--_bound", str(bind))]
-    return [sys.executable, "-m", "trio_h2", "--_worker", str(fd), *bound, *argv]
+    made = [] if self_signed is None else ["--_certfile", self_signed.cert_file]
+    return [sys.executable, "-m", "trio_h2", "--_worker", str(fd), *bound, *made, *argv]
 
 
 def _work(args: argparse.Namespace) -> int:
@@ -513,6 +551,9 @@ def _work(args: argparse.Namespace) -> int:
     channel = socket.socket(fileno=args.worker_channel)
     # Processes the app starts must not hold it open past this one's exit.
     channel.set_inheritable(False)
+    if args.self_signed:  # the supervisor made it (see _worker_command)
+        assert args.worker_certfile is not None
+        args.certfile = args.worker_certfile
     with channel:
         try:
             app, ssl_context, config = _load(args)

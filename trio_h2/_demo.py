@@ -7,7 +7,8 @@ few SVG images from ``/static/``; the script fetches ``/api/info.json`` and
 lists, from the browser's Resource Timing, which protocol each sub-resource
 came over. All of it is served by this module, so a browser (or
 ``nghttp -a``) fetches everything over one HTTP/2 connection. Other paths get
-404, other methods than GET and HEAD 405.
+404, other methods than GET and HEAD 405. A page that did not come over
+HTTP/2 says how to see HTTP/2 in a browser (over TLS: ``--self-signed``).
 
 The only state is a count of requests per client address (which identifies
 a connection while it is open), bounded at :data:`MAX_TRACKED_CLIENTS`.
@@ -152,8 +153,12 @@ def _info(scope: Scope, number: int) -> dict[str, Any]:
 
 def _page(info: dict[str, Any]) -> str:
     tls = info["scheme"] == "https"
-    transport = ("TLS, protocol h2 chosen by ALPN" if tls
-                 else "cleartext h2c, with prior knowledge (no Upgrade)")
+    http2 = info["http_version"] == "2"
+    if http2:
+        transport = ("TLS, protocol h2 chosen by ALPN" if tls
+                     else "cleartext h2c, with prior knowledge (no Upgrade)")
+    else:
+        transport = "TLS" if tls else "cleartext"
     asgi = info["asgi"]
     rows = [
         ("Protocol", f"HTTP/{info['http_version']} (ASGI http_version "
@@ -191,7 +196,8 @@ def _page(info: dict[str, Any]) -> str:
     <div>
       <h1>trio_h2 is serving you over <span class="badge">HTTP/{
           html.escape(str(info['http_version']))}</span></h1>
-      <p>An HTTP/2 server for trio, running its built-in ASGI demo app.</p>
+      <p>An HTTP/2 server for trio, running its built-in ASGI demo app.</p>{
+          "" if http2 else _NOT_HTTP2_TLS if tls else _NOT_HTTP2}
     </div>
   </header>
   <main>
@@ -229,6 +235,16 @@ def _page(info: dict[str, Any]) -> str:
 </html>
 """
 
+
+# Browsers speak HTTP/2 only over TLS (none does h2c), so a browser on http://
+# gets HTTP/1.1: say how to see HTTP/2.
+_NOT_HTTP2 = """
+      <p class="hint">Browsers use HTTP/2 only over TLS. To see this page over HTTP/2, run
+        <code>python -m trio_h2 --self-signed</code> and open the https:// address it
+        prints.</p>"""
+_NOT_HTTP2_TLS = """
+      <p class="hint">Your client did not choose h2 when the TLS connection was set up
+        (ALPN).</p>"""
 
 _CSS = """\
 :root {
@@ -280,6 +296,7 @@ button:hover { background: var(--accent); color: var(--card); }
   background: var(--accent); color: #fff;
 }
 .ok { color: var(--ok); font-weight: 600; }
+.hint { color: var(--warn); }
 .warn { color: var(--warn); font-weight: 600; }
 .tiles { display: flex; flex-wrap: wrap; gap: .75rem; margin: .75rem 0 1rem; }
 .tiles img { display: block; border-radius: 16px; }
