@@ -72,7 +72,8 @@ def pattern(n: int) -> bytes:
 def make_app(log: AppLog) -> Callable[..., Awaitable[None]]:
     """``/`` echoes the request body; ``/big?N`` answers N bytes with a
     content-length; ``/hold`` waits for ``release``, then answers without
-    reading the body; ``/stuck`` never answers; ``/receive`` waits in
+    reading the body; ``/answered`` answers at once, then waits for
+    ``release``; ``/stuck`` never answers; ``/receive`` waits in
     ``receive()`` and records what it gets."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -83,6 +84,11 @@ def make_app(log: AppLog) -> Callable[..., Awaitable[None]]:
             await trio.sleep_forever()
         if path == "/hold":  # answers without reading the body, once released
             await log.release.wait()
+        if path == "/answered":  # the response is complete, the request is not
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            await log.release.wait()
+            return
         if path == "/receive":
             while True:
                 log.in_receive.set()
@@ -250,6 +256,21 @@ async def test_pseudo_header_in_trailers_is_a_stream_error(server: Server) -> No
         client = await server.connect()
         await client.send_headers(1, request("POST"))
         await client.send_data(1, b"body")
+        await client.send_headers(1, [(":path", "/")], end_stream=True)
+        assert await client.expect_rst(1) == ErrorCodes.PROTOCOL_ERROR
+        assert await get(client, 3) == 200
+
+
+async def test_pseudo_header_in_trailers_after_the_response_is_a_stream_error(
+        server: Server) -> None:
+    # The response is complete and its handler still runs: the stream is
+    # half-closed (local), so the trailers' END_STREAM closes it in h2, and
+    # the answer is still RST_STREAM PROTOCOL_ERROR (RFC 9113 section 8.1.1).
+    with trio.fail_after(5):
+        client = await server.connect()
+        await client.send_headers(1, request("POST", "/answered"))
+        await client.send_data(1, b"body")
+        assert (await client.read_response(1)).status == 200
         await client.send_headers(1, [(":path", "/")], end_stream=True)
         assert await client.expect_rst(1) == ErrorCodes.PROTOCOL_ERROR
         assert await get(client, 3) == 200

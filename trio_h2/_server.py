@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import final
 
 import trio
@@ -131,38 +131,74 @@ class _Server:
         self._draining = False
 
     async def handle(self, tcp: trio.SocketStream) -> None:
-        """Serve one accepted connection. Never raises (except BaseExceptions
-        such as KeyboardInterrupt): everything ends here, logged."""
-        peer = _peer(tcp)
+        """Serve one accepted connection, from the moment trio accepted it to
+        its close. The one place where a connection's failures end: an
+        exception from any step (address lookups, the TLS handshake and ALPN
+        check, the protocol, the application, closing) ends this connection
+        with one log line, never the server. Cancelled and KeyboardInterrupt
+        propagate as trio expects; the server's own cancellation reaches a
+        connection through :meth:`drain` and :meth:`cancel_all` instead, as the
+        scope is shielded."""
+        client = _lookup(tcp.socket.getpeername)
+        peer = _describe(client)
         with trio.CancelScope(shield=True) as scope:
             if self._draining:
                 await trio.aclose_forcefully(tcp)
                 return
             self._connections[scope] = None
-            stream: trio.abc.Stream = tcp
             try:
-                if self._ssl_context is not None:
-                    tls = await self._handshake(tcp, peer)
-                    if tls is None:
-                        return
-                    stream = tls
-                await self._run(scope, stream, tcp, peer)
+                await self._serve(scope, tcp, client, peer)
+            except Exception as exc:
+                log.error("%s: internal error, closing connection: %r", peer, exc, exc_info=exc)
             finally:
                 del self._connections[scope]
                 if not self._connections:
                     self._emptied.unpark_all()
-                with trio.move_on_after(LINGER_SECONDS):
-                    await stream.aclose()
-                await trio.aclose_forcefully(stream)
+                # Closes the socket under a TLS stream too: with
+                # https_compatible there is no close_notify to send. Closing
+                # a socket does not raise.
+                await trio.aclose_forcefully(tcp)
+
+    async def _serve(self, scope: trio.CancelScope, tcp: trio.SocketStream,
+                     client: Address | None, peer: str) -> None:
+        stream: trio.abc.Stream = tcp
+        if self._ssl_context is not None:
+            tls = await self._handshake(tcp, peer)
+            if tls is None:
+                return
+            stream = tls
+        handler = asgi_handler(
+            self._app, self._config,
+            scheme="https" if self._ssl_context is not None else "http",
+            server=_lookup(tcp.socket.getsockname), client=client,
+            state=self._lifespan.state if self._lifespan.supported else None,
+        )
+        conn = Connection(stream, self._config, handler, peer=peer)
+        self._connections[scope] = conn
+        if self._draining:
+            conn.drain()
+        try:
+            await conn.run()
+        except Exception:
+            # A bug in trio_h2, h2 or priority, not the client's doing: this
+            # connection ends with GOAWAY INTERNAL_ERROR (handle() logs it).
+            await _goaway(conn, stream)
+            raise
+        if conn.state.error is not None:
+            await _linger(tcp)
 
     async def _handshake(self, tcp: trio.SocketStream, peer: str) -> trio.SSLStream[
             trio.SocketStream] | None:
+        """The TLS stream once the handshake is done and ``h2`` negotiated;
+        ``None`` (logged) if the client fails either or is too slow."""
         assert self._ssl_context is not None
         tls = trio.SSLStream(tcp, self._ssl_context, server_side=True, https_compatible=True)
         with trio.move_on_after(self._config.tls_handshake_timeout) as timeout:
             try:
                 await tls.do_handshake()
             except trio.BrokenResourceError as exc:
+                # What trio raises for every TLS alert, bad record and
+                # transport error (a reset included) during the handshake.
                 log.info("%s: TLS handshake failed: %s", peer, exc.__cause__ or exc)
                 return None
         if timeout.cancelled_caught:
@@ -174,29 +210,6 @@ class _Server:
             log.info("%s: TLS client did not negotiate h2 (ALPN %r); closing", peer, protocol)
             return None
         return tls
-
-    async def _run(self, scope: trio.CancelScope, stream: trio.abc.Stream,
-                   tcp: trio.SocketStream, peer: str) -> None:
-        handler = asgi_handler(
-            self._app, self._config,
-            scheme="https" if self._ssl_context is not None else "http",
-            server=_address(tcp.socket.getsockname()), client=_address(tcp.socket.getpeername()),
-            state=self._lifespan.state if self._lifespan.supported else None,
-        )
-        conn = Connection(stream, self._config, handler, peer=peer)
-        self._connections[scope] = conn
-        if self._draining:
-            conn.drain()
-        try:
-            await conn.run()
-        except Exception as exc:
-            # A bug in trio_h2, h2 or priority, not the client's doing: this
-            # connection ends with GOAWAY INTERNAL_ERROR, the server goes on.
-            log.error("%s: internal error, closing connection: %r", peer, exc, exc_info=exc)
-            await _goaway(conn, stream)
-            return
-        if conn.state.error is not None and isinstance(tcp, trio.SocketStream):
-            await _linger(tcp)
 
     async def drain(self) -> None:
         """GOAWAY to every connection; wait until all have finished."""
@@ -240,9 +253,21 @@ def _address(sockaddr: object) -> Address:
     return (str(sockaddr[0]), int(sockaddr[1]))
 
 
-def _peer(tcp: trio.SocketStream) -> str:
+def _lookup(name: Callable[[], object]) -> Address | None:
+    """``getsockname`` or ``getpeername``'s ``(host, port)``, or ``None``. A
+    client that resets the connection as soon as it is accepted has no peer
+    name any more (ENOTCONN): port scanners and health checkers do that all
+    day, and such a connection must end quietly, not with an exception."""
     try:
-        host, port = _address(tcp.socket.getpeername())
+        sockaddr = name()
     except OSError:
+        return None
+    return _address(sockaddr) if isinstance(sockaddr, tuple) else None
+
+
+def _describe(address: Address | None) -> str:
+    """The peer as log lines name it: ``host:port``, ``[v6host]:port`` or ``?``."""
+    if address is None:
         return "?"
+    host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

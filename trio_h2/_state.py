@@ -31,7 +31,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
-from hyperframe.frame import ExtensionFrame
+from hyperframe.frame import ExtensionFrame, RstStreamFrame
 
 from ._config import Config
 from ._errors import ClientDisconnected, RemoteProtocolError
@@ -319,6 +319,15 @@ class ConnectionState:
             validate_trailers(list(event.headers or []))
         except MalformedRequest as exc:
             log.info("%s: stream %d: malformed trailers: %s", self.peer, event.stream_id, exc)
+            h2_stream = self.h2.streams.get(event.stream_id)
+            if h2_stream is None or h2_stream.closed:
+                # Our response had ended, so the trailers' END_STREAM closed
+                # the stream in h2 before we could judge the fields, and h2
+                # refuses to reset a closed stream. RFC 9113 section 8.1.1
+                # still asks for a stream error (nghttp2 judges the fields
+                # before the state change): the RST_STREAM, written by hand.
+                self._queue(RstStreamFrame(event.stream_id,
+                                           error_code=ErrorCodes.PROTOCOL_ERROR).serialize())
             self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
             self._spend(self.guard.resets, "malformed requests")
             return
