@@ -1,13 +1,23 @@
-"""``_h2extras``'s shortcuts around h2, against h2 itself.
+"""trio_h2's shortcuts around h2 (in ``_h2internals``), against h2 itself,
+and the check of h2's internals that runs when trio_h2 is imported.
 
 The fast DATA path must leave h2 exactly where ``send_data`` would: the same
 bytes on the wire, the same windows, and no decision h2 would refuse. Twin
 server connections get the same input; one sends with h2, the other with the
 fast path, and everything observable is compared. The frame buffer's DATA
 frames must repr as hyperframe's do, and h2 must still route them as DATA.
+
+A hook that a new release of h2 or hyperframe renames must stop trio_h2 from
+importing, naming the hook and the versions: never switch a defence off.
 """
 
 from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -19,9 +29,14 @@ import hyperframe.frame
 import pytest
 from h2.errors import ErrorCodes
 
-from trio_h2._h2extras import (
+from trio_h2 import _h2internals
+from trio_h2._h2internals import (
+    HOOKS,
     DataFrame,
+    HookMissing,
+    check_hooks,
     data_frame_header,
+    installed_versions,
     response_headers_frame,
     use_frame_buffer,
 )
@@ -347,3 +362,114 @@ def test_table_size_updates_before_a_block_are_counted() -> None:
     assert len(twins.b.encoder.table_size_changes) == 12
     value = b";" * (16384 - 32)  # ';' has an 8-bit code: about one frame on its own
     twins.respond(stream_id, [(b":status", b"200"), (b"x-big", value)], end_stream=True)
+
+
+# ------------------------------------------------------- the check of hooks
+
+def test_the_installed_versions_are_named() -> None:
+    from importlib import metadata
+    for name in ("h2", "hpack", "hyperframe", "priority"):
+        assert f"{name} {metadata.version(name)}" in installed_versions()
+
+
+def test_a_missing_method_fails_the_check_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    import h2.frame_buffer
+    monkeypatch.delattr(h2.frame_buffer.FrameBuffer, "_update_header_buffer")
+    with pytest.raises(HookMissing) as failure:
+        check_hooks()
+    message = str(failure.value)
+    assert "h2.frame_buffer.FrameBuffer._update_header_buffer" in message
+    assert installed_versions() in message and f"h2 {h2.__version__}" in message
+    assert isinstance(failure.value, ImportError)
+
+
+def test_a_missing_frame_buffer_attribute_fails_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The header timer's own hook: if h2 renames it, no silent 'no block pending'."""
+    import h2.frame_buffer
+    init = h2.frame_buffer.FrameBuffer.__init__
+
+    def renamed(self: Any, server: bool = False) -> None:
+        init(self, server)
+        self.header_frames = self.__dict__.pop("_headers_buffer")
+
+    monkeypatch.setattr(h2.frame_buffer.FrameBuffer, "__init__", renamed)
+    with pytest.raises(HookMissing, match=r"FrameBuffer\._headers_buffer.*h2 4\."):
+        check_hooks()
+
+
+def test_a_decoder_h2_ignores_fails_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attribute is there but h2 no longer decodes with what is put in it
+    (a release that keeps the decoder elsewhere): the check sees it."""
+    monkeypatch.setattr(h2.connection.H2Connection, "decoder", property(
+        lambda self: self.__dict__["_own_decoder"],
+        lambda self, decoder: self.__dict__.setdefault("_own_decoder", decoder),  # first only
+    ), raising=False)
+    with pytest.raises(HookMissing, match=r"decoding header blocks.*decoded 0 blocks"):
+        check_hooks()
+
+
+def test_the_module_docstring_lists_every_hook() -> None:
+    doc = _h2internals.__doc__ or ""
+    for hook in HOOKS:
+        assert re.search(rf"\b{re.escape(hook.name)}\b", doc), hook
+
+
+# Run in a fresh interpreter: for each hook, take it away from h2 or
+# hyperframe as a new release might (delete it, or make it unreadable on
+# instances), import trio_h2 from scratch, and report how the import ended.
+_BREAK_EACH_HOOK = """
+import enum, json, sys, types
+import trio_h2._h2internals as internals
+
+def resolve(path):
+    package, *names = path.split(".")
+    found = __import__(package)
+    for name in names:
+        found = getattr(found, name)
+    return found
+
+def gone(name):
+    def read(self):  # what reading a renamed attribute raises
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    return read
+
+outcomes = {}
+for hook in internals.HOOKS:
+    owner, undo = resolve(hook.owner), []
+    if isinstance(owner, enum.EnumMeta):
+        module = sys.modules[owner.__module__]
+        kept = [member.name for member in owner if member.name != hook.name]
+        setattr(module, owner.__name__, enum.Enum(owner.__name__, kept))
+        undo.append(lambda: setattr(module, owner.__name__, owner))
+    elif hook.on_instance:
+        setattr(owner, hook.name, property(gone(hook.name), lambda self, value: None))
+        undo.append(lambda: delattr(owner, hook.name))
+    else:
+        holder = owner if isinstance(owner, types.ModuleType) else next(
+            cls for cls in owner.__mro__ if hook.name in vars(cls))
+        original = vars(holder)[hook.name]
+        delattr(holder, hook.name)
+        undo.append(lambda: setattr(holder, hook.name, original))
+    for name in [name for name in sys.modules if name.split(".")[0] == "trio_h2"]:
+        del sys.modules[name]
+    try:
+        import trio_h2
+        outcomes[str(hook)] = ["imported", ""]
+    except BaseException as exc:
+        outcomes[str(hook)] = [type(exc).__name__, str(exc)]
+    for step in undo:
+        step()
+print(json.dumps(outcomes))
+"""
+
+
+def test_every_hook_is_checked_when_trio_h2_is_imported() -> None:
+    result = subprocess.run([sys.executable, "-c", _BREAK_EACH_HOOK],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    outcomes = json.loads(result.stdout)
+    assert list(outcomes) == [str(hook) for hook in HOOKS]
+    for hook in HOOKS:
+        kind, message = outcomes[str(hook)]
+        assert kind == "HookMissing", (hook, kind, message)
+        assert hook.name in message and installed_versions() in message, (hook, message)

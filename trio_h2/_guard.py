@@ -25,6 +25,7 @@ import h2.connection
 from h2.errors import ErrorCodes
 
 from ._config import Config
+from ._h2internals import pending_header_frames, unparsed_bytes
 from ._limits import TokenBucket
 
 # The longest a graceful close waits for the PING after its first GOAWAY
@@ -177,33 +178,28 @@ class ConnectionGuard:
 
 def _announced_frame_size(conn: h2.connection.H2Connection) -> int:
     """The length in the header of the frame h2 is still receiving, or 0."""
-    data = getattr(conn.incoming_buffer, "_data", b"")
+    data = unparsed_bytes(conn)
     return int.from_bytes(data[:3], "big") if len(data) >= 9 else 0
 
 
 def _header_block_size(conn: h2.connection.H2Connection) -> int:
     """Bytes of the unfinished header block h2 holds (see below)."""
-    buffer = conn.incoming_buffer
-    frames = getattr(buffer, "_headers_buffer", None) or ()
-    size = sum(len(getattr(frame, "data", b"")) for frame in frames)
-    data = getattr(buffer, "_data", b"")
+    size = sum(len(frame.data) for frame in pending_header_frames(conn))
+    data = unparsed_bytes(conn)
     if len(data) >= 9 and data[3] in (_HEADERS, _CONTINUATION):
         size += len(data) - 9
     return size
 
 
 def _header_block_pending(conn: h2.connection.H2Connection) -> bool:
-    """Whether h2 holds part of a header block, or of a frame header.
-
-    h2 has no public view of this; its frame buffer keeps the unparsed bytes
-    in ``_data`` and the HEADERS/CONTINUATION frames of an unfinished block
-    in ``_headers_buffer``. tests/test_timeouts.py pins both, so that an h2
-    release that renames them fails there instead of disabling the timer.
-    """
-    buffer = conn.incoming_buffer
-    if getattr(buffer, "_headers_buffer", None):
+    """Whether h2 holds part of a header block, or of a frame header: the
+    frames of an unfinished block, or unparsed bytes that are a frame header
+    still arriving or the start of a HEADERS or CONTINUATION frame. h2 has
+    no public view of either (see ``_h2internals``, which checks at import
+    that they are still where these functions read them)."""
+    if pending_header_frames(conn):
         return True
-    data = getattr(buffer, "_data", b"")
+    data = unparsed_bytes(conn)
     if not data:
         return False
     if len(data) < 9:

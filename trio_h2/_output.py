@@ -10,7 +10,7 @@ Piece = bytes | bytearray | memoryview
 @final
 class Output:
     """Bytes waiting for the socket, kept as the pieces they were made of:
-    h2's output, frame headers written by ``_h2extras``, and slices of the
+    h2's output, frame headers written by ``_h2internals``, and slices of the
     response bodies the handlers offered. :meth:`take` joins them, the one
     copy they get before the kernel's.
 

@@ -24,9 +24,8 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, cast, final
+from typing import Any, final
 
-import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
@@ -36,12 +35,13 @@ from hyperframe.frame import ExtensionFrame, RstStreamFrame
 from ._config import Config
 from ._errors import ClientDisconnected, RemoteProtocolError
 from ._guard import ConnectionGuard
-from ._h2extras import (
-    code_name,
+from ._h2extras import code_name, goaway, server_connection
+from ._h2internals import (
+    change_local_settings,
+    connection_closed,
     data_frame_header,
-    goaway,
     response_headers_frame,
-    server_connection,
+    stream_live,
 )
 from ._headers import Headers, MalformedRequest, validate_request, validate_trailers
 from ._limits import TokenBucket
@@ -133,11 +133,8 @@ class ConnectionState:
         # connection error; RFC 9113 section 5.1.2 asks to refuse that stream
         # alone. The SETTINGS frame above advertised the limit; h2 now gets
         # none, and _request_received refuses with REFUSED_STREAM.
-        current: dict[h2.settings.SettingCodes, int] = {
-            cast(h2.settings.SettingCodes, code): value
-            for code, value in self.h2.local_settings.items()}
-        current[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = MAX_STREAM_ID
-        self.h2.local_settings = h2.settings.Settings(client=False, initial_values=current)
+        change_local_settings(
+            self.h2, {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAM_ID})
 
     def receive_data(self, data: bytes | bytearray) -> list[StreamState]:
         """Process bytes from the client. Returns the streams whose handlers to start."""
@@ -616,7 +613,7 @@ class ConnectionState:
         ``code`` and one log line with the peer and the reason."""
         if self.terminated:
             return
-        if self.h2.state_machine.state != h2.connection.ConnectionState.CLOSED:
+        if not connection_closed(self.h2):
             # h2 queues its own GOAWAY for errors in frames, but not for a
             # broken preface (RFC 9113 section 3.4 asks for PROTOCOL_ERROR).
             self.abort(code, reason)
@@ -630,8 +627,7 @@ class ConnectionState:
     def _send_reset(self, stream_id: int, code: ErrorCodes) -> None:
         """RST_STREAM, unless h2 has closed the stream already: a RST_STREAM
         from the client, or one h2 sent itself, later in the same read."""
-        h2_stream = self.h2.streams.get(stream_id)
-        if h2_stream is not None and not h2_stream.closed:
+        if stream_live(self.h2, stream_id):
             self.h2.reset_stream(stream_id, code)
 
     def body_wanted(self, stream: StreamState, wanted: bool) -> None:

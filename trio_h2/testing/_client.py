@@ -37,7 +37,8 @@ import h2.settings
 import trio
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from hyperframe.frame import Frame, GoAwayFrame
+
+from .._h2internals import GoawayTolerantConnection, change_local_settings, stream_live
 
 __all__ = [
     "ConnectionClosed",
@@ -226,21 +227,6 @@ class StreamingResponse:
         return b"".join([chunk async for chunk in self])
 
 
-class _ClientConnection(h2.connection.H2Connection):
-    def _receive_goaway_frame(
-        self, frame: GoAwayFrame
-    ) -> tuple[list[Frame], list[h2.events.Event]]:
-        # RFC 9113 section 6.8 lets streams up to last_stream_id complete after
-        # a GOAWAY, but h2 moves the connection to CLOSED on receiving one and
-        # then rejects every later frame. Keep it open; H2Client itself refuses
-        # new streams once a GOAWAY has arrived.
-        previous = self.state_machine.state
-        result = super()._receive_goaway_frame(frame)
-        if previous != h2.connection.ConnectionState.CLOSED:
-            self.state_machine.state = previous
-        return result
-
-
 @final
 class H2Client:
     """One HTTP/2 connection to a server. Create it with :func:`open_h2_client`,
@@ -263,14 +249,11 @@ class H2Client:
         self._authority = authority
         self._auto_window = auto_window
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
-        self._conn = _ClientConnection(config=config)
-        self._conn.local_settings = h2.settings.Settings(
-            client=True,
-            initial_values={
-                SettingCodes.ENABLE_PUSH: 0,
-                SettingCodes.INITIAL_WINDOW_SIZE: initial_window_size,
-            },
-        )
+        self._conn = GoawayTolerantConnection(config=config)
+        change_local_settings(self._conn, {
+            SettingCodes.ENABLE_PUSH: 0,
+            SettingCodes.INITIAL_WINDOW_SIZE: initial_window_size,
+        })
         self._streams: dict[int, _Stream] = {}
         self._pings: dict[bytes, trio.Event] = {}
         self._ping_counter = 0
@@ -387,8 +370,7 @@ class H2Client:
         one stream (a no-op if that stream is already closed). Returns once it
         is written."""
         self._check_open()
-        h2_stream = None if stream_id is None else self._conn.streams.get(stream_id)
-        if stream_id is None or (h2_stream is not None and not h2_stream.closed):
+        if stream_id is None or stream_live(self._conn, stream_id):
             self._conn.increment_flow_control_window(increment, stream_id=stream_id)
         await self._flush()
 
@@ -586,8 +568,7 @@ class H2Client:
             return
         if self._auto_window and not stream.ack_on_receive:
             self._acknowledge(sum(size for _, size in stream.chunks), stream.stream_id)
-        h2_stream = self._conn.streams.get(stream.stream_id)
-        if h2_stream is not None and not h2_stream.closed:
+        if stream_live(self._conn, stream.stream_id):
             with suppress(h2.exceptions.ProtocolError):
                 self._conn.reset_stream(stream.stream_id, ErrorCodes.CANCEL)
             self._kick()
