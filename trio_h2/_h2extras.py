@@ -4,7 +4,8 @@
 * GOAWAY frames written by hand: h2's ``close_connection`` ends h2's side of
   the connection, so the first GOAWAY of a graceful close, and one after h2
   itself failed, cannot go through it.
-* An HPACK decoder that reports failures with the code RFC 9113 requires.
+* An HPACK decoder that reports failures with the code RFC 9113 requires,
+  and keeps no more than ``max_header_fields`` fields of a block.
 * DATA frames whose payload h2 does not copy (:func:`data_frame_header`), and
   response HEADERS frames without h2's per-call overhead
   (:func:`response_headers_frame`).
@@ -14,7 +15,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import cast, final
 
 import h2.config
@@ -78,8 +79,8 @@ def server_connection(config: Config) -> h2.connection.H2Connection:
     )
     conn.max_inbound_frame_size = config.max_frame_size
     use_frame_buffer(conn)
-    conn.decoder = Decoder()
-    conn.decoder.max_header_list_size = config.max_header_list_size
+    conn.decoder = Decoder(max_header_list_size=config.max_header_list_size,
+                           max_fields=config.max_header_fields)
     return conn
 
 
@@ -91,18 +92,86 @@ class HeaderBlockUndecodable(h2.exceptions.ProtocolError):
 
 
 @final
+class FieldsDropped(HeaderTuple):
+    """The first field of a header block the :class:`Decoder` cut short: its
+    value is how many fields the block had. No client can send it (h2 hands
+    on the decoder's objects, and a client only sends bytes); its empty name
+    makes ``_headers`` reject the block if anything ever let it through."""
+
+    __slots__ = ()
+
+
+def fields_dropped(fields: Sequence[tuple[bytes, bytes]]) -> int:
+    """How many fields the header block had, if the :class:`Decoder` cut it
+    at ``max_header_fields`` (then ``fields`` holds the first ones); else 0.
+    (h2 moves cookie fields to the end of the list, never the first field.)"""
+    if fields and type(fields[0]) is FieldsDropped:
+        return int(fields[0][1])
+    return 0
+
+
+@final
 class Decoder(hpack.Decoder):
     """h2's HPACK decoder, reporting decoding failures with the error code
-    RFC 9113 requires (h2 turns them all into PROTOCOL_ERROR). Oversized
-    header lists stay h2's ENHANCE_YOUR_CALM."""
+    RFC 9113 requires (h2 turns them all into PROTOCOL_ERROR), and keeping at
+    most ``max_fields`` fields of a block.
+
+    Past ``max_fields`` it goes on decoding, so the dynamic table stays in
+    step with the client's encoder (RFC 7541 section 2.2: every block must
+    be processed), and counting the block's size, but keeps no field: the
+    list it returns starts with a :class:`FieldsDropped` and holds the first
+    ``max_fields``, so the stream, not the connection, can be refused. An
+    attacker's 2000 one-byte references never become 2000 tuples (Go's hpack
+    decoder does the same past its limit: ``SetEmitEnabled(false)``).
+    Oversized header lists stay h2's connection error, ENHANCE_YOUR_CALM.
+    """
+
+    def __init__(self, *, max_header_list_size: int, max_fields: int) -> None:
+        super().__init__(max_header_list_size)
+        self.max_fields = max_fields
 
     def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
+        if not raw:
+            raise TypeError("trio_h2's Decoder returns bytes (h2 asks with raw=True)")
         try:
-            return super().decode(data, raw)
+            return self._decode(data)
         except hpack.OversizedHeaderListError:
             raise
         except (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
             raise HeaderBlockUndecodable(f"undecodable header block: {exc}") from exc
+
+    def _decode(self, data: bytes) -> list[HeaderTuple]:
+        # hpack.Decoder.decode's loop, with the count; fields stay the bytes
+        # hpack decoded (its raw=True pass would copy every tuple once more).
+        view = memoryview(data)
+        fields: list[HeaderTuple] = []
+        count = size = position = 0
+        while position < len(data):
+            first = data[position]
+            if first & 0x80:  # RFC 7541 section 6.1: indexed
+                field, used = self._decode_indexed(view[position:])
+            elif first & 0x40:  # section 6.2.1: literal, added to the table
+                field, used = self._decode_literal_index(view[position:])
+            elif first & 0x20:  # section 6.3: dynamic table size update
+                if count:
+                    raise hpack.HPACKDecodingError(
+                        "Table size update not at the start of the block")
+                position += self._update_encoding_context(view[position:])
+                continue
+            else:  # sections 6.2.2 and 6.2.3: literal, not added
+                field, used = self._decode_literal_no_index(view[position:])
+            position += used
+            count += 1
+            size += len(field[0]) + len(field[1]) + 32  # RFC 7541 section 4.1
+            if size > self.max_header_list_size:
+                raise hpack.OversizedHeaderListError(
+                    f"A header list larger than {self.max_header_list_size} has been received")
+            if count <= self.max_fields:
+                fields.append(field)
+        self._assert_valid_table_size()
+        if count > self.max_fields:
+            fields.insert(0, FieldsDropped(b"", str(count).encode()))
+        return fields
 
 
 class DataFrame(hyperframe.frame.DataFrame):
