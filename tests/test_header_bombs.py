@@ -30,7 +30,16 @@ from h2.settings import SettingCodes
 import trio_h2
 from trio_h2.testing import H2ServerFactory, open_h2_client
 
-from .attack_client import Attacker, Ending, data, headers, literal, request_block, split_block
+from .attack_client import (
+    Attacker,
+    Ending,
+    data,
+    headers,
+    literal,
+    request_block,
+    split_block,
+)
+from .attack_client import goaway as goaway_frame
 from .attack_harness import CALM, ENDING_LIMIT, App, MiB, handlers_finish, start, still_serves
 
 LIMIT = 16
@@ -118,6 +127,24 @@ async def test_trailers_over_max_header_fields_reset_the_stream(
         else:
             assert ending.resets.get(1) == CALM, ending.describe()
         assert await still_serves(attacker, 3), ending.describe()
+    finally:
+        await attacker.aclose()
+
+
+@pytest.mark.parametrize("kind", ["over max_header_fields", "malformed"])
+async def test_refused_request_then_goaway_in_the_same_read(
+        h2_server: H2ServerFactory, app: App, kind: str) -> None:
+    """A refused request and the client's GOAWAY in one read: h2 has closed
+    the connection by the time the request is seen, so no answer can be
+    sent, and none is tried (h2 would raise: GOAWAY INTERNAL_ERROR)."""
+    server = await start(h2_server, app, max_header_fields=LIMIT)
+    attacker = await Attacker.connect(server.host, server.port)
+    try:
+        block = (request_with(LIMIT + 1) if kind != "malformed"
+                 else request_block("GET", "/", ("Bad-Name", "x")))
+        await attacker.send(headers(1, block) + goaway_frame(0))
+        ending = await attacker.finish(ENDING_LIMIT)
+        assert ending.closed and ending.goaway in (None, ErrorCodes.NO_ERROR), ending.describe()
     finally:
         await attacker.aclose()
 

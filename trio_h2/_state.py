@@ -329,8 +329,8 @@ class ConnectionState:
         field), so only the stream ends. A request still sending is then
         reset with NO_ERROR (RFC 9113 section 8.1)."""
         h2_stream = self.h2.streams.get(stream_id)
-        if h2_stream is None or h2_stream.closed:
-            return  # reset by the client later in the same read
+        if h2_stream is None or h2_stream.closed or self._h2_closed:
+            return  # reset by the client, or its GOAWAY, later in the same read
         self.h2.send_headers(stream_id, [(b":status", b"431")], end_stream=True)
         if not request_ended:
             self._send_reset(stream_id, ErrorCodes.NO_ERROR)
@@ -690,10 +690,17 @@ class ConnectionState:
 
     def _send_reset(self, stream_id: int, code: ErrorCodes) -> None:
         """RST_STREAM, unless h2 has closed the stream already: a RST_STREAM
-        from the client, or one h2 sent itself, later in the same read."""
+        from the client, or one h2 sent itself, later in the same read (or
+        the client's GOAWAY closed the connection)."""
         h2_stream = self.h2.streams.get(stream_id)
-        if h2_stream is not None and not h2_stream.closed:
+        if h2_stream is not None and not h2_stream.closed and not self._h2_closed:
             self.h2.reset_stream(stream_id, code)
+
+    @property
+    def _h2_closed(self) -> bool:
+        """h2 sends nothing more: a GOAWAY from the client, processed by h2
+        with the rest of a read before we see the requests that came first."""
+        return self.h2.state_machine.state is h2.connection.ConnectionState.CLOSED
 
     def body_wanted(self, stream: StreamState, wanted: bool) -> None:
         """The handler of ``stream`` waits in ``receive()`` for body (or not)."""
