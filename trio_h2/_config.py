@@ -57,6 +57,41 @@ class Config:
     (decoded name + value + 32 per field, RFC 9113 section 6.5.2). 64 KiB is
     h2's default; nginx allows 32 KiB (large_client_header_buffers 4 x 8k)."""
 
+    max_header_fields: int = 256
+    """Header fields one request (or its trailers) may have, pseudo-headers
+    and each cookie crumb (RFC 9113 section 8.2.3) counted. The fields past
+    it are decoded into the HPACK table but never kept; the request is
+    answered ``431`` (RFC 9113 section 10.5.1, as Go's server does), its
+    trailers with RST_STREAM ENHANCE_YOUR_CALM (as Node's does), and each
+    draws on :attr:`reset_budget`.
+
+    ``max_header_list_size`` counts 32 bytes per field; Python holds 150
+    to 430 (a tuple, the scope's list, and the name and value unless the
+    HPACK table shares them), so 2000 references to a one-byte table entry,
+    one 64 KiB block, held 290 KB a stream and 29 MB a connection. 256
+    fields cost at most 59 KB of overhead a stream and leave room for
+    browsers, which split cookies into one field each (up to 180 per
+    domain) on top of about 20 other fields. Node's HTTP/2 allows 128
+    (maxHeaderListPairs), its HTTP/1 2000 (maxHeadersCount),
+    Apache 100 lines (LimitRequestFields), hyper 100; Go and nginx count
+    bytes only."""
+
+    max_header_memory: int = 32 * 1024 * 1024
+    """Bytes of request header fields the whole server (one process) may
+    hold for requests in progress, counted at Python's cost: 230 bytes per
+    field plus its name and value (see :attr:`max_header_fields`). A
+    request is charged when it arrives and released when its handler
+    returns. Past the limit new streams are refused with RST_STREAM
+    REFUSED_STREAM (RFC 9113 section 8.7: safe to retry) and one WARNING
+    line, except on connections that hold less than 64 KiB, so light
+    clients are still served while others hold the budget.
+
+    32 MiB holds about 6000 browser requests (20 fields, 1 KB of names
+    and values) at once. Without it, 8 connections of 100 streams could
+    hold 8 x 100 x (56 KiB of names and values + 256 x 230 bytes), 93 MB.
+    Envoy's overload manager likewise refuses new streams past a heap
+    threshold."""
+
     preface_timeout: float = 10.0
     """Seconds a new connection gets to send the HTTP/2 preface and its first
     SETTINGS (after TLS). Go's server uses 10 s (prefaceTimeout)."""
@@ -135,6 +170,9 @@ class Config:
         _check_range("initial_window_size", self.initial_window_size, 1, MAX_WINDOW_SIZE)
         _check_range("max_frame_size", self.max_frame_size, MIN_FRAME_SIZE, MAX_FRAME_SIZE)
         _check_range("max_header_list_size", self.max_header_list_size, 1, 2**31 - 1)
+        # Node's minimum for maxHeaderListPairs: the four request pseudo-headers.
+        _check_range("max_header_fields", self.max_header_fields, 4, 2**31 - 1)
+        _check_range("max_header_memory", self.max_header_memory, 1, 2**63 - 1)
         for name in ("tls_handshake_timeout", "preface_timeout", "idle_timeout",
                      "header_timeout", "body_timeout", "send_timeout"):
             value = getattr(self, name)

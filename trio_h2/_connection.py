@@ -28,6 +28,7 @@ import trio
 from h2.errors import ErrorCodes
 
 from ._config import Config
+from ._headers import HeaderMemory
 from ._state import ConnectionState
 from ._stream import StreamState
 from ._waker import Waker
@@ -64,8 +65,10 @@ class Connection:
         handler: StreamHandler,
         *,
         peer: str,
+        header_memory: HeaderMemory | None = None,
     ) -> None:
-        self.state = ConnectionState(config, peer=peer, clock=trio.current_time)
+        self.state = ConnectionState(config, peer=peer, clock=trio.current_time,
+                                     header_memory=header_memory)
         self.peer = peer
         self._stream = stream
         self._handler = handler

@@ -4,29 +4,27 @@
 * GOAWAY frames written by hand: h2's ``close_connection`` ends h2's side of
   the connection, so the first GOAWAY of a graceful close, and one after h2
   itself failed, cannot go through it.
-* An HPACK decoder that reports failures with the code RFC 9113 requires.
 
-What needs h2's undocumented parts (the frame buffer whose DATA frames are
-cheap to ``repr``, the DATA and response HEADERS fast paths) is in
+What needs h2's or hpack's undocumented parts (the HPACK decoder that
+reports failures with the code RFC 9113 requires and keeps no more than
+``max_header_fields`` fields of a block, the frame buffer whose DATA frames
+are cheap to ``repr``, the DATA and response HEADERS fast paths) is in
 ``_h2internals``, with the rest of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import cast, final
+from typing import cast
 
 import h2.config
 import h2.connection
 import h2.exceptions
 import h2.settings
-import hpack
 from h2.errors import ErrorCodes
-from hpack import HeaderTuple
 from hyperframe.frame import GoAwayFrame
 
 from ._config import Config
-from ._h2internals import change_local_settings, replace_decoder, use_frame_buffer
+from ._h2internals import Decoder, change_local_settings, replace_decoder, use_frame_buffer
 
 # RFC 9218 section 2.1. h2 passes settings it does not know through as plain ints.
 SETTINGS_NO_RFC7540_PRIORITIES = cast(h2.settings.SettingCodes, 0x9)
@@ -59,32 +57,9 @@ def server_connection(config: Config) -> h2.connection.H2Connection:
         **({} if config.rfc7540_priorities else {SETTINGS_NO_RFC7540_PRIORITIES: 1}),
     })
     use_frame_buffer(conn)
-    decoder = Decoder()
-    decoder.max_header_list_size = config.max_header_list_size
-    replace_decoder(conn, decoder)
+    replace_decoder(conn, Decoder(max_header_list_size=config.max_header_list_size,
+                                  max_fields=config.max_header_fields))
     return conn
-
-
-class HeaderBlockUndecodable(h2.exceptions.ProtocolError):
-    """RFC 9113 section 4.3: a header block that cannot be decompressed is a
-    connection error of type COMPRESSION_ERROR."""
-
-    error_code = ErrorCodes.COMPRESSION_ERROR
-
-
-@final
-class Decoder(hpack.Decoder):
-    """h2's HPACK decoder, reporting decoding failures with the error code
-    RFC 9113 requires (h2 turns them all into PROTOCOL_ERROR). Oversized
-    header lists stay h2's ENHANCE_YOUR_CALM."""
-
-    def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
-        try:
-            return super().decode(data, raw)
-        except hpack.OversizedHeaderListError:
-            raise
-        except (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
-            raise HeaderBlockUndecodable(f"undecodable header block: {exc}") from exc
 
 
 def goaway(last_stream_id: int, code: ErrorCodes) -> bytes:

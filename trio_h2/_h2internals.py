@@ -24,7 +24,7 @@ events, exceptions, ``h2.errors``, ``h2.settings``):
   their exact class, so :func:`use_frame_buffer` routes :class:`DataFrame`
   as DATA.
 * ``H2Connection.decoder``: replaced by :func:`replace_decoder` (the
-  decoder that reports COMPRESSION_ERROR, ``_h2extras.Decoder``); h2 must
+  decoder that reports COMPRESSION_ERROR, :class:`Decoder`); h2 must
   decode every header block with it.
 * ``H2Connection.encoder``: used by :func:`response_headers_frame`, so the
   HPACK state stays h2's own.
@@ -57,9 +57,16 @@ hyperframe:
 * ``hyperframe.frame._raw_data_repr(data)`` and ``Frame._body_repr()``:
   :class:`DataFrame` overrides the latter with the former, on fewer bytes.
 
-hpack: nothing private. ``_h2extras.Decoder`` subclasses ``hpack.Decoder``
-and overrides its public ``decode(data, raw)``; installing it is the
-``H2Connection.decoder`` hook above.
+hpack:
+
+* ``Decoder._decode_indexed``, ``_decode_literal_index``,
+  ``_decode_literal_no_index``, ``_update_encoding_context`` and
+  ``_assert_valid_table_size``: :class:`Decoder` runs hpack's own decoding
+  loop with these steps, adding a count of fields, so that a block of 2,000
+  one-byte references never becomes 2,000 tuples (``max_header_fields``).
+  :func:`check_hooks` decodes a block with it and compares the fields with
+  hpack's own ``decode``. Installing it is the ``H2Connection.decoder``
+  hook above.
 
 priority: nothing private. ``_scheduler`` uses ``PriorityTree``'s public
 methods and exceptions, all exported by ``priority`` itself (importing
@@ -72,7 +79,7 @@ from __future__ import annotations
 import functools
 import inspect
 import struct
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import import_module, metadata
@@ -81,9 +88,12 @@ from typing import cast, final
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import h2.settings
 import hpack
 import hyperframe.frame
+from h2.errors import ErrorCodes
+from hpack import HeaderTuple
 from hyperframe.frame import ContinuationFrame, Frame, GoAwayFrame, HeadersFrame, PushPromiseFrame
 
 try:  # h2's undocumented modules (listed above)
@@ -194,6 +204,12 @@ HOOKS = (
     Hook(_STREAM, "max_outbound_frame_size", True, _is(int)),
     Hook(_STREAM_MACHINE, "state", True, _is("h2.stream.StreamState")),
     Hook(_STREAM_MACHINE, "headers_sent", True, lambda sent: sent in (None, False)),
+    # hpack: Decoder.decode's loop, rewritten by Decoder._decode with a count.
+    Hook("hpack.Decoder", "_decode_indexed", False, _takes(2)),
+    Hook("hpack.Decoder", "_decode_literal_index", False, _takes(2)),
+    Hook("hpack.Decoder", "_decode_literal_no_index", False, _takes(2)),
+    Hook("hpack.Decoder", "_update_encoding_context", False, _takes(2)),
+    Hook("hpack.Decoder", "_assert_valid_table_size", False, _takes(1)),
     # priority: none (see the module docstring).
 )
 """What :func:`check_hooks` looks for, in order: classes and functions, then
@@ -222,6 +238,8 @@ def check_hooks() -> None:
             _check(hook, holders[hook.owner])
     with _hook(f"h2 decoding header blocks with {_CONNECTION}.decoder"):
         _check_decoder()
+    with _hook("hpack.Decoder's steps, run by trio_h2's Decoder"):
+        _check_counting_decoder()
     with _hook(f"{_BUFFER}._data and ._headers_buffer holding an unfinished header block"):
         _check_frame_buffer()
 
@@ -289,6 +307,21 @@ def _check_decoder() -> None:
         raise AssertionError(f"the replaced decoder decoded {len(decoded)} blocks, not 1")
 
 
+def _check_counting_decoder() -> None:
+    """:class:`Decoder` decodes as hpack does: the same fields, in order, and
+    the same dynamic table after a block that adds to it."""
+    encoder = hpack.Encoder()
+    fields = [*_REQUEST, (b"x-a", b"1"), (b"x-b", b"22")]
+    blocks = [encoder.encode(fields), encoder.encode(fields)]  # the second: references
+    ours = Decoder(max_header_list_size=65536, max_fields=len(fields))
+    theirs = hpack.Decoder()
+    for block in blocks:
+        decoded = [tuple(field) for field in ours.decode(block, raw=True)]
+        expected = [tuple(field) for field in theirs.decode(block, raw=True)]
+        if decoded != expected:
+            raise AssertionError(f"decoded {decoded!r}, hpack decodes {expected!r}")
+
+
 def _check_frame_buffer() -> None:
     server = _h2(client_side=False)
     server.receive_data(_request_wire()
@@ -297,6 +330,98 @@ def _check_frame_buffer() -> None:
     frames = pending_header_frames(server)
     if [frame.data for frame in frames] != [b"\x82"] or unparsed_bytes(server) != b"\x00\x00":
         raise AssertionError(f"buffer holds {frames!r} and {bytes(unparsed_bytes(server))!r}")
+
+
+# ------------------------------------------- hpack: decoding with a field count
+
+class HeaderBlockUndecodable(h2.exceptions.ProtocolError):
+    """RFC 9113 section 4.3: a header block that cannot be decompressed is a
+    connection error of type COMPRESSION_ERROR."""
+
+    error_code = ErrorCodes.COMPRESSION_ERROR
+
+
+@final
+class FieldsDropped(HeaderTuple):
+    """The first field of a header block the :class:`Decoder` cut short: its
+    value is how many fields the block had. No client can send it (h2 hands
+    on the decoder's objects, and a client only sends bytes); its empty name
+    makes ``_headers`` reject the block if anything ever let it through."""
+
+    __slots__ = ()
+
+
+def fields_dropped(fields: Sequence[tuple[bytes, bytes]]) -> int:
+    """How many fields the header block had, if the :class:`Decoder` cut it
+    at ``max_header_fields`` (then ``fields`` holds the first ones); else 0.
+    (h2 moves cookie fields to the end of the list, never the first field.)"""
+    if fields and type(fields[0]) is FieldsDropped:
+        return int(fields[0][1])
+    return 0
+
+
+@final
+class Decoder(hpack.Decoder):
+    """h2's HPACK decoder, reporting decoding failures with the error code
+    RFC 9113 requires (h2 turns them all into PROTOCOL_ERROR), and keeping at
+    most ``max_fields`` fields of a block.
+
+    Past ``max_fields`` it goes on decoding, so the dynamic table stays in
+    step with the client's encoder (RFC 7541 section 2.2: every block must
+    be processed), and counting the block's size, but keeps no field: the
+    list it returns starts with a :class:`FieldsDropped` and holds the first
+    ``max_fields``, so the stream, not the connection, can be refused. An
+    attacker's 2000 one-byte references never become 2000 tuples (Go's hpack
+    decoder does the same past its limit: ``SetEmitEnabled(false)``).
+    Oversized header lists stay h2's connection error, ENHANCE_YOUR_CALM.
+    """
+
+    def __init__(self, *, max_header_list_size: int, max_fields: int) -> None:
+        super().__init__(max_header_list_size)
+        self.max_fields = max_fields
+
+    def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
+        if not raw:
+            raise TypeError("trio_h2's Decoder returns bytes (h2 asks with raw=True)")
+        try:
+            return self._decode(data)
+        except hpack.OversizedHeaderListError:
+            raise
+        except (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
+            raise HeaderBlockUndecodable(f"undecodable header block: {exc}") from exc
+
+    def _decode(self, data: bytes) -> list[HeaderTuple]:
+        # hpack.Decoder.decode's loop, with the count; fields stay the bytes
+        # hpack decoded (its raw=True pass would copy every tuple once more).
+        view = memoryview(data)
+        fields: list[HeaderTuple] = []
+        count = size = position = 0
+        while position < len(data):
+            first = data[position]
+            if first & 0x80:  # RFC 7541 section 6.1: indexed
+                field, used = self._decode_indexed(view[position:])
+            elif first & 0x40:  # section 6.2.1: literal, added to the table
+                field, used = self._decode_literal_index(view[position:])
+            elif first & 0x20:  # section 6.3: dynamic table size update
+                if count:
+                    raise hpack.HPACKDecodingError(
+                        "Table size update not at the start of the block")
+                position += self._update_encoding_context(view[position:])
+                continue
+            else:  # sections 6.2.2 and 6.2.3: literal, not added
+                field, used = self._decode_literal_no_index(view[position:])
+            position += used
+            count += 1
+            size += len(field[0]) + len(field[1]) + 32  # RFC 7541 section 4.1
+            if size > self.max_header_list_size:
+                raise hpack.OversizedHeaderListError(
+                    f"A header list larger than {self.max_header_list_size} has been received")
+            if count <= self.max_fields:
+                fields.append(field)
+        self._assert_valid_table_size()
+        if count > self.max_fields:
+            fields.insert(0, FieldsDropped(b"", str(count).encode()))
+        return fields
 
 
 # ------------------------------------------------- h2: the connection's state

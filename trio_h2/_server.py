@@ -14,6 +14,7 @@ from h2.errors import ErrorCodes
 from ._asgi import ASGIApp, asgi_handler
 from ._config import Config
 from ._connection import Connection
+from ._headers import HeaderMemory
 from ._lifespan import Lifespan, LifespanFailure
 from ._scope import Address
 
@@ -123,6 +124,9 @@ class _Server:
         self._config = config
         self._ssl_context = ssl_context
         self._lifespan = lifespan
+        # One account of request header memory for all connections: the
+        # bound holds for the server, not per connection (max_header_memory).
+        self._header_memory = HeaderMemory(config.max_header_memory)
         # Each connection runs in its own shielded scope so that cancelling
         # serve() does not cut it off mid-response; drain() and cancel_all()
         # decide its end instead.
@@ -173,7 +177,8 @@ class _Server:
             server=_lookup(tcp.socket.getsockname), client=client,
             state=self._lifespan.state if self._lifespan.supported else None,
         )
-        conn = Connection(stream, self._config, handler, peer=peer)
+        conn = Connection(stream, self._config, handler, peer=peer,
+                          header_memory=self._header_memory)
         self._connections[scope] = conn
         if self._draining:
             conn.drain()

@@ -40,10 +40,18 @@ from ._h2internals import (
     change_local_settings,
     connection_closed,
     data_frame_header,
+    fields_dropped,
     response_headers_frame,
     stream_live,
 )
-from ._headers import Headers, MalformedRequest, validate_request, validate_trailers
+from ._headers import (
+    HeaderMemory,
+    Headers,
+    MalformedRequest,
+    head_cost,
+    validate_request,
+    validate_trailers,
+)
 from ._limits import TokenBucket
 from ._output import Output
 from ._priority_field import (
@@ -82,9 +90,15 @@ class ConnectionState:
     """
 
     def __init__(self, config: Config, *, peer: str = "?",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 header_memory: HeaderMemory | None = None) -> None:
         self.config = config
         self.peer = peer
+        self.header_memory = header_memory or HeaderMemory(config.max_header_memory)
+        """The server's account of request header memory (shared by its
+        connections; this connection's own without a server)."""
+        self.header_bytes = 0
+        """What this connection's requests in progress hold of it."""
         self.streams: dict[int, StreamState] = {}
         self.guard = ConnectionGuard(config, clock)
         self.running = 0
@@ -258,13 +272,27 @@ class ConnectionState:
                 # Past the limit it was told: the client's doing.
                 self._spend(self.guard.resets, "streams over the limit")
             return None
+        fields = list(event.headers or [])
+        total = fields_dropped(fields)
         try:
-            head = validate_request(list(event.headers or []))
+            # A malformed request is that first, even if it is cut short too.
+            head = validate_request(fields[1:] if total else fields)
         except MalformedRequest as exc:
             log.info("%s: stream %d: malformed request: %s", self.peer, stream_id, exc)
             self._send_reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
             self._spend(self.guard.resets, "malformed requests")
             return None
+        if total:
+            log.info("%s: stream %d: %d header fields, over max_header_fields (%d); "
+                     "answering 431", self.peer, stream_id, total, self.config.max_header_fields)
+            self._answer_431(stream_id, request_ended=event.stream_ended is not None)
+            self._spend(self.guard.resets, "requests with too many header fields")
+            return None
+        cost = head_cost(head)
+        if not self.header_memory.charge(cost, self.header_bytes):
+            self._refuse_for_header_memory(stream_id)
+            return None
+        self.header_bytes += cost  # released by handler_finished
         stream = StreamState(stream_id, head)
         extensible = self._early_updates.pop(stream_id, None)
         if extensible is None:
@@ -280,6 +308,7 @@ class ConnectionState:
             self.scheduler.add(stream_id, depends_on=depends_on, weight=weight,
                                exclusive=exclusive, extensible=extensible)
         except SchedulerError as exc:
+            self._release_header_memory(cost)
             self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
             return None
         stream.priority = priority_extension(extensible, depends_on, weight, exclusive)
@@ -289,6 +318,34 @@ class ConnectionState:
         if event.stream_ended is not None:
             stream.body_ended = True
         return stream
+
+    def _answer_431(self, stream_id: int, *, request_ended: bool) -> None:
+        """RFC 9113 section 10.5.1 (and RFC 6585): ``431 Request Header Fields
+        Too Large``, which a browser shows, where RST_STREAM would look like a
+        network error. The HPACK table is in step (the Decoder decoded every
+        field), so only the stream ends. A request still sending is then
+        reset with NO_ERROR (RFC 9113 section 8.1)."""
+        if not stream_live(self.h2, stream_id) or connection_closed(self.h2):
+            return  # reset by the client, or its GOAWAY, later in the same read
+        self.h2.send_headers(stream_id, [(b":status", b"431")], end_stream=True)
+        if not request_ended:
+            self._send_reset(stream_id, ErrorCodes.NO_ERROR)
+
+    def _refuse_for_header_memory(self, stream_id: int) -> None:
+        """REFUSED_STREAM: the server's requests in progress hold
+        ``max_header_memory``; RFC 9113 section 8.7 lets the client retry.
+        Not the client's doing (others may hold it), so no budget is spent.
+        One WARNING line per run of refusals."""
+        memory = self.header_memory
+        log.log(logging.WARNING if memory.refusals == 1 else logging.DEBUG,
+                "%s: stream %d refused: requests in progress hold %d bytes of request "
+                "headers (max_header_memory is %d)", self.peer, stream_id, memory.held,
+                memory.limit)
+        self._send_reset(stream_id, ErrorCodes.REFUSED_STREAM)
+
+    def _release_header_memory(self, cost: int) -> None:
+        self.header_bytes -= cost
+        self.header_memory.release(cost)
 
     def _data_received(self, event: h2.events.DataReceived) -> None:
         stream = self.streams.get(event.stream_id)
@@ -312,8 +369,10 @@ class ConnectionState:
         stream = self.streams.get(event.stream_id)
         if stream is None:
             return
+        fields = list(event.headers or [])
+        total = fields_dropped(fields)
         try:
-            validate_trailers(list(event.headers or []))
+            validate_trailers(fields[1:] if total else fields)
         except MalformedRequest as exc:
             log.info("%s: stream %d: malformed trailers: %s", self.peer, event.stream_id, exc)
             h2_stream = self.h2.streams.get(event.stream_id)
@@ -327,6 +386,15 @@ class ConnectionState:
                                            error_code=ErrorCodes.PROTOCOL_ERROR).serialize())
             self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
             self._spend(self.guard.resets, "malformed requests")
+            return
+        if total:
+            # Too late for a 431 (the response may have started); Node's
+            # server resets with ENHANCE_YOUR_CALM too.
+            log.info("%s: stream %d: %d trailer fields, over max_header_fields (%d); "
+                     "resetting", self.peer, event.stream_id, total,
+                     self.config.max_header_fields)
+            self.reset(stream, ErrorCodes.ENHANCE_YOUR_CALM)
+            self._spend(self.guard.resets, "trailers with too many fields")
             return
         stream.body_ended = True
         stream.wake()
@@ -431,6 +499,7 @@ class ConnectionState:
             # the handler is gone mid-response: the response cannot complete.
             self.reset(stream, ErrorCodes.NO_ERROR if stream.response_ended
                        else ErrorCodes.INTERNAL_ERROR)
+        self._release_header_memory(head_cost(stream.head))
         self.running -= 1
         if stream.disconnected:
             self.orphans -= 1
@@ -626,8 +695,9 @@ class ConnectionState:
 
     def _send_reset(self, stream_id: int, code: ErrorCodes) -> None:
         """RST_STREAM, unless h2 has closed the stream already: a RST_STREAM
-        from the client, or one h2 sent itself, later in the same read."""
-        if stream_live(self.h2, stream_id):
+        from the client, or one h2 sent itself, later in the same read (or
+        the client's GOAWAY closed the connection)."""
+        if stream_live(self.h2, stream_id) and not connection_closed(self.h2):
             self.h2.reset_stream(stream_id, code)
 
     def body_wanted(self, stream: StreamState, wanted: bool) -> None:
