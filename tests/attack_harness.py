@@ -39,9 +39,9 @@ the connection, or after its time limit (if the server stops reading).
 Every wall-clock bound here is a liveness deadline, not a speed test: each
 wait ends as soon as what it waits for happens, so a generous bound costs
 nothing when the server is right, and is only reached when it is wrong. 10 s
-(:data:`LIVENESS_LIMIT`) is five times the slowest answer seen on a loaded
-2-core machine, and still far below the server's own default timers (10 s
-and more) that a stuck connection would otherwise meet.
+(:data:`LIVENESS_LIMIT`): on a 2-core machine with the other core busy, the
+slowest bystander answer measured was 3.4 s (during the reset flood;
+``bench/attack_latency.py``), so 10 s leaves three times that.
 """
 
 from __future__ import annotations
