@@ -216,8 +216,9 @@ class Attacker:
                       initial_settings: Iterable[tuple[int, int]] = (),
                       handshake: bool = True) -> Attacker:
         """Connect; with ``handshake``, send the preface and SETTINGS and wait
-        (3 s at most) for the server's SETTINGS. ``rcvbuf`` shrinks the
-        socket's receive buffer before connecting (the TCP window follows)."""
+        for the server's SETTINGS (10 s at most: a liveness bound, as in the
+        harness). ``rcvbuf`` shrinks the socket's receive buffer before
+        connecting (the TCP window follows)."""
         sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -226,7 +227,7 @@ class Attacker:
         attacker.ack_settings = handshake  # an ACK before the preface would be a protocol error
         if handshake:
             await attacker.send(preface + settings(initial_settings))
-            with trio.fail_after(3):
+            with trio.fail_after(10):
                 await attacker.read_until(lambda e: e.counts[SETTINGS] > 0)
         return attacker
 

@@ -40,6 +40,7 @@ from .attack_client import (
 )
 from .attack_client import priority as priority_frame
 from .attack_harness import (
+    BYSTANDER_LIMIT,
     CALM,
     ENDING_LIMIT,
     FLOOD_LIMIT,
@@ -252,7 +253,10 @@ async def test_one_log_line_per_connection_closed_for_abuse(
               silent_settings_flood: config_with(send_timeout=SEND_TIMEOUT)}.get(attack, {})
     server = await start(h2_server, app, **config)
     caplog.set_level(logging.INFO, logger="trio_h2")
-    with trio.fail_after(15):
+    # The steps' own bounds, added up: the attack (a flood, then send_timeout
+    # and a second), its ending and the settling (ENDING_LIMIT each), two
+    # bystander requests, and ENDING_LIMIT more for connecting.
+    with trio.fail_after(FLOOD_LIMIT + SEND_TIMEOUT + 1 + 3 * ENDING_LIMIT + 2 * BYSTANDER_LIMIT):
         async with open_h2_client(server.host, server.port) as bystander:
             assert (await bystander.get("/")).status == 200
             attacker = await attack(server, app)

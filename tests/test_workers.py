@@ -40,12 +40,18 @@ pytestmark = pytest.mark.skipif(not REUSEPORT_SPREADS_CONNECTIONS,
 
 # Answers every request with the pid of the process that serves it. /slow
 # first says on stdout that it started, then blocks until the test creates
-# the file "release" (for at most 60 s). Its lifespan startup fails while the
-# file "fail-startup" exists.
+# the file "release" (for at most 60 s). /hang says on stdout that it hangs,
+# then spins in the event loop's thread without ever yielding to trio. Its
+# lifespan startup fails while the file "fail-startup" exists.
 PID_APP = """
 import os
 
 import trio
+
+
+def spin_forever():
+    while True:
+        pass
 
 
 async def app(scope, receive, send):
@@ -63,6 +69,9 @@ async def app(scope, receive, send):
         with trio.move_on_after(60):
             while not os.path.exists("release"):
                 await trio.sleep(0.01)
+    if scope["path"] == "/hang":
+        print(f"hanging in {os.getpid()}", flush=True)
+        spin_forever()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": f"{os.getpid()}\\n".encode()})
@@ -132,10 +141,10 @@ def meet_workers(url: str, done: Callable[[set[int]], bool], *curl_args: str) ->
     pytest.fail(f"{ATTEMPTS} connections met only the workers {sorted(seen)}")
 
 
-def start_slow_request(url: str) -> subprocess.Popen[str]:
+def start_slow_request(url: str, path: str = "/slow") -> subprocess.Popen[str]:
     return subprocess.Popen(
         [require_tool("curl"), "--silent", "--show-error", "--http2-prior-knowledge",
-         url + "/slow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         url + path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(client: subprocess.Popen[str]) -> tuple[str, str]:
@@ -253,6 +262,68 @@ def test_workers_stop_when_the_supervisor_is_gone(tmp_path: Path) -> None:
         wait_until_gone(workers)
 
 
+def test_a_hung_worker_is_dumped_killed_and_replaced(tmp_path: Path) -> None:
+    # A worker whose event loop spins in the app sends no more heartbeats:
+    # after --worker-timeout the supervisor dumps its stack, kills it and
+    # starts a new one, with one log line; the other worker and the
+    # supervisor carry on.
+    timeout = 2.0
+    with run_workers("--worker-timeout", f"{timeout:g}", cwd=tmp_path) as server:
+        workers = children(server.process.pid)
+        client = start_slow_request(server.url, "/hang")
+        try:
+            match = re.fullmatch(r"hanging in (\d+)", server.stdout.readline())
+            assert match and int(match[1]) in workers, match
+            victim = int(match[1])
+            lines = server.stderr.wait_for(" serving")
+        finally:
+            finish(client)
+        assert client.returncode != 0  # its worker was killed under it
+        stderr = "\n".join(lines)
+        silences = re.findall(rf"^.* WARNING trio_h2\[{server.process.pid}\]: worker \d "
+                              rf"\(pid {victim}\) sent no heartbeat for ([0-9.]+)s \(its "
+                              r"event loop is stuck; its stack is dumped above\) and was "
+                              r"killed; starting a new one$", stderr, re.MULTILINE)
+        assert len(silences) == 1, stderr
+        assert float(silences[0]) >= timeout
+        # faulthandler's dump, before that line, names the function that spins.
+        dump = stderr[:stderr.index("sent no heartbeat")]
+        assert re.search(r'File ".*pid\.py", line \d+ in spin_forever\n', dump), stderr
+
+        match = re.search(r"worker \d \(pid (\d+)\) serving$", lines[-1])
+        assert match, lines
+        replacement = int(match[1])
+        survivor = (workers - {victim}).pop()
+        assert children(server.process.pid) == {survivor, replacement}
+        assert not alive(victim)
+        meet_workers(server.url, lambda seen: replacement in seen)
+        assert server.process.poll() is None
+        assert server.signal_and_wait(signal.SIGTERM) == 0
+        rest = server.stderr.rest()
+        assert "heartbeat" not in rest and "Traceback" not in stderr + rest, rest
+        wait_until_gone({survivor, replacement})
+
+
+def test_busy_and_idle_workers_keep_beating(tmp_path: Path) -> None:
+    # The heartbeat runs in the trio loop with the requests: a loop that
+    # answers h2load flat out, or one that waits for connections, still beats,
+    # so a short --worker-timeout kills no worker. (1 s: a beat every 0.25 s.)
+    with run_workers("--worker-timeout", "1", cwd=tmp_path) as server:
+        workers = children(server.process.pid)
+        result = subprocess.run([require_tool("h2load"), "-D", "4", "-c", "20", "-m", "10",
+                                 server.url + "/"], capture_output=True, text=True,
+                                timeout=TIMEOUT)
+        assert result.returncode == 0, result.stderr
+        # -D stops clients mid-request: "started" may exceed "done".
+        assert re.search(r"requests: \d+ total, \d+ started, (\d+) done, \1 succeeded, "
+                         r"0 failed, 0 errored", result.stdout), result.stdout
+        time.sleep(3)  # idle: three worker timeouts
+        assert children(server.process.pid) == workers
+        assert server.signal_and_wait(signal.SIGTERM) == 0
+        stderr = server.stderr.rest()
+        assert "heartbeat" not in stderr and "killed" not in stderr, stderr
+
+
 def test_a_worker_that_keeps_failing_is_given_up(tmp_path: Path) -> None:
     with run_workers(cwd=tmp_path) as server:
         victim, survivor = sorted(children(server.process.pid))
@@ -287,9 +358,13 @@ def test_restart_budget() -> None:
     (["--workers", "0"], 2, "argument --workers: expected a number of processes >= 1, "
                             "not '0'"),
     (["--workers", "two"], 2, "argument --workers: expected a number of processes >= 1"),
+    (["--workers", "2", "--worker-timeout", "0"], 2,
+     "argument --worker-timeout: expected a number of seconds > 0, not '0'"),
+    (["--worker-timeout", "5"], 2, "--worker-timeout needs --workers N with N > 1"),
     (["nope:app", "--workers", "2"], 1, "cannot import module 'nope'"),
     (["pid:app", "--workers", "2"], 1, "application startup failed: fail-startup exists"),
-], ids=["zero", "not-a-number", "import-error", "lifespan-startup-failed"])
+], ids=["zero", "not-a-number", "zero-timeout", "timeout-without-workers", "import-error",
+        "lifespan-startup-failed"])
 def test_bad_input_is_one_line(tmp_path: Path, args: list[str], status: int,
                                message: str) -> None:
     # The lifespan startup fails in each worker; the supervisor says so once.

@@ -56,8 +56,10 @@ from ._server import serve_listeners
 from ._tls import server_ssl_context
 from ._workers import (
     REUSEPORT_SPREADS_CONNECTIONS,
+    WORKER_TIMEOUT,
     Supervisor,
     WorkerFailure,
+    enable_stack_dump,
     open_reuseport_listeners,
     report_failure,
     reserve,
@@ -149,6 +151,9 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.workers > 1 and not REUSEPORT_SPREADS_CONNECTIONS:
         raise CommandError(f"--workers needs SO_REUSEPORT as Linux has it (connections "
                            f"spread over the processes); not available on {sys.platform}")
+    if args.worker_timeout is not None and args.workers == 1:
+        raise CommandError("--worker-timeout needs --workers N with N > 1 (without workers "
+                           "there is no supervisor to watch them)", EXIT_USAGE)
 
     worker = args.worker_channel is not None
     several = worker or args.workers > 1
@@ -178,7 +183,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.workers > 1:
             command = functools.partial(_worker_command, argv, self_signed=self_signed)
             clean = _run(functools.partial(_supervise, binds, args.workers, command, announcer,
-                                           config.shutdown_timeout))
+                                           config.shutdown_timeout, _worker_timeout(args)))
             return EXIT_OK if clean else EXIT_FAILURE
         _run(functools.partial(_serve, app, binds, ssl_context, config, announcer))
         return EXIT_OK
@@ -264,6 +269,11 @@ def _parser() -> argparse.ArgumentParser:
         help="serve with N processes sharing each port (SO_REUSEPORT, Linux only) under "
              "this one, which restarts a worker that exits and passes signals on "
              "(default %(default)s: serve in this process)")
+    parser.add_argument(
+        "--worker-timeout", type=_positive_seconds, metavar="SECONDS",
+        help=f"with --workers: a worker whose event loop sends no heartbeat for this long "
+             f"is taken for hung; its stack is dumped to stderr and it is killed and "
+             f"replaced (default {WORKER_TIMEOUT:g}, as gunicorn's --timeout)")
     parser.add_argument(
         "--log-level", type=str.lower, choices=list(LOG_LEVELS), default="info",
         help="level of the trio_h2 logger, on stderr (default %(default)s)")
@@ -509,9 +519,15 @@ def _close_listener(listener: trio.SocketListener) -> None:
     listener.socket.close()
 
 
+def _worker_timeout(args: argparse.Namespace) -> float:
+    timeout: float | None = args.worker_timeout
+    return WORKER_TIMEOUT if timeout is None else timeout
+
+
 async def _supervise(binds: Sequence[Bind], workers: int,
                      command: Callable[[Sequence[Bind], int], list[str]],
-                     announcer: _Announcer, shutdown_timeout: float) -> bool:
+                     announcer: _Announcer, shutdown_timeout: float,
+                     worker_timeout: float) -> bool:
     """Reserve the addresses and run ``workers`` workers on them (each started
     as ``command(binds, channel_fd)``) until the first SIGINT/SIGTERM; returns
     :meth:`Supervisor.run`'s verdict. Raises :exc:`CommandError` if an address
@@ -523,7 +539,7 @@ async def _supervise(binds: Sequence[Bind], workers: int,
             supervisor = Supervisor(
                 functools.partial(command, [Bind(*each) for each in addresses]),
                 workers, announce=functools.partial(announcer.started, addresses),
-                shutdown_timeout=shutdown_timeout)
+                shutdown_timeout=shutdown_timeout, worker_timeout=worker_timeout)
             return await supervisor.run(signals)
         except WorkerFailure as exc:
             raise CommandError(str(exc)) from None
@@ -548,6 +564,7 @@ def _worker_command(argv: Sequence[str], binds: Sequence[Bind], fd: int, *,
 def _work(args: argparse.Namespace) -> int:
     """Serve as a worker of a supervisor (``--_worker FD``): its errors go to
     the supervisor, on the channel, rather than to stderr."""
+    enable_stack_dump()  # first, so that a hang while importing the app shows too
     channel = socket.socket(fileno=args.worker_channel)
     # Processes the app starts must not hold it open past this one's exit.
     channel.set_inheritable(False)
@@ -558,7 +575,7 @@ def _work(args: argparse.Namespace) -> int:
         try:
             app, ssl_context, config = _load(args)
             _run(functools.partial(_serve_as_worker, app, args.worker_bound, channel,
-                                   ssl_context, config))
+                                   ssl_context, config, _worker_timeout(args)))
         except CommandError as exc:
             report_failure(channel, str(exc))
             return exc.status
@@ -566,11 +583,12 @@ def _work(args: argparse.Namespace) -> int:
 
 
 async def _serve_as_worker(app: ASGIApp, binds: Sequence[Bind], channel: socket.socket,
-                           ssl_context: ssl.SSLContext | None, config: Config) -> None:
+                           ssl_context: ssl.SSLContext | None, config: Config,
+                           worker_timeout: float) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         listeners = await _bind_each(binds, open_reuseport_listeners, _close_listener)
         await serve_worker(app, listeners, channel, signals, ssl_context=ssl_context,
-                           config=config)
+                           config=config, worker_timeout=worker_timeout)
 
 
 async def _stop_on_signals(signals: AsyncIterator[int], stop: trio.CancelScope,

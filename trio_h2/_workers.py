@@ -17,12 +17,27 @@ with the worker that accepted it. The supervisor's bound socket does not
 listen, so it gets none.
 
 A worker talks to the supervisor over a socketpair passed as a file
-descriptor, its *channel*. The worker writes one line: ``ready`` once it
-accepts connections, or ``error <message>`` if it cannot start
-(:func:`report_failure`; the supervisor reports the first message, once).
-The supervisor writes nothing: end of file on the channel means the
-supervisor is gone, and the worker shuts down gracefully, so that killing the
-supervisor leaves no orphan serving.
+descriptor, its *channel*. The worker writes lines: ``ready`` once it
+accepts connections, ``beat`` every quarter of the worker timeout, or
+``error <message>`` if it cannot start (:func:`report_failure`; the
+supervisor reports the first message, once). The supervisor writes nothing:
+end of file on the channel means the supervisor is gone, and the worker
+shuts down gracefully, so that killing the supervisor leaves no orphan
+serving.
+
+Heartbeats. The beats come from a task in the worker's trio loop
+(:func:`_report`), so they stop when the loop stops: a handler that blocks
+in ``time.sleep`` or spins in a ``while`` loop, a deadlock. A loop that is
+busy but healthy still beats, since trio runs every runnable task once per
+scheduling batch. A worker that sends nothing for ``worker_timeout``
+seconds, counted from its start or its last line, is hung: the supervisor
+sends it :data:`STACK_DUMP_SIGNAL` (the worker registered :mod:`faulthandler`
+for it, :func:`enable_stack_dump`, so its threads' Python stacks go to the
+shared stderr), gives it :data:`STACK_DUMP_GRACE` seconds to write them,
+then SIGKILLs it; it is then restarted like any worker that exits, its one
+log line saying how long it was silent. This is gunicorn's worker
+``--timeout``, with a socket instead of a temporary file whose time stamp
+the worker touches.
 
 Who owns what: the supervisor owns the worker processes (:class:`Supervisor`
 starts, signals and reaps each) and the reserved sockets (its caller closes
@@ -49,6 +64,7 @@ before all have reported ready, the supervisor stops the others and raises
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import functools
 import logging
 import signal
@@ -67,8 +83,9 @@ from ._server import serve_listeners
 
 log = logging.getLogger("trio_h2")
 
-__all__ = ["REUSEPORT_SPREADS_CONNECTIONS", "Supervisor", "WorkerFailure", "may_restart",
-           "open_reuseport_listeners", "report_failure", "reserve", "serve_worker"]
+__all__ = ["REUSEPORT_SPREADS_CONNECTIONS", "WORKER_TIMEOUT", "Supervisor", "WorkerFailure",
+           "enable_stack_dump", "may_restart", "open_reuseport_listeners", "report_failure",
+           "reserve", "serve_worker"]
 
 # Linux (3.9 and later) spreads connections over the sockets sharing a port;
 # the BSDs and macOS accept SO_REUSEPORT but give the connections to one socket.
@@ -86,11 +103,30 @@ BACKLOG = 0xFFFF
 RESTART_LIMIT = 5
 RESTART_WINDOW = 10.0
 
-# The channel carries one line from each worker, "ready" or "error <message>";
-# a message is one line of text, so anything longer than this is cut.
+# The channel carries lines from each worker: "ready", "beat", or "error
+# <message>"; a message is one line of text, so anything longer than this is cut.
 MESSAGE_LIMIT = 64 * 1024
 READY = "ready"
+BEAT = "beat"
 ERROR = "error "
+# Seconds a worker may send nothing before it is taken for hung: gunicorn's
+# worker --timeout default. A trio loop that answers requests returns to its
+# scheduler every few milliseconds; 30 s of silence is no slow request but a
+# loop that has stopped. Startup (importing the app, the lifespan startup)
+# counts too, as in gunicorn: an app that needs longer to start needs a
+# larger --worker-timeout.
+WORKER_TIMEOUT = 30.0
+# The worker beats this many times per worker_timeout, so that beats late by
+# up to three quarters of the timeout (a loaded machine, a long garbage
+# collection) are not taken for a hang. A beat is five bytes on a socketpair:
+# at the default, one every 7.5 s.
+BEATS_PER_TIMEOUT = 4
+# What the supervisor sends a silent worker to make faulthandler dump its
+# stacks, and how long it then waits before SIGKILL. faulthandler writes from
+# its C signal handler, even while the thread holds the GIL in a busy loop, as
+# soon as the worker is scheduled; a second leaves room for a loaded machine.
+STACK_DUMP_SIGNAL = signal.SIGUSR1
+STACK_DUMP_GRACE = 1.0
 # Once a worker has exited, how long the supervisor waits for the rest of the
 # line it wrote: it is in the channel already, so this only bounds the wait
 # when a process the worker forked still holds the channel open.
@@ -159,30 +195,55 @@ async def open_reuseport_listeners(host: str, port: int) -> list[trio.SocketList
 # -- a worker ---------------------------------------------------------------------
 
 
+def enable_stack_dump() -> None:
+    """Make :data:`STACK_DUMP_SIGNAL` write every thread's Python stack to
+    stderr (:mod:`faulthandler`), for the supervisor to show why a worker
+    went silent. A worker calls it first thing, so that a hang while
+    importing the app is shown too."""
+    faulthandler.register(STACK_DUMP_SIGNAL, file=sys.stderr, all_threads=True)
+
+
 async def serve_worker(app: ASGIApp, listeners: Sequence[trio.SocketListener],
                        channel: socket.socket, signals: AsyncIterator[int], *,
-                       ssl_context: ssl.SSLContext | None, config: Config) -> None:
+                       ssl_context: ssl.SSLContext | None, config: Config,
+                       worker_timeout: float = WORKER_TIMEOUT) -> None:
     """Serve ``app`` on ``listeners`` (taking ownership, as :func:`serve_listeners`)
-    as one of the supervisor's workers, and write ``ready`` on ``channel`` once
-    accepting connections. The first of ``signals``, or end of file on
-    ``channel`` (the supervisor is gone), starts the graceful shutdown; later
-    signals are ignored. ``channel`` stays open and the caller's. Raises
-    :exc:`LifespanFailure` if the app's lifespan startup fails."""
+    as one of the supervisor's workers: write ``ready`` on ``channel`` once
+    accepting connections, and ``beat`` :data:`BEATS_PER_TIMEOUT` times per
+    ``worker_timeout`` from start to end. The first of ``signals``, or end of
+    file on ``channel`` (the supervisor is gone), starts the graceful
+    shutdown; later signals are ignored. ``channel`` stays open and the
+    caller's. Raises :exc:`LifespanFailure` if the app's lifespan startup
+    fails."""
     with trio.socket.from_stdlib_socket(channel.dup()) as sock:
         supervisor = trio.SocketStream(sock)
+        ready = trio.Event()
         async with trio.open_nursery() as nursery:
             stop = trio.CancelScope()
             nursery.start_soon(_stop_on_first_signal, signals, stop)
             nursery.start_soon(_stop_when_orphaned, supervisor, stop)
+            nursery.start_soon(_report, supervisor, ready, worker_timeout / BEATS_PER_TIMEOUT)
             with stop:
                 async with trio.open_nursery() as server:
                     await server.start(functools.partial(
                         serve_listeners, app, listeners, ssl_context=ssl_context,
                         config=config))
-                    # If the supervisor is gone, _stop_when_orphaned stops us.
-                    with contextlib.suppress(trio.BrokenResourceError):
-                        await supervisor.send_all(f"{READY}\n".encode())
+                    ready.set()
             nursery.cancel_scope.cancel()  # stopped: nothing more to wait for
+
+
+async def _report(supervisor: trio.SocketStream, ready: trio.Event, interval: float) -> None:
+    """The one writer on the channel: ``ready`` as soon as ``ready`` is set,
+    and ``beat`` every ``interval`` seconds until cancelled."""
+    # If the supervisor is gone, _stop_when_orphaned stops us.
+    with contextlib.suppress(trio.BrokenResourceError):
+        while not ready.is_set():
+            with trio.move_on_after(interval):
+                await ready.wait()
+            await supervisor.send_all(f"{READY if ready.is_set() else BEAT}\n".encode())
+        while True:
+            await trio.sleep(interval)
+            await supervisor.send_all(f"{BEAT}\n".encode())
 
 
 async def _stop_on_first_signal(signals: AsyncIterator[int], stop: trio.CancelScope) -> None:
@@ -228,6 +289,7 @@ class _Worker:
         self.slot = slot
         self.process = process
         self.error: str | None = None  # what it wrote after "error ", if anything
+        self.silent: float | None = None  # seconds it said nothing before we killed it
 
     def __str__(self) -> str:
         return f"worker {self.slot} (pid {self.process.pid})"
@@ -240,15 +302,18 @@ class Supervisor:
 
     ``command(fd)`` is the command line of a worker whose channel is file
     descriptor ``fd``; ``announce()`` is called once, when every first worker
-    has reported ready.
+    has reported ready. A worker that writes nothing on its channel for
+    ``worker_timeout`` seconds is killed (and restarted) as hung.
     """
 
     def __init__(self, command: Callable[[int], list[str]], count: int, *,
-                 announce: Callable[[], object], shutdown_timeout: float) -> None:
+                 announce: Callable[[], object], shutdown_timeout: float,
+                 worker_timeout: float = WORKER_TIMEOUT) -> None:
         self._command = command
         self._count = count
         self._announce = announce
         self._shutdown_timeout = shutdown_timeout
+        self._worker_timeout = worker_timeout
         self._workers: dict[int, _Worker] = {}  # by slot, while its process runs
         self._ready: set[int] = set()  # slots whose first worker reported ready
         self._serving = False  # all were ready and announce() was called
@@ -280,6 +345,9 @@ class Supervisor:
             status = worker.process.returncode
             assert status is not None
             what = f"{worker} {_exit_text(status)}"
+            if worker.silent is not None:
+                what = (f"{worker} sent no heartbeat for {worker.silent:.1f}s (its event loop "
+                        f"is stuck; its stack is dumped above) and was killed")
             if worker.error is not None:
                 what += f": {worker.error}"
             if self._stop_signal is not None:
@@ -312,7 +380,7 @@ class Supervisor:
             if self._stop_signal is not None:  # the stop began while it started
                 process.send_signal(self._stop_signal)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read_report, worker, trio.SocketStream(channel))
+                nursery.start_soon(self._watch, worker, trio.SocketStream(channel))
                 await process.wait()
                 # What it wrote is in the channel already: the reader has it at
                 # once, unless a process the worker forked holds the channel open.
@@ -320,12 +388,28 @@ class Supervisor:
             del self._workers[slot]
         return worker
 
-    async def _read_report(self, worker: _Worker, channel: trio.SocketStream) -> None:
-        line = await _read_line(channel)
-        if line == READY:
-            self._on_ready(worker)
-        elif line.startswith(ERROR):
-            worker.error = line.removeprefix(ERROR)
+    async def _watch(self, worker: _Worker, channel: trio.SocketStream) -> None:
+        """Read ``worker``'s lines until end of file; kill it if it is silent
+        for the worker timeout while it runs."""
+        lines = _Lines(channel)
+        while True:
+            heard = trio.current_time()
+            with trio.move_on_after(self._worker_timeout):
+                line = await lines.next()
+                if line is None:
+                    return  # the worker is gone
+                if line == READY:
+                    self._on_ready(worker)
+                elif line.startswith(ERROR) and worker.error is None:
+                    worker.error = line.removeprefix(ERROR)
+                continue
+            if worker.process.returncode is not None:
+                return  # it exited; a process it forked holds the channel open
+            worker.silent = trio.current_time() - heard
+            worker.process.send_signal(STACK_DUMP_SIGNAL)
+            await trio.sleep(STACK_DUMP_GRACE)
+            worker.process.kill()
+            return
 
     def _on_ready(self, worker: _Worker) -> None:
         if self._serving:
@@ -368,18 +452,30 @@ def may_restart(restarts: deque[float], now: float) -> bool:
     return True
 
 
-async def _read_line(channel: trio.SocketStream) -> str:
-    """The first line on ``channel``, without its newline ("" at end of file)."""
-    data = b""
-    try:
-        while b"\n" not in data and len(data) < MESSAGE_LIMIT:
-            chunk = await channel.receive_some(MESSAGE_LIMIT)
-            if not chunk:
-                break
-            data += chunk
-    except trio.BrokenResourceError:
-        pass  # the worker is gone; its exit status says the rest
-    return data.partition(b"\n")[0].decode(errors="replace")
+@final
+class _Lines:
+    """The lines a worker writes on its channel (each cut at
+    :data:`MESSAGE_LIMIT`, the last one possibly without its newline)."""
+
+    def __init__(self, channel: trio.SocketStream) -> None:
+        self._channel = channel
+        self._data = b""
+        self._eof = False
+
+    async def next(self) -> str | None:
+        """The next line, without its newline; None at end of file."""
+        while b"\n" not in self._data and len(self._data) < MESSAGE_LIMIT and not self._eof:
+            try:
+                chunk = await self._channel.receive_some(MESSAGE_LIMIT)
+            except trio.BrokenResourceError:
+                chunk = b""  # the worker is gone; its exit status says the rest
+            self._eof = not chunk
+            self._data += chunk
+        if not self._data:
+            return None
+        line, newline, rest = self._data.partition(b"\n")
+        self._data = rest if newline else b""  # else: end of file, or the line is too long
+        return line[:MESSAGE_LIMIT].decode(errors="replace")
 
 
 def _exit_text(status: int) -> str:
