@@ -11,9 +11,7 @@ never reordered: its next chunk cannot be offered before the last is taken.
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import suppress
 from typing import Any, final
@@ -24,7 +22,7 @@ from h2.errors import ErrorCodes
 from ._config import Config
 from ._connection import Connection, StreamHandler
 from ._errors import ClientDisconnected, LocalProtocolError
-from ._headers import Headers, response_headers, trailer_headers
+from ._headers import Headers, http_date, response_headers, trailer_headers
 from ._scope import Address, build_scope
 from ._stream import StreamState
 
@@ -52,10 +50,14 @@ def asgi_handler(
     """The stream handler that runs ``app`` for each request of one connection."""
 
     async def handle(conn: Connection, stream: StreamState) -> None:
+        extensions: dict[str, Any] = {}
+        if stream.http_version != "1.0":  # trailers need HTTP/2 or chunked HTTP/1.1
+            extensions["http.response.trailers"] = {}
+        if stream.priority:
+            extensions["trio_h2.priority"] = stream.priority
         scope = build_scope(
-            stream.head, scheme=scheme, server=server, client=client,
-            root_path=config.root_path, state=state,
-            extensions={"http.response.trailers": {}, "trio_h2.priority": stream.priority},
+            stream.head, http_version=stream.http_version, scheme=scheme, server=server,
+            client=client, root_path=config.root_path, state=state, extensions=extensions,
         )
         await _Exchange(conn, stream, scope).run(app)
 
@@ -108,7 +110,7 @@ class _Exchange:
             self._conn.wake_sender()
             return
         headers = [(b":status", b"500"), (b"content-type", b"text/plain; charset=utf-8"),
-                   (b"content-length", str(len(_ERROR_BODY)).encode()), (b"date", _date())]
+                   (b"content-length", str(len(_ERROR_BODY)).encode()), (b"date", http_date())]
         try:
             self._send_headers(headers, end_stream=self._is_head)
         except ClientDisconnected:
@@ -124,8 +126,7 @@ class _Exchange:
         while True:
             if stream.body:
                 data = self._state.take_body(stream)
-                if self._state.output_backlog:
-                    self._conn.wake_sender()  # WINDOW_UPDATE
+                self._conn.body_taken()
                 more = not stream.body_ended or bool(stream.body)
                 self._request_done = not more
                 return {"type": "http.request", "body": data, "more_body": more}
@@ -243,16 +244,6 @@ def _completed(headers: Headers, length: int | None) -> Headers:
         headers.append((b"content-length", str(length).encode()))
     if not has_date:
         # RFC 9110 section 6.6.1: an origin server with a clock sends Date.
-        headers.append((b"date", _date()))
+        headers.append((b"date", http_date()))
     return headers
 
-
-_date_cache: tuple[int, bytes] = (0, b"")
-
-
-def _date() -> bytes:
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, email.utils.formatdate(now, usegmt=True).encode())
-    return _date_cache[1]

@@ -57,6 +57,10 @@ class Config:
     (decoded name + value + 32 per field, RFC 9113 section 6.5.2). 64 KiB is
     h2's default; nginx allows 32 KiB (large_client_header_buffers 4 x 8k)."""
 
+    max_header_fields: int = 100
+    """The most fields one request header block may have. Over HTTP/1.1 a
+    request with more is answered 431. Apache's LimitRequestFields is 100."""
+
     preface_timeout: float = 10.0
     """Seconds a new connection gets to send the HTTP/2 preface and its first
     SETTINGS (after TLS). Go's server uses 10 s (prefaceTimeout)."""
@@ -113,6 +117,13 @@ class Config:
     starts (SIGTERM, SIGINT or cancellation of :func:`serve`). What is still
     running then is cancelled. 30 s is Kubernetes' default grace period."""
 
+    http1: bool = True
+    """Serve HTTP/1.1 beside HTTP/2 on the same port: on plain TCP a
+    connection that does not open with the HTTP/2 preface is HTTP/1.1, and
+    over TLS a client that negotiates ``http/1.1`` by ALPN (or negotiates
+    nothing) is served HTTP/1.1 (see :doc:`protocols`). ``False`` serves
+    HTTP/2 only: h2c with prior knowledge, and ALPN ``h2``."""
+
     rfc7540_priorities: bool = True
     """Honour RFC 7540 priority signals (weights and dependencies in HEADERS
     and PRIORITY frames). RFC 9218 signals (the ``priority`` header and
@@ -135,6 +146,7 @@ class Config:
         _check_range("initial_window_size", self.initial_window_size, 1, MAX_WINDOW_SIZE)
         _check_range("max_frame_size", self.max_frame_size, MIN_FRAME_SIZE, MAX_FRAME_SIZE)
         _check_range("max_header_list_size", self.max_header_list_size, 1, 2**31 - 1)
+        _check_range("max_header_fields", self.max_header_fields, 1, 2**31 - 1)
         for name in ("tls_handshake_timeout", "preface_timeout", "idle_timeout",
                      "header_timeout", "body_timeout", "send_timeout"):
             value = getattr(self, name)
@@ -147,6 +159,8 @@ class Config:
             raise ValueError(f"shutdown_timeout must be >= 0, not {self.shutdown_timeout}")
         if self.root_path.endswith("/"):
             raise ValueError(f"root_path must not end with '/': {self.root_path!r}")
+        if not isinstance(self.http1, bool):
+            raise ValueError(f"http1 must be True or False, not {self.http1!r}")
         if self.lifespan not in ("auto", "on", "off"):
             raise ValueError(f"lifespan must be 'auto', 'on' or 'off', not {self.lifespan!r}")
 

@@ -16,6 +16,7 @@ from ._config import Config
 from ._connection import Connection
 from ._lifespan import Lifespan, LifespanFailure
 from ._scope import Address
+from ._select import H2, alpn_protocol, new_core, sniff_protocol
 
 log = logging.getLogger("trio_h2")
 
@@ -169,9 +170,9 @@ class _Server:
             log.info("%s: TLS handshake not finished after %ss; closing", peer,
                      self._config.tls_handshake_timeout)
             return None
-        protocol = tls.selected_alpn_protocol()
-        if protocol != "h2":
-            log.info("%s: TLS client did not negotiate h2 (ALPN %r); closing", peer, protocol)
+        selected = tls.selected_alpn_protocol()
+        if alpn_protocol(selected, self._config) is None:
+            log.info("%s: TLS client did not negotiate h2 (ALPN %r); closing", peer, selected)
             return None
         return tls
 
@@ -183,20 +184,34 @@ class _Server:
             server=_address(tcp.socket.getsockname()), client=_address(tcp.socket.getpeername()),
             state=self._lifespan.state if self._lifespan.supported else None,
         )
-        conn = Connection(stream, self._config, handler, peer=peer)
+        selected = await self._protocol(stream, peer)
+        if selected is None:
+            return
+        protocol, received = selected
+        core = new_core(protocol, self._config, peer)
+        conn = Connection(stream, core, handler, peer=peer)
         self._connections[scope] = conn
         if self._draining:
             conn.drain()
         try:
-            await conn.run()
+            await conn.run(received)
         except Exception as exc:
             # A bug in trio_h2, h2 or priority, not the client's doing: this
             # connection ends with GOAWAY INTERNAL_ERROR, the server goes on.
             log.error("%s: internal error, closing connection: %r", peer, exc, exc_info=exc)
             await _goaway(conn, stream)
             return
-        if conn.state.error is not None and isinstance(tcp, trio.SocketStream):
+        if conn.state.linger and isinstance(tcp, trio.SocketStream):
             await _linger(tcp)
+
+    async def _protocol(self, stream: trio.abc.Stream, peer: str) -> tuple[str, bytes] | None:
+        """The protocol ``stream`` speaks (``_select``), and bytes read to tell."""
+        if isinstance(stream, trio.SSLStream):
+            protocol = alpn_protocol(stream.selected_alpn_protocol(), self._config)
+            return None if protocol is None else (protocol, b"")
+        if not self._config.http1:
+            return H2, b""
+        return await sniff_protocol(stream, self._config, peer)
 
     async def drain(self) -> None:
         """GOAWAY to every connection; wait until all have finished."""
