@@ -6,8 +6,9 @@ client and server addresses, ...) and pulls a stylesheet, a script and a
 few SVG images from ``/static/``; the script fetches ``/api/info.json`` and
 lists, from the browser's Resource Timing, which protocol each sub-resource
 came over. All of it is served by this module, so a browser (or
-``nghttp -a``) fetches everything over one HTTP/2 connection. Other paths get
-404, other methods than GET and HEAD 405.
+``nghttp -a``) fetches everything over one HTTP/2 connection; over HTTP/1.1
+it is the same page, fetched over the browser's several connections. Other
+paths get 404, other methods than GET and HEAD 405.
 
 The only state is a count of requests per client address (which identifies
 a connection while it is open), bounded at :data:`MAX_TRACKED_CLIENTS`.
@@ -37,7 +38,7 @@ _SECURITY_HEADERS = [
      b"default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
-    # So every reload shows the sub-resources travelling over HTTP/2 again.
+    # So every reload shows the sub-resources travelling over the wire again.
     (b"cache-control", b"no-store"),
 ]
 
@@ -152,8 +153,12 @@ def _info(scope: Scope, number: int) -> dict[str, Any]:
 
 def _page(info: dict[str, Any]) -> str:
     tls = info["scheme"] == "https"
-    transport = ("TLS, protocol h2 chosen by ALPN" if tls
-                 else "cleartext h2c, with prior knowledge (no Upgrade)")
+    if info["http_version"] == "2":
+        transport = ("TLS, protocol h2 chosen by ALPN" if tls
+                     else "cleartext h2c, with prior knowledge (no Upgrade)")
+    else:
+        transport = ("TLS, HTTP/1.1 (ALPN http/1.1, or none)" if tls
+                     else "cleartext HTTP/1.x")
     asgi = info["asgi"]
     rows = [
         ("Protocol", f"HTTP/{info['http_version']} (ASGI http_version "
@@ -191,7 +196,7 @@ def _page(info: dict[str, Any]) -> str:
     <div>
       <h1>trio_h2 is serving you over <span class="badge">HTTP/{
           html.escape(str(info['http_version']))}</span></h1>
-      <p>An HTTP/2 server for trio, running its built-in ASGI demo app.</p>
+      <p>An HTTP/2 (and HTTP/1.1) server for trio, running its built-in ASGI demo app.</p>
     </div>
   </header>
   <main>

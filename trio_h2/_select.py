@@ -70,6 +70,6 @@ async def sniff_protocol(stream: trio.abc.Stream, config: Config,
             protocol = sniff(received)
             if protocol is not None:
                 return protocol, received
-    log.info("%s: nothing that could start a request within %ss; closing", peer,
-             config.preface_timeout)
+    log.info("%s: no connection preface within %ss (nor an HTTP/1.1 request); closing",
+             peer, config.preface_timeout)
     return None
