@@ -3,13 +3,15 @@ bytes out. Inputs that are parsed are split at every byte."""
 
 from __future__ import annotations
 
-import h11
 import pytest
 
 from trio_h2 import Config
 from trio_h2._errors import LocalProtocolError
 from trio_h2._h1state import DISCARD_LIMIT, MAX_TARGET, H1State
 from trio_h2._stream import StreamState
+
+from . import h1raw
+from .h1raw import Response
 
 GET = b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nX-One: 1\r\n\r\n"
 POST = b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world"
@@ -25,38 +27,10 @@ class Clock:
         return self.now
 
 
-class Response:
-    def __init__(self, status: int, headers: dict[bytes, bytes], body: bytes,
-                 trailers: dict[bytes, bytes]) -> None:
-        self.status, self.headers, self.body, self.trailers = status, headers, body, trailers
-
-
 def parse(raw: bytes, methods: list[bytes], *, closed: bool = False) -> list[Response]:
-    """The responses in ``raw``, one per method of the requests they answer,
-    read by h11 as a client reads them."""
-    out = []
-    for method in methods:
-        client = h11.Connection(h11.CLIENT)
-        client.send(h11.Request(method=method, target="/", headers=[("host", "x")]))
-        client.send(h11.EndOfMessage())
-        client.receive_data(raw)
-        if closed:
-            client.receive_data(b"")
-        status, headers, body, trailers = 0, {}, b"", {}
-        while True:
-            event = client.next_event()
-            assert event is not h11.NEED_DATA, f"incomplete response in {raw!r}"
-            if isinstance(event, h11.Response):
-                status, headers = event.status_code, dict(event.headers)
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                trailers = dict(event.headers)
-                break
-        out.append(Response(status, headers, body, trailers))
-        raw = client.trailing_data[0]
-    assert raw == b"", f"bytes after the responses: {raw!r}"
-    return out
+    found = h1raw.parse(raw, methods, closed=closed)
+    assert found is not None, f"incomplete responses in {raw!r}"
+    return found
 
 
 class Core:
@@ -212,13 +186,17 @@ def test_streaming_response_is_close_delimited_on_10() -> None:
     assert response.body == b"abcdef"
 
 
-def test_http10_keep_alive_when_asked() -> None:
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_http10_keep_alive_when_asked(pipelined: bool) -> None:
     core = Core()
     request = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
-    core.feed(request + request)
+    core.feed(request + request if pipelined else request)
     core.respond(core.started[0], b"one")
     assert not core.server.finished
-    core.resume()
+    if pipelined:
+        core.resume()
+    else:
+        core.feed(request)
     core.respond(core.started[1], b"two")
     assert not core.server.finished
     responses = parse(core.out, [b"GET", b"GET"])

@@ -393,8 +393,9 @@ class H1State:
         elif self._renew:
             held, _ = conn.trailing_data
             self._h11 = self._new_h11()
-            self._h11.receive_data(held)
             self._held = bool(held)
+            if held:  # (b"" would mean EOF to h11)
+                self._h11.receive_data(held)
         elif conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
         else:
