@@ -251,6 +251,7 @@ async def test_head_has_headers_and_no_body(server: H2TestServer) -> None:
         head, get = await client.responses(b"HEAD", b"GET")
     assert head.status == 200 and head.body == b""
     assert head.headers[b"content-type"] == b"text/plain"
+    assert head.headers[b"content-length"] == b"19"  # what GET says (RFC 9110 9.3.2)
     assert get.body == b"hello from trio_h2\n"
 
 

@@ -1,12 +1,17 @@
-"""ASGI 3 ``http`` for one stream: the handler task's ``receive`` and ``send``.
+"""ASGI 3 ``http`` for one exchange: the handler task's ``receive`` and ``send``.
+
+It drives the connection's protocol core through ``_protocol.ProtocolCore``
+alone, so it serves HTTP/2 streams and HTTP/1.1 exchanges alike; the scope's
+``http_version`` says which.
 
 When ``send`` returns: for ``http.response.body``, once the connection's
-sender has taken every byte of that body, that is framed it as DATA within
-the client's flow-control windows, into the write it is about to make (at
-most 128 KiB per connection). Until then the chunk is the only response data
-of the stream that trio_h2 holds, by reference, never copied into a queue.
-So an app that streams to a slow client waits, and one stream's bytes are
-never reordered: its next chunk cannot be offered before the last is taken.
+sender has taken every byte of that body (HTTP/2: framed it as DATA within
+the client's flow-control windows; HTTP/1.1: framed it for h11) into the
+write it is about to make (at most 128 KiB per connection). Until then the
+chunk is the only response data of the exchange that trio_h2 holds, by
+reference, never copied into a queue. So an app that streams to a slow
+client waits, and one exchange's bytes are never reordered: its next chunk
+cannot be offered before the last is taken.
 """
 
 from __future__ import annotations
@@ -178,13 +183,16 @@ class _Exchange:
                                      "stream is still waiting")
         self._check_connected()
         end = not more and not self._trailers_expected
+        # The whole body in one message: its length is known. For HEAD, only
+        # if the app sent the body a GET would get (RFC 9110 section 9.3.2:
+        # the same fields as GET, no content).
+        length = len(body) if end and (body or not self._is_head) else None
         if self._is_head:
-            body = b""  # RFC 9110 section 9.3.2: no content in a response to HEAD
+            body = b""
         self._body_done = not more
         self._complete = end
         if not stream.headers_sent:
-            whole = not more and not self._is_head and not self._trailers_expected
-            headers = _completed(self._start, len(body) if whole else None)
+            headers = _completed(self._start, length)
             self._send_headers(headers, end_stream=end and not body)
             if not body:
                 self._conn.wake_sender()

@@ -63,7 +63,8 @@ class Config:
 
     preface_timeout: float = 10.0
     """Seconds a new connection gets to send the HTTP/2 preface and its first
-    SETTINGS (after TLS). Go's server uses 10 s (prefaceTimeout)."""
+    SETTINGS (after TLS); on plain TCP with :attr:`http1`, the bytes that
+    tell HTTP/2 from HTTP/1.1. Go's server uses 10 s (prefaceTimeout)."""
 
     idle_timeout: float = 75.0
     """Seconds a connection may stay open with no stream in progress, h2c
