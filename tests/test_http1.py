@@ -277,6 +277,31 @@ async def test_app_error_is_500_and_the_connection_goes_on(server: H2TestServer)
     assert boom.status == 500 and hello.status == 200
 
 
+async def trailers_app(scope: Any, receive: Any, send: Any) -> None:
+    extensions = sorted(scope["extensions"])
+    await send({"type": "http.response.start", "status": 200, "trailers": True,
+                "headers": [(b"x-extensions", ",".join(extensions).encode())]})
+    await send({"type": "http.response.body", "body": b"data", "more_body": False})
+    await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"42")]})
+
+
+async def test_trailers_go_in_the_last_chunk_on_11_and_are_dropped_on_10(
+    h2_server: H2ServerFactory,
+) -> None:
+    server = await h2_server(http_only(trailers_app))
+    client = await connect(server)
+    with trio.fail_after(10):
+        await client.send(GET)
+        response = await client.response()
+        await client.send(b"GET / HTTP/1.0\r\n\r\n")
+        raw10 = await client.eof()
+    assert response.headers[b"x-extensions"] == b"http.response.trailers"
+    assert response.headers[b"transfer-encoding"] == b"chunked"
+    assert (response.body, response.trailers) == (b"data", {b"x-checksum": b"42"})
+    head10, _, body10 = raw10.partition(b"\r\n\r\n")
+    assert b"x-extensions: \r\n" in head10 and body10 == b"data"
+
+
 # --------------------------------------------------------------- disconnects
 
 

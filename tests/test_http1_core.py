@@ -406,3 +406,18 @@ def test_body_timeout_answers_408_and_disconnects() -> None:
     core.server.check_timeouts()
     assert stream.disconnected and core.server.terminated
     assert parse(core.flush(), [b"POST"])[0].status == 408
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_upgrade_requests_are_answered_over_http11(pipelined: bool) -> None:
+    core = Core()
+    upgrade = (b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+               b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")
+    [stream] = core.feed(upgrade + GET if pipelined else upgrade)
+    core.respond(stream, b"not upgraded")
+    if pipelined:
+        core.resume()
+    else:
+        core.feed(GET)
+    core.respond(core.started[1], b"next")
+    assert [r.body for r in parse(core.out, [b"GET", b"GET"])] == [b"not upgraded", b"next"]

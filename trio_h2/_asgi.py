@@ -55,11 +55,13 @@ def asgi_handler(
     """The stream handler that runs ``app`` for each request of one connection."""
 
     async def handle(conn: Connection, stream: StreamState) -> None:
-        extensions: dict[str, Any] = {}
-        if stream.http_version != "1.0":  # trailers need HTTP/2 or chunked HTTP/1.1
-            extensions["http.response.trailers"] = {}
-        if stream.priority:
-            extensions["trio_h2.priority"] = stream.priority
+        extensions: dict[str, Any]
+        if stream.priority:  # HTTP/2
+            extensions = {"http.response.trailers": {}, "trio_h2.priority": stream.priority}
+        elif stream.http_version == "1.1":  # trailers need chunked framing
+            extensions = {"http.response.trailers": {}}
+        else:
+            extensions = {}
         scope = build_scope(
             stream.head, http_version=stream.http_version, scheme=scheme, server=server,
             client=client, root_path=config.root_path, state=state, extensions=extensions,

@@ -26,6 +26,13 @@ is not parsed until the response to the current one has gone out. Bounds:
 
 Errors in the request are answered with their status and a small plain-text
 body saying what was wrong, one log line, and the connection is closed.
+
+``Upgrade`` is not acted on: h11 holds the bytes after an upgrade request
+(MIGHT_SWITCH_PROTOCOL) and the request is answered over HTTP/1.1. A hand-over
+to HTTP/2 (``Upgrade: h2c``) would answer 101, take those bytes from
+``h11.Connection.trailing_data`` and give them to an HTTP/2 core started with
+h2's ``initiate_upgrade_connection``, as HTTP/1.0 keep-alive already starts a
+fresh h11 connection on them (:meth:`H1State._maybe_complete`).
 """
 
 from __future__ import annotations
@@ -173,8 +180,12 @@ class H1State:
             elif kind is h11.EndOfMessage:
                 self._request_ended()
             else:  # NEED_DATA or PAUSED (ConnectionClosed needs an EOF we never pass)
-                if event is h11.PAUSED and conn.their_state is h11.DONE:
-                    self._held = True  # h11 pauses there only with bytes waiting
+                # h11 pauses after a complete request only with bytes
+                # waiting, and after an upgrade request (MIGHT_SWITCH_PROTOCOL)
+                # whatever waits: look (one read at most, once per request).
+                if event is h11.PAUSED and (conn.their_state is h11.DONE
+                                            or conn.trailing_data[0]):
+                    self._held = True
                 break
         self.guard.header_pending(self._head_started and not self.terminated
                                   and conn.their_state is h11.IDLE)
