@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import socket
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ import httpx
 import pytest
 import trio
 import trio.testing
+import trustme
 
-from trio_h2 import Config
+from trio_h2 import Config, configure_h2_context
 from trio_h2._asgi import asgi_handler
 from trio_h2._connection import READ_SIZE, SEND_BATCH, Connection
 from trio_h2._h1state import MAX_TARGET, H1State
@@ -116,6 +118,16 @@ async def test_bad_request_gets_its_status_a_line_and_a_close(
     assert response.body.startswith(b"%d " % status) and says.encode() in response.body
     lines = [r.getMessage() for r in caplog.records if "bad request" in r.getMessage()]
     assert len(lines) == 1 and f"answered {status}" in lines[0]
+
+
+@pytest.mark.parametrize(("fields", "status"), [(5, 200), (6, 431)])
+async def test_max_header_fields(h2_server: H2ServerFactory, fields: int, status: int) -> None:
+    server = await h2_server(app, max_header_fields=5)
+    client = await connect(server)
+    extra = b"".join(b"X-%d: 1\r\n" % n for n in range(fields - 1))  # and Host
+    with trio.fail_after(10):
+        await client.send(b"GET / HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n")
+        assert (await client.response()).status == status
 
 
 async def test_content_length_with_transfer_encoding_is_never_two_requests(
@@ -503,3 +515,25 @@ async def test_http1_off_is_http2_only(h2_server: H2ServerFactory) -> None:
     with trio.fail_after(10):
         raw = await client.eof()
     assert not raw.startswith(b"HTTP/1.1")  # h2's SETTINGS and GOAWAY, not a response
+
+
+@pytest.mark.parametrize(("http1", "offered", "selected"), [
+    (True, ["http/1.1"], "http/1.1"), (False, ["http/1.1"], None),
+    (True, ["http/1.1", "h2"], "h2"),  # the server's preference
+])
+async def test_alpn_offers_http11_unless_told_not_to(
+    h2_ca: trustme.CA, http1: bool, offered: list[str], selected: str | None,
+) -> None:
+    server_context = configure_h2_context(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), http1=http1)
+    h2_ca.issue_cert("localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    h2_ca.configure_trust(client_context)
+    client_context.set_alpn_protocols(offered)
+    near, far = trio.testing.memory_stream_pair()
+    server = trio.SSLStream(near, server_context, server_side=True)
+    client = trio.SSLStream(far, client_context, server_hostname="localhost")
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.do_handshake)
+            nursery.start_soon(client.do_handshake)
+    assert client.selected_alpn_protocol() == selected
