@@ -176,6 +176,7 @@ async def test_response_headers_are_prepared_for_http2(h2_server: H2ServerFactor
     assert response.header("content-length") == b"5" and response.header("date")
     assert b"connection" not in names and b"transfer-encoding" not in names
     assert head.status == 201 and head.body == b""
+    assert head.header("content-length") == b"5"  # what GET says (RFC 9110 9.3.2)
 
 
 async def test_trailers(h2_server: H2ServerFactory) -> None:

@@ -14,8 +14,6 @@ import re
 import signal
 from pathlib import Path
 
-import pytest
-
 from .browser import PageLoad, load_page
 from .test_cli import read_self_signed, run_server
 
@@ -61,7 +59,6 @@ def test_chromium_without_the_spki_hash_refuses_the_certificate(tmp_path: Path) 
     assert "HTTP/2" not in load.dom
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="HTTP/1.1 not merged yet")
 def test_chromium_gets_the_demo_over_http11_on_plain_http(tmp_path: Path) -> None:
     (tmp_path / "chromium").mkdir()
     with run_server("--bind", "127.0.0.1:0", cwd=tmp_path) as server:

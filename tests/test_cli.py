@@ -254,7 +254,7 @@ def test_demo_page_and_subresources_over_one_h2c_connection(tmp_path: Path) -> N
     nghttp = require_tool("nghttp")
     with run_server("--bind", "127.0.0.1:0", cwd=tmp_path) as server:
         assert re.fullmatch(r"trio_h2 serving demo app on http://127\.0\.0\.1:(\d+) "
-                            r"\(h2c, prior knowledge\)", server.line)
+                            r"\(HTTP/1\.1, and h2c with prior knowledge\)", server.line)
         assert not server.url.endswith(":0")
         page = h2c_get(server.url + "/")
         assert "HTTP/2" in page and "<!doctype html>" in page
@@ -322,7 +322,7 @@ def test_tls_demo_over_one_connection(tmp_path: Path, tls: dict[str, Path], layo
             else ["--certfile", str(tls["cert"]), "--keyfile", str(tls["key"])])
     with run_server("--bind", "127.0.0.1:0", *keys, cwd=tmp_path) as server:
         match = re.fullmatch(r"trio_h2 serving demo app on https://127\.0\.0\.1:(\d+) "
-                             r"\(h2 over TLS, ALPN\)", server.line)
+                             r"\(h2 and HTTP/1\.1 over TLS, ALPN\)", server.line)
         assert match
         base = f"https://localhost:{match[1]}"
         page = curl("--cacert", str(tls["ca"]), "--fail", base + "/")
@@ -389,7 +389,7 @@ def spki_sha256(certificate: x509.Certificate) -> str:
 def test_self_signed_is_trusted_by_curl_and_httpx_with_the_printed_ca(tmp_path: Path) -> None:
     with run_server("--self-signed", "--bind", "127.0.0.1:0", cwd=tmp_path) as server:
         assert re.fullmatch(r"trio_h2 serving demo app on https://127\.0\.0\.1:(\d+) "
-                            r"\(h2 over TLS, ALPN\)", server.line)
+                            r"\(h2 and HTTP/1\.1 over TLS, ALPN\)", server.line)
         run = read_self_signed(server)
         assert Path(run.ca_file).is_file()
         assert Path(run.ca_file).parent.parent == tmp_path  # TMPDIR, see _environment
@@ -431,7 +431,7 @@ def test_self_signed_workers_serve_the_supervisors_certificate(tmp_path: Path) -
     # which the kernel gives to either worker.
     with run_server("--self-signed", "--workers", "2", "--bind", "127.0.0.1:0",
                     cwd=tmp_path) as server:
-        assert server.line.endswith("(h2 over TLS, ALPN, 2 workers)")
+        assert server.line.endswith("(h2 and HTTP/1.1 over TLS, ALPN, 2 workers)")
         run = read_self_signed(server)
         for _ in range(4):
             result = curl(*run.curl[1:], "--output", "/dev/null", "--write-out",
@@ -440,6 +440,52 @@ def test_self_signed_workers_serve_the_supervisors_certificate(tmp_path: Path) -
         assert spki_sha256(served_certificate(run.port)) == run.spki_sha256
         assert server.signal_and_wait(signal.SIGTERM) == 0
         assert not Path(run.ca_file).parent.exists()
+
+
+def test_demo_over_http1_with_plain_curl(tmp_path: Path) -> None:
+    with run_server("--bind", "127.0.0.1:0", cwd=tmp_path) as server:
+        # curl with no flags: HTTP/1.1 on the same port as h2c.
+        page = curl("--fail", server.url + "/")
+        assert page.returncode == 0, page.stderr
+        assert "HTTP/1.1" in page.stdout and "cleartext HTTP/1.x" in page.stdout
+        info = json.loads(curl("--fail", server.url + "/api/info.json").stdout)
+        assert info["http_version"] == "1.1"
+        assert json.loads(h2c_get(server.url + "/api/info.json"))["http_version"] == "2"
+        result = curl("-0", "--head", server.url + "/static/style.css")
+        assert result.stdout.startswith("HTTP/1.1 200 OK\n")  # (text mode: no CR)
+        assert "Connection: close\n" in result.stdout  # HTTP/1.0 without keep-alive
+        assert "content-type: text/css" in result.stdout
+        assert server.signal_and_wait(signal.SIGTERM) == 0
+
+
+def test_no_http1_serves_h2c_only(tmp_path: Path) -> None:
+    with run_server("--bind", "127.0.0.1:0", "--no-http1", cwd=tmp_path) as server:
+        assert re.fullmatch(r"trio_h2 serving demo app on http://127\.0\.0\.1:\d+ "
+                            r"\(h2c, prior knowledge\)", server.line)
+        result = curl(server.url + "/")
+        assert result.returncode != 0 and "HTTP/0.9" in result.stderr
+        assert json.loads(h2c_get(server.url + "/api/info.json"))["http_version"] == "2"
+        assert server.signal_and_wait(signal.SIGTERM) == 0
+
+
+@pytest.mark.parametrize("http1", [True, False])
+def test_tls_alpn_http1(tmp_path: Path, tls: dict[str, Path], http1: bool) -> None:
+    flags = [] if http1 else ["--no-http1"]
+    with run_server("--bind", "127.0.0.1:0", "--certfile", str(tls["combined"]), *flags,
+                    cwd=tmp_path) as server:
+        mode = "h2 and HTTP/1\\.1 over TLS, ALPN" if http1 else "h2 over TLS, ALPN"
+        match = re.fullmatch(rf"trio_h2 serving demo app on https://127\.0\.0\.1:(\d+) "
+                             rf"\({mode}\)", server.line)
+        assert match
+        url = f"https://localhost:{match[1]}/api/info.json"
+        result = curl("--cacert", str(tls["ca"]), "--http1.1", url)
+        if http1:
+            assert json.loads(result.stdout)["http_version"] == "1.1"
+        else:
+            assert result.returncode != 0
+        result = curl("--cacert", str(tls["ca"]), url)  # ALPN h2 and http/1.1: h2 wins
+        assert json.loads(result.stdout)["http_version"] == "2"
+        assert server.signal_and_wait(signal.SIGTERM) == 0
 
 
 # -- binding ------------------------------------------------------------------
@@ -500,7 +546,7 @@ def test_app_imported_from_current_directory(tmp_path: Path, module: str, spec: 
     write_module(tmp_path, module, source)
     with run_server(spec, "--bind", "127.0.0.1:0", cwd=tmp_path) as server:
         assert re.fullmatch(rf"trio_h2 serving {re.escape(spec)} on http://127\.0\.0\.1:\d+ "
-                            r"\(h2c, prior knowledge\)", server.line)
+                            r"\(HTTP/1\.1, and h2c with prior knowledge\)", server.line)
         assert h2c_get(server.url + "/") == f"hello from {module} over HTTP/2\n"
         assert server.signal_and_wait(signal.SIGTERM) == 0
 

@@ -98,7 +98,7 @@ async def test_tls_client_without_h2_alpn_is_closed_with_a_log_line(
     h2_server: H2ServerFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_h2")
-    server = await h2_server(app, tls=True)
+    server = await h2_server(app, tls=True, http1=False)
     curl = curl_args(server, tmp_path)
     result = await trio.run_process([*curl[:-3], "--http1.1", *curl[-2:], server.url + "/"],
                                     capture_stdout=True, capture_stderr=True, check=False)

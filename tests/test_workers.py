@@ -159,7 +159,7 @@ def finish(client: subprocess.Popen[str]) -> tuple[str, str]:
 def test_workers_share_one_port_and_the_load(tmp_path: Path) -> None:
     with run_workers(cwd=tmp_path) as server:
         assert re.fullmatch(r"trio_h2 serving pid:app on http://127\.0\.0\.1:\d+ "
-                            r"\(h2c, prior knowledge, 2 workers\)", server.line)
+                            r"\(HTTP/1\.1, and h2c with prior knowledge, 2 workers\)", server.line)
         assert len(server.urls) == 1
         workers = children(server.process.pid)
         assert len(workers) == 2
@@ -185,7 +185,7 @@ def test_every_worker_gets_the_options(tmp_path: Path) -> None:
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     with run_workers("--certfile", "combined.pem", cwd=tmp_path) as server:
         match = re.fullmatch(r"trio_h2 serving pid:app on https://127\.0\.0\.1:(\d+) "
-                             r"\(h2 over TLS, ALPN, 2 workers\)", server.line)
+                             r"\(h2 and HTTP/1\.1 over TLS, ALPN, 2 workers\)", server.line)
         assert match, server.line
         workers = children(server.process.pid)
         assert meet_workers(f"https://localhost:{match[1]}", lambda seen: len(seen) == 2,

@@ -1,19 +1,22 @@
-"""ASGI 3 ``http`` for one stream: the handler task's ``receive`` and ``send``.
+"""ASGI 3 ``http`` for one exchange: the handler task's ``receive`` and ``send``.
+
+It drives the connection's protocol core through ``_protocol.ProtocolCore``
+alone, so it serves HTTP/2 streams and HTTP/1.1 exchanges alike; the scope's
+``http_version`` says which.
 
 When ``send`` returns: for ``http.response.body``, once the connection's
-sender has taken every byte of that body, that is framed it as DATA within
-the client's flow-control windows, into the write it is about to make (at
-most 128 KiB per connection). Until then the chunk is the only response data
-of the stream that trio_h2 holds, by reference, never copied into a queue.
-So an app that streams to a slow client waits, and one stream's bytes are
-never reordered: its next chunk cannot be offered before the last is taken.
+sender has taken every byte of that body (HTTP/2: framed it as DATA within
+the client's flow-control windows; HTTP/1.1: framed it for h11) into the
+write it is about to make (at most 128 KiB per connection). Until then the
+chunk is the only response data of the exchange that trio_h2 holds, by
+reference, never copied into a queue. So an app that streams to a slow
+client waits, and one exchange's bytes are never reordered: its next chunk
+cannot be offered before the last is taken.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import suppress
 from typing import Any, final
@@ -24,7 +27,7 @@ from h2.errors import ErrorCodes
 from ._config import Config
 from ._connection import Connection, StreamHandler
 from ._errors import ClientDisconnected, LocalProtocolError
-from ._headers import Headers, response_headers, trailer_headers
+from ._headers import Headers, http_date, response_headers, trailer_headers
 from ._scope import Address, build_scope
 from ._stream import StreamState
 
@@ -52,10 +55,16 @@ def asgi_handler(
     """The stream handler that runs ``app`` for each request of one connection."""
 
     async def handle(conn: Connection, stream: StreamState) -> None:
+        extensions: dict[str, Any]
+        if stream.priority:  # HTTP/2
+            extensions = {"http.response.trailers": {}, "trio_h2.priority": stream.priority}
+        elif stream.http_version == "1.1":  # trailers need chunked framing
+            extensions = {"http.response.trailers": {}}
+        else:
+            extensions = {}
         scope = build_scope(
-            stream.head, scheme=scheme, server=server, client=client,
-            root_path=config.root_path, state=state,
-            extensions={"http.response.trailers": {}, "trio_h2.priority": stream.priority},
+            stream.head, http_version=stream.http_version, scheme=scheme, server=server,
+            client=client, root_path=config.root_path, state=state, extensions=extensions,
         )
         await _Exchange(conn, stream, scope).run(app)
 
@@ -108,7 +117,7 @@ class _Exchange:
             self._conn.wake_sender()
             return
         headers = [(b":status", b"500"), (b"content-type", b"text/plain; charset=utf-8"),
-                   (b"content-length", str(len(_ERROR_BODY)).encode()), (b"date", _date())]
+                   (b"content-length", str(len(_ERROR_BODY)).encode()), (b"date", http_date())]
         try:
             self._send_headers(headers, end_stream=self._is_head)
         except ClientDisconnected:
@@ -124,8 +133,7 @@ class _Exchange:
         while True:
             if stream.body:
                 data = self._state.take_body(stream)
-                if self._state.output_backlog:
-                    self._conn.wake_sender()  # WINDOW_UPDATE
+                self._conn.body_taken()
                 more = not stream.body_ended or bool(stream.body)
                 self._request_done = not more
                 return {"type": "http.request", "body": data, "more_body": more}
@@ -177,13 +185,16 @@ class _Exchange:
                                      "stream is still waiting")
         self._check_connected()
         end = not more and not self._trailers_expected
+        # The whole body in one message: its length is known. For HEAD, only
+        # if the app sent the body a GET would get (RFC 9110 section 9.3.2:
+        # the same fields as GET, no content).
+        length = len(body) if end and (body or not self._is_head) else None
         if self._is_head:
-            body = b""  # RFC 9110 section 9.3.2: no content in a response to HEAD
+            body = b""
         self._body_done = not more
         self._complete = end
         if not stream.headers_sent:
-            whole = not more and not self._is_head and not self._trailers_expected
-            headers = _completed(self._start, len(body) if whole else None)
+            headers = _completed(self._start, length)
             self._send_headers(headers, end_stream=end and not body)
             if not body:
                 self._conn.wake_sender()
@@ -243,16 +254,6 @@ def _completed(headers: Headers, length: int | None) -> Headers:
         headers.append((b"content-length", str(length).encode()))
     if not has_date:
         # RFC 9110 section 6.6.1: an origin server with a clock sends Date.
-        headers.append((b"date", _date()))
+        headers.append((b"date", http_date()))
     return headers
 
-
-_date_cache: tuple[int, bytes] = (0, b"")
-
-
-def _date() -> bytes:
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, email.utils.formatdate(now, usegmt=True).encode())
-    return _date_cache[1]

@@ -178,7 +178,8 @@ def _main(argv: Sequence[str] | None) -> int:
             args.certfile = self_signed.cert_file
         app, ssl_context, config = _load(args)
         announcer = _Announcer("demo app" if spec is None else str(spec),
-                               tls=ssl_context is not None, workers=args.workers,
+                               tls=ssl_context is not None, http1=config.http1,
+                               workers=args.workers,
                                self_signed=self_signed)
         if args.workers > 1:
             command = functools.partial(_worker_command, argv, self_signed=self_signed)
@@ -193,8 +194,9 @@ def _load(args: argparse.Namespace) -> tuple[ASGIApp, ssl.SSLContext | None, Con
     """The app, the TLS context and the Config that ``args`` describe."""
     spec: AppSpec | None = args.app
     app = DemoApp() if spec is None else load_app(spec)
-    ssl_context = None if args.certfile is None else load_tls(args.certfile, args.keyfile)
-    config = Config(shutdown_timeout=args.shutdown_timeout, **{
+    ssl_context = (None if args.certfile is None
+                   else load_tls(args.certfile, args.keyfile, http1=args.http1))
+    config = Config(shutdown_timeout=args.shutdown_timeout, http1=args.http1, **{
         flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag in TIMEOUT_FLAGS})
     return app, ssl_context, config
 
@@ -228,11 +230,12 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog=PROG,
-        description="Serve an ASGI 3 application over HTTP/2 with trio "
+        description="Serve an ASGI 3 application over HTTP/2 and HTTP/1.1 with trio "
                     "(python -m trio_h2, or trio-h2). Without MODULE:APP, serves a demo app.",
-        epilog="Plain TCP speaks h2c with prior knowledge (curl --http2-prior-knowledge); "
-               "with --certfile or --self-signed, TLS with ALPN h2. SIGINT or SIGTERM shuts "
-               "down gracefully (exit status 0); a second one exits at once (status 1). "
+        epilog="Plain TCP speaks HTTP/1.1, and h2c to clients that open with the HTTP/2 "
+               "preface (curl --http2-prior-knowledge); with --certfile or --self-signed, TLS "
+               "with ALPN h2 or http/1.1. --no-http1 serves HTTP/2 only. SIGINT or SIGTERM "
+               "shuts down gracefully (exit status 0); a second one exits at once (status 1). "
                "Errors: status 2 for a malformed command line, 1 for anything that could not "
                "be used or bound.",
     )
@@ -264,6 +267,10 @@ def _parser() -> argparse.ArgumentParser:
             f"--{flag}", type=_positive_seconds, metavar="SECONDS",
             default=getattr(defaults, flag.replace("-", "_")),
             help=f"{help_text} (default %(default)s)")
+    parser.add_argument(
+        "--no-http1", dest="http1", action="store_false",
+        help="serve HTTP/2 only (h2c with prior knowledge, ALPN h2): no HTTP/1.1 on "
+             "plain TCP, and no ALPN http/1.1 over TLS")
     parser.add_argument(
         "--workers", type=_worker_count, default=1, metavar="N",
         help="serve with N processes sharing each port (SO_REUSEPORT, Linux only) under "
@@ -418,7 +425,7 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-def load_tls(certfile: str, keyfile: str | None) -> ssl.SSLContext:
+def load_tls(certfile: str, keyfile: str | None, *, http1: bool = True) -> ssl.SSLContext:
     """The server TLS context for ``certfile`` and ``keyfile`` (or the key in
     ``certfile``). Raises :exc:`CommandError` if a file cannot be read, lacks
     what it should hold, or the key does not match the certificate."""
@@ -431,7 +438,7 @@ def load_tls(certfile: str, keyfile: str | None) -> ssl.SSLContext:
         hint = " (pass the key with --keyfile)" if keyfile is None else ""
         raise CommandError(f"no PEM private key found in {key_source!r}{hint}")
     try:
-        return server_ssl_context(certfile, keyfile)
+        return server_ssl_context(certfile, keyfile, http1=http1)
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
         detail = re.sub(r" \(_ssl\.c:\d+\)$", "", str(exc))
         what = repr(certfile) if keyfile is None else f"{certfile!r} with key {keyfile!r}"
@@ -453,11 +460,15 @@ class _Announcer:
     line saying where we serve, with the bound addresses (so port 0 shows
     the port the system picked)."""
 
-    def __init__(self, what: str, *, tls: bool, workers: int = 1,
+    def __init__(self, what: str, *, tls: bool, http1: bool = True, workers: int = 1,
                  self_signed: SelfSigned | None = None) -> None:
         self._what = what
         self._scheme = "https" if tls else "http"
-        self._mode = "h2 over TLS, ALPN" if tls else "h2c, prior knowledge"
+        if http1:
+            self._mode = ("h2 and HTTP/1.1 over TLS, ALPN" if tls
+                          else "HTTP/1.1, and h2c with prior knowledge")
+        else:
+            self._mode = "h2 over TLS, ALPN" if tls else "h2c, prior knowledge"
         if workers > 1:
             self._mode += f", {workers} workers"
         self._self_signed = self_signed

@@ -94,7 +94,8 @@ class Config:
 
     preface_timeout: float = 10.0
     """Seconds a new connection gets to send the HTTP/2 preface and its first
-    SETTINGS (after TLS). Go's server uses 10 s (prefaceTimeout)."""
+    SETTINGS (after TLS); on plain TCP with :attr:`http1`, the bytes that
+    tell HTTP/2 from HTTP/1.1. Go's server uses 10 s (prefaceTimeout)."""
 
     idle_timeout: float = 75.0
     """Seconds a connection may stay open with no stream in progress, h2c
@@ -148,6 +149,13 @@ class Config:
     starts (SIGTERM, SIGINT or cancellation of :func:`serve`). What is still
     running then is cancelled. 30 s is Kubernetes' default grace period."""
 
+    http1: bool = True
+    """Serve HTTP/1.1 beside HTTP/2 on the same port: on plain TCP a
+    connection that does not open with the HTTP/2 preface is HTTP/1.1, and
+    over TLS a client that negotiates ``http/1.1`` by ALPN (or negotiates
+    nothing) is served HTTP/1.1 (see :doc:`protocols`). ``False`` serves
+    HTTP/2 only: h2c with prior knowledge, and ALPN ``h2``."""
+
     rfc7540_priorities: bool = True
     """Honour RFC 7540 priority signals (weights and dependencies in HEADERS
     and PRIORITY frames). RFC 9218 signals (the ``priority`` header and
@@ -185,6 +193,8 @@ class Config:
             raise ValueError(f"shutdown_timeout must be >= 0, not {self.shutdown_timeout}")
         if self.root_path.endswith("/"):
             raise ValueError(f"root_path must not end with '/': {self.root_path!r}")
+        if not isinstance(self.http1, bool):
+            raise ValueError(f"http1 must be True or False, not {self.http1!r}")
         if self.lifespan not in ("auto", "on", "off"):
             raise ValueError(f"lifespan must be 'auto', 'on' or 'off', not {self.lifespan!r}")
 

@@ -1,20 +1,25 @@
-"""One HTTP/2 connection on trio: a reader, a sender and a handler per stream.
+"""One connection on trio: a reader, a sender and a handler per exchange.
 
-All three kinds of task live in one nursery, so nothing outlives the
-connection::
+The protocol is a sans-IO core (``_protocol.ProtocolCore``: HTTP/2's
+``_state.ConnectionState`` or HTTP/1.1's ``_h1state.H1State``); this module
+does the I/O its decisions call for, the same way for either. All three kinds
+of task live in one nursery, so nothing outlives the connection::
 
-    reader  --bytes-->  ConnectionState (sans-IO)  <--offer/take--  handlers
+    reader  --bytes-->  protocol core (sans-IO)  <--offer/take--  handlers
                               |
-    sender  <--pull/data_to_send--  (asks the scheduler before every frame)
+    sender  <--pull/data_to_send--  (HTTP/2: asks the scheduler before every frame)
 
 * The **reader** feeds socket bytes to the core and starts handlers. It never
   awaits an application, so PING, SETTINGS, WINDOW_UPDATE and RST_STREAM are
-  answered however slow the handlers are.
+  answered however slow the handlers are. It pauses only when the core says
+  it holds as much input as it may (``reading_paused``).
 * The **sender** is the only task that calls ``send_all``. Before each write
-  it lets the scheduler pick, frame by frame, whose data goes next.
-* A **handler** (``_asgi``) runs the application for one stream. Its ``send``
-  hands one chunk to the sender and waits until that chunk is written: a
-  zero-buffer hand-off, so no response data queues up behind a slow client.
+  it lets the core take the offered response data (for HTTP/2 the scheduler
+  picks, frame by frame, whose data goes next).
+* A **handler** (``_asgi``) runs the application for one exchange. Its
+  ``send`` hands one chunk to the sender and waits until that chunk is
+  taken: a zero-buffer hand-off, so no response data queues up behind a slow
+  client.
 """
 
 from __future__ import annotations
@@ -27,9 +32,7 @@ from typing import final
 import trio
 from h2.errors import ErrorCodes
 
-from ._config import Config
-from ._headers import HeaderMemory
-from ._state import ConnectionState
+from ._protocol import ProtocolCore
 from ._stream import StreamState
 from ._waker import Waker
 
@@ -46,59 +49,66 @@ READ_SIZE = 65536
 # 32 KiB: 64 KiB writes took 20% more CPU per byte of a 1 MiB download.
 SEND_BATCH = 128 * 1024
 
-# The reader stops reading while this much output it caused (acknowledgements,
-# RST_STREAM, WINDOW_UPDATE) waits unsent: one read's worth. Go's server
-# stops at 10000 queued control frames; bytes are the honest measure here.
-READ_PAUSE = 64 * 1024
-
 StreamHandler = Callable[["Connection", StreamState], Awaitable[None]]
 
 
 @final
 class Connection:
-    """Runs the HTTP/2 protocol on an established byte stream (TCP or TLS)."""
+    """Runs a protocol core on an established byte stream (TCP or TLS).
+
+    ``core`` is made with ``clock=trio.current_time``, so that its timers and
+    the watchdog's sleeps agree."""
 
     def __init__(
         self,
         stream: trio.abc.Stream,
-        config: Config,
+        core: ProtocolCore,
         handler: StreamHandler,
         *,
         peer: str,
-        header_memory: HeaderMemory | None = None,
     ) -> None:
-        self.state = ConnectionState(config, peer=peer, clock=trio.current_time,
-                                     header_memory=header_memory)
+        self.state = core
         self.peer = peer
         self._stream = stream
         self._handler = handler
         self._sender_waker = Waker()
-        self._written_waker = Waker()  # the reader's brake
+        self._reader_waker = Waker()  # the reader's brake: after a write, or body taken
         self._timer_waker = Waker()
         self._nursery: trio.Nursery | None = None
 
-    async def run(self) -> None:
+    async def run(self, received: bytes = b"") -> None:
         """Serve until the connection ends; then every task of it has exited.
 
-        Returns normally on an orderly close, a client error (answered with
-        GOAWAY) or a lost peer. Raises only for bugs, which the server logs.
+        ``received`` are bytes already read from ``stream`` (to choose the
+        protocol); the core gets them first.
+
+        Returns normally on an orderly close, a client error (answered on the
+        wire) or a lost peer. Raises only for bugs, which the server logs.
         Does not close the underlying stream: the caller owns it.
         """
         self.state.initiate()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._sender)
-            nursery.start_soon(self._reader)
+            nursery.start_soon(self._reader, received)
             nursery.start_soon(self._watchdog)
 
     def drain(self) -> None:
-        """Begin a graceful close: GOAWAY, then finish the streams in flight."""
+        """Begin a graceful close: finish the exchanges in flight, start no
+        more (HTTP/2: GOAWAY; HTTP/1.1: ``Connection: close``)."""
         self.state.start_drain()
         self.wake_sender()
 
     def wake_sender(self) -> None:
         self._sender_waker.wake()
         self.check_deadlines()
+
+    def body_taken(self) -> None:
+        """A handler took request body: the core may owe the client credit
+        (HTTP/2 WINDOW_UPDATE), or want the reader to read again (HTTP/1.1)."""
+        if self.state.output_backlog:
+            self._sender_waker.wake()
+        self._reader_waker.wake()
 
     def check_deadlines(self) -> None:
         """After a call into the core that may have set an earlier deadline
@@ -122,9 +132,9 @@ class Connection:
             self.state.abort(ErrorCodes.INTERNAL_ERROR, "internal error")
             raise
 
-    async def _reader(self) -> None:
+    async def _reader(self, received: bytes) -> None:
         with self._fatal_errors():
-            await self._read_loop()
+            await self._read_loop(received)
 
     async def _sender(self) -> None:
         with self._fatal_errors():
@@ -146,16 +156,20 @@ class Connection:
                 with trio.move_on_at(deadline):
                     await self._timer_waker.sleep()
 
-    async def _read_loop(self) -> None:
+    async def _read_loop(self, received: bytes) -> None:
         state = self.state
-        assert self._nursery is not None
+        if received:
+            self._start(state.receive_data(received))
         while not state.terminated:
-            while state.output_backlog >= READ_PAUSE:
-                # What we owe the client (PING and SETTINGS acknowledgements,
-                # RST_STREAM...) is not being read: stop reading until it is,
-                # so a flood costs the flooder, not our memory (CVE-2019-9512,
-                # 9514, 9515). A client that never reads meets send_timeout.
-                await self._written_waker.sleep()
+            if state.reading_paused:
+                # The core holds as much input as it may: HTTP/2 output the
+                # client is not reading, HTTP/1.1 request body the app has
+                # not taken, or a pipelined request. A client that never
+                # reads meets send_timeout; an app that never takes body
+                # keeps its client waiting, not our memory growing.
+                await self._reader_waker.sleep()
+                self._start(state.receive_buffered())
+                continue
             try:
                 data = await self._stream.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -165,12 +179,18 @@ class Connection:
                 state.connection_lost()
                 self._end()
                 return
-            for stream in state.receive_data(data):
-                self._nursery.start_soon(self._run_handler, stream,
-                                         name=f"trio_h2 stream {stream.stream_id}")
-            if state.sender_has_work:  # not for request HEADERS and DATA alone
-                self._sender_waker.wake()
-            self.check_deadlines()
+            self._start(state.receive_data(data))
+
+    def _start(self, streams: list[StreamState]) -> None:
+        """Start a handler for each exchange; wake the sender if reading gave
+        it work (not for request heads and bodies alone)."""
+        assert self._nursery is not None
+        for stream in streams:
+            self._nursery.start_soon(self._run_handler, stream,
+                                     name=f"trio_h2 stream {stream.stream_id}")
+        if self.state.sender_has_work:
+            self._sender_waker.wake()
+        self.check_deadlines()
 
     async def _run_handler(self, stream: StreamState) -> None:
         try:
@@ -200,8 +220,8 @@ class Connection:
                     self._end()
                     return
                 guard.writing_since = None
-                self._written_waker.wake()
-            if done and state.scheduler.ready_count:
+                self._reader_waker.wake()
+            if done and state.ready_to_send:
                 # trio runs woken tasks in random order: yield once more so
                 # that the handlers just released offer their next chunks
                 # before the next decision, instead of looking idle to it.

@@ -6,9 +6,10 @@ client and server addresses, ...) and pulls a stylesheet, a script and a
 few SVG images from ``/static/``; the script fetches ``/api/info.json`` and
 lists, from the browser's Resource Timing, which protocol each sub-resource
 came over. All of it is served by this module, so a browser (or
-``nghttp -a``) fetches everything over one HTTP/2 connection. Other paths get
-404, other methods than GET and HEAD 405. A page that did not come over
-HTTP/2 says how to see HTTP/2 in a browser (over TLS: ``--self-signed``).
+``nghttp -a``) fetches everything over one HTTP/2 connection; over HTTP/1.1
+it is the same page, fetched over the browser's several connections. Other
+paths get 404, other methods than GET and HEAD 405. A page that did not come
+over HTTP/2 says how to see HTTP/2 in a browser (over TLS: ``--self-signed``).
 
 The only state is a count of requests per client address (which identifies
 a connection while it is open), bounded at :data:`MAX_TRACKED_CLIENTS`.
@@ -38,7 +39,7 @@ _SECURITY_HEADERS = [
      b"default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
-    # So every reload shows the sub-resources travelling over HTTP/2 again.
+    # So every reload shows the sub-resources travelling over the wire again.
     (b"cache-control", b"no-store"),
 ]
 
@@ -158,7 +159,8 @@ def _page(info: dict[str, Any]) -> str:
         transport = ("TLS, protocol h2 chosen by ALPN" if tls
                      else "cleartext h2c, with prior knowledge (no Upgrade)")
     else:
-        transport = "TLS" if tls else "cleartext"
+        transport = ("TLS, HTTP/1.1 (ALPN http/1.1, or none)" if tls
+                     else "cleartext HTTP/1.x")
     asgi = info["asgi"]
     rows = [
         ("Protocol", f"HTTP/{info['http_version']} (ASGI http_version "
@@ -196,7 +198,7 @@ def _page(info: dict[str, Any]) -> str:
     <div>
       <h1>trio_h2 is serving you over <span class="badge">HTTP/{
           html.escape(str(info['http_version']))}</span></h1>
-      <p>An HTTP/2 server for trio, running its built-in ASGI demo app.</p>{
+      <p>An HTTP/2 (and HTTP/1.1) server for trio, running its built-in ASGI demo app.</p>{
           "" if http2 else _NOT_HTTP2_TLS if tls else _NOT_HTTP2}
     </div>
   </header>

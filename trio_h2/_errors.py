@@ -24,12 +24,15 @@ class ClientDisconnected(OSError):
 @final
 class RemoteProtocolError(Exception):
     """The client broke HTTP/2 or HTTP semantics. ``error_code`` is the RFC
-    9113 code to answer with; ``stream_id`` is 0 for a connection error."""
+    9113 code to answer with; ``stream_id`` is 0 for a connection error.
+    Over HTTP/1.1, ``status`` is the status the request was answered with."""
 
-    def __init__(self, message: str, *, error_code: ErrorCodes, stream_id: int = 0) -> None:
+    def __init__(self, message: str, *, error_code: ErrorCodes, stream_id: int = 0,
+                 status: int | None = None) -> None:
         super().__init__(message)
         self.error_code = error_code
         self.stream_id = stream_id
+        self.status = status
 
 
 @final

@@ -87,12 +87,8 @@ class ConnectionGuard:
             return (ErrorCodes.FRAME_SIZE_ERROR,
                     f"frame of {announced} bytes announced, over SETTINGS_MAX_FRAME_SIZE "
                     f"{conn.max_inbound_frame_size}")
-        if not _header_block_pending(conn):
-            self.header_since = None
+        if not self.header_pending(_header_block_pending(conn)):
             return None
-        if self.header_since is None:
-            self.header_since = self.clock()
-            self._announce(self.header_since + self.config.header_timeout)
         # Encoders use Huffman only where it is shorter (RFC 7541 section
         # 5.2), so an honest block is at most its raw fields plus a few
         # bytes each, less than what max_header_list_size counts (name,
@@ -104,6 +100,16 @@ class ConnectionGuard:
                     f"header block over {2 * self.config.max_header_list_size} bytes "
                     f"(max_header_list_size is {self.config.max_header_list_size})")
         return None
+
+    def header_pending(self, pending: bool) -> bool:
+        """Whether part of a request head has arrived and not all of it; the
+        header timer runs while it has. Returns ``pending``."""
+        if not pending:
+            self.header_since = None
+        elif self.header_since is None:
+            self.header_since = self.clock()
+            self._announce(self.header_since + self.config.header_timeout)
+        return pending
 
     def stream_stalled(self, stream_id: int, stalled: bool) -> None:
         if not stalled:

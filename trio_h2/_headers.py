@@ -10,7 +10,9 @@ h2, which treats them as connection errors; section 5.4.1 allows that.)
 
 from __future__ import annotations
 
+import email.utils
 import re
+import time
 from dataclasses import dataclass
 from typing import final
 
@@ -234,3 +236,16 @@ def _app_fields(fields: object, what: str) -> Headers:
             continue
         out.append((name, value))
     return out
+
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The current time as an HTTP ``date`` value (RFC 9110 section 5.6.7),
+    formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True).encode())
+    return _date_cache[1]

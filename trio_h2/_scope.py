@@ -16,6 +16,7 @@ ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 def build_scope(
     head: RequestHead,
     *,
+    http_version: str,
     scheme: str,
     server: Address | None,
     client: Address | None,
@@ -28,7 +29,10 @@ def build_scope(
     ``path`` is percent-decoded UTF-8 (undecodable bytes survive as
     surrogates) and, as uvicorn and Starlette expect, includes ``root_path``;
     ``raw_path`` is the path exactly as received. ``:authority`` becomes the
-    first ``host`` header, as the ASGI spec asks for HTTP/2.
+    first ``host`` header, as the ASGI spec asks for HTTP/2 (and, over
+    HTTP/1.1, so does the authority of an absolute-form request-target, which
+    RFC 9112 section 3.2.2 puts before Host). ``http_version`` is ``"2"``,
+    ``"1.1"`` or ``"1.0"``.
     """
     raw_path, _, query = head.path.partition(b"?")
     path = unquote_to_bytes(raw_path).decode("utf-8", "surrogateescape")
@@ -39,7 +43,7 @@ def build_scope(
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": dict(ASGI_VERSION),
-        "http_version": "2",
+        "http_version": http_version,
         "method": head.method.decode("ascii", "surrogateescape"),
         "scheme": head.scheme.decode("ascii", "surrogateescape") if head.scheme else scheme,
         "path": root_path + path,

@@ -17,6 +17,7 @@ from ._connection import Connection
 from ._headers import HeaderMemory
 from ._lifespan import Lifespan, LifespanFailure
 from ._scope import Address
+from ._select import H2, alpn_protocol, new_core, sniff_protocol
 
 log = logging.getLogger("trio_h2")
 
@@ -177,19 +178,23 @@ class _Server:
             server=_lookup(tcp.socket.getsockname), client=client,
             state=self._lifespan.state if self._lifespan.supported else None,
         )
-        conn = Connection(stream, self._config, handler, peer=peer,
-                          header_memory=self._header_memory)
+        selected = await self._protocol(stream, peer)
+        if selected is None:
+            return
+        protocol, received = selected
+        core = new_core(protocol, self._config, peer, header_memory=self._header_memory)
+        conn = Connection(stream, core, handler, peer=peer)
         self._connections[scope] = conn
         if self._draining:
             conn.drain()
         try:
-            await conn.run()
+            await conn.run(received)
         except Exception:
             # A bug in trio_h2, h2 or priority, not the client's doing: this
             # connection ends with GOAWAY INTERNAL_ERROR (handle() logs it).
             await _goaway(conn, stream)
             raise
-        if conn.state.error is not None:
+        if conn.state.linger:
             await _linger(tcp)
 
     async def _handshake(self, tcp: trio.SocketStream, peer: str) -> trio.SSLStream[
@@ -210,11 +215,20 @@ class _Server:
             log.info("%s: TLS handshake not finished after %ss; closing", peer,
                      self._config.tls_handshake_timeout)
             return None
-        protocol = tls.selected_alpn_protocol()
-        if protocol != "h2":
-            log.info("%s: TLS client did not negotiate h2 (ALPN %r); closing", peer, protocol)
+        selected = tls.selected_alpn_protocol()
+        if alpn_protocol(selected, self._config) is None:
+            log.info("%s: TLS client did not negotiate h2 (ALPN %r); closing", peer, selected)
             return None
         return tls
+
+    async def _protocol(self, stream: trio.abc.Stream, peer: str) -> tuple[str, bytes] | None:
+        """The protocol ``stream`` speaks (``_select``), and bytes read to tell."""
+        if isinstance(stream, trio.SSLStream):
+            protocol = alpn_protocol(stream.selected_alpn_protocol(), self._config)
+            return None if protocol is None else (protocol, b"")
+        if not self._config.http1:
+            return H2, b""
+        return await sniff_protocol(stream, self._config, peer)
 
     async def drain(self) -> None:
         """GOAWAY to every connection; wait until all have finished."""

@@ -74,6 +74,11 @@ MAX_SETTINGS = 32
 # The opaque data of the PING between the two GOAWAYs of a graceful close.
 DRAIN_PING = b"trio_h2\x00"
 
+# The reader stops reading while this much output it caused (acknowledgements,
+# RST_STREAM, WINDOW_UPDATE) waits unsent: one read's worth. Go's server
+# stops at 10000 queued control frames; bytes are the honest measure here.
+READ_PAUSE = 64 * 1024
+
 # RFC 9113 section 9.1.1's bound on a stream id; GOAWAY with it means
 # "whatever you have sent so far" (RFC 9113 section 6.8).
 MAX_STREAM_ID = 2**31 - 1
@@ -189,6 +194,31 @@ class ConnectionState:
         """Bytes of output waiting for the sender that it has not taken yet:
         what reading produced, and WINDOW_UPDATE frames."""
         return len(self._out)
+
+    @property
+    def reading_paused(self) -> bool:
+        """What we owe the client (PING and SETTINGS acknowledgements,
+        RST_STREAM...) is not being read: the reader waits until it is, so a
+        flood costs the flooder, not our memory (CVE-2019-9512, 9514, 9515).
+        A client that never reads meets send_timeout. Request bodies need no
+        brake here: flow control bounds them."""
+        return len(self._out) >= READ_PAUSE
+
+    def receive_buffered(self) -> list[StreamState]:
+        """Nothing is held back: every read is processed at once."""
+        return []
+
+    @property
+    def ready_to_send(self) -> bool:
+        """Some stream has response data that :meth:`pull` would frame now."""
+        return self.scheduler.ready_count > 0
+
+    @property
+    def linger(self) -> bool:
+        """Whether to read and discard before closing: after a connection
+        error, so that the client's frames in flight do not make the kernel
+        reset the connection before the GOAWAY is read."""
+        return self.error is not None
 
     def _handle_event(self, event: h2.events.Event) -> StreamState | None:
         if isinstance(event, h2.events.RequestReceived):

@@ -1,7 +1,8 @@
 """One request/response exchange as the core sees it. Pure.
 
-``StreamState`` is a record: only ``ConnectionState`` (``_state``) changes
-it; handlers read it and wait on it.
+``StreamState`` is a record: only the protocol core that made it
+(``_state.ConnectionState`` for HTTP/2, ``_h1state.H1State`` for HTTP/1.1)
+changes it; handlers read it and wait on it.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ def _noop() -> None:
 @final
 @dataclass(eq=False, slots=True)
 class StreamState:
-    """One request/response exchange. Mutated only by :class:`ConnectionState`."""
+    """One request/response exchange. Mutated only by the protocol core that made it."""
 
     stream_id: int
     head: RequestHead
     priority: dict[str, object] = field(default_factory=dict)
     """The request's priority signals as it arrived (the ASGI scope's
-    ``trio_h2.priority`` extension)."""
+    ``trio_h2.priority`` extension); empty over HTTP/1.1."""
+    http_version: str = "2"
+    """The ASGI ``http_version``: ``"2"``, ``"1.1"`` or ``"1.0"``."""
 
     # Request body, as received and not yet consumed: (bytes, flow-controlled length).
     body: deque[tuple[bytes, int]] = field(default_factory=deque)

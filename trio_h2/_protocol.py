@@ -1,0 +1,134 @@
+"""The interface of a sans-IO protocol core, as the trio layer drives it. Pure.
+
+One core per protocol: ``_state.ConnectionState`` (HTTP/2, on h2) and
+``_h1state.H1State`` (HTTP/1.1, on h11). ``_connection.Connection`` (the
+reader, the sender, the watchdog) and ``_asgi`` (the handler of one
+exchange) are written against :class:`ProtocolCore` alone, so they do not
+know which protocol carries the exchange.
+
+Bytes in, exchanges started, bytes out::
+
+    reader:   receive_data(bytes) -> [StreamState]   (start a handler for each)
+              reading_paused / receive_buffered()     (the reader's brake)
+    sender:   pull(budget) -> [StreamState], taken(...), data_to_send()
+    watchdog: check_timeouts() -> next deadline, guard
+    handler:  take_body, body_wanted, send_headers, offer, reset
+    lifetime: initiate, start_drain, close, abort, connection_lost,
+              handler_finished, terminated, finished
+
+No method blocks. A client's mistake never raises: the core answers it on
+the wire and records it in :attr:`ProtocolCore.error`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from h2.errors import ErrorCodes
+
+from ._errors import RemoteProtocolError
+from ._guard import ConnectionGuard
+from ._headers import Headers
+from ._stream import StreamState
+
+
+class ProtocolCore(Protocol):
+    """What the trio layer needs from one connection's protocol state."""
+
+    @property
+    def guard(self) -> ConnectionGuard:
+        """The connection's timers (the watchdog reads ``new_deadline``; the
+        sender sets ``writing_since`` around each write)."""
+
+    @property
+    def error(self) -> RemoteProtocolError | None:
+        """Set when the connection ended because of the client."""
+
+    @property
+    def terminated(self) -> bool:
+        """No more exchanges: what is queued now is the last output."""
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more will happen once the output is flushed: the sender
+        calls :meth:`close`, and ends the connection once terminated."""
+
+    @property
+    def sender_has_work(self) -> bool:
+        """The sender, woken now, would write or frame something, or end."""
+
+    @property
+    def output_backlog(self) -> int:
+        """Bytes queued for the sender that it has not taken yet."""
+
+    @property
+    def reading_paused(self) -> bool:
+        """The reader must not read now (the core holds as much input as it
+        may); it waits to be woken (after a write, or when an application
+        takes body), then calls :meth:`receive_buffered`."""
+
+    @property
+    def ready_to_send(self) -> bool:
+        """Response data is waiting that :meth:`pull` would take now."""
+
+    @property
+    def linger(self) -> bool:
+        """The client may still be sending: half-close and read (bounded)
+        before closing, so that the kernel does not answer its bytes with a
+        TCP reset that destroys our last response."""
+
+    def initiate(self) -> None:
+        """Queue what the server says first (HTTP/2: its preface)."""
+
+    def receive_data(self, data: bytes | bytearray) -> list[StreamState]:
+        """Process bytes from the client; return the exchanges to start."""
+
+    def receive_buffered(self) -> list[StreamState]:
+        """Process input held back while reading was paused; return the
+        exchanges to start."""
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the socket, in order."""
+
+    def pull(self, budget: int) -> list[StreamState]:
+        """Take up to about ``budget`` bytes of offered response data into
+        the output; return the exchanges whose offer is now entirely taken."""
+
+    def taken(self, streams: list[StreamState]) -> None:
+        """Release the handlers of ``streams`` (from :meth:`pull`)."""
+
+    def check_timeouts(self) -> float:
+        """Act on the timers that ran out; return the next deadline."""
+
+    def connection_lost(self) -> None:
+        """The socket is gone: every exchange is disconnected."""
+
+    def start_drain(self) -> None:
+        """Begin a graceful close: finish what is in flight, start nothing new."""
+
+    def close(self) -> None:
+        """Queue the end of an orderly close; the core is then terminated."""
+
+    def abort(self, code: ErrorCodes, reason: str) -> None:
+        """End the connection now (HTTP/2: GOAWAY ``code``)."""
+
+    def handler_finished(self, stream: StreamState) -> bool:
+        """The handler of ``stream`` has exited; returns whether the sender
+        has something to do because of it."""
+
+    def take_body(self, stream: StreamState) -> bytes:
+        """All the request body buffered for ``stream``, now consumed."""
+
+    def body_wanted(self, stream: StreamState, wanted: bool) -> None:
+        """The handler of ``stream`` waits for body (``body_timeout`` runs)."""
+
+    def send_headers(self, stream: StreamState, headers: Headers, *, end_stream: bool) -> None:
+        """Queue the response head (``:status`` first, as ``_headers`` makes it)."""
+
+    def offer(self, stream: StreamState, data: bytes, *, end_stream: bool,
+              trailers: Headers | None = None) -> None:
+        """Hand one chunk of response body to the sender; the handler waits
+        until :attr:`StreamState.in_flight` clears."""
+
+    def reset(self, stream: StreamState, code: ErrorCodes) -> None:
+        """Abandon ``stream``'s exchange; its handler sees a disconnect."""

@@ -1,0 +1,79 @@
+"""Which protocol a new connection speaks, and the core that serves it.
+
+Over TLS, ALPN has decided: ``h2`` is HTTP/2; ``http/1.1``, or no ALPN at
+all, is HTTP/1.1. On plain TCP the first bytes decide: the HTTP/2
+connection preface (RFC 9113 section 3.4) means h2c with prior knowledge,
+anything else is HTTP/1.1. With ``Config.http1`` off, everything is HTTP/2,
+as if this module did not exist.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from ._config import Config
+from ._h1state import H1State
+from ._headers import HeaderMemory
+from ._protocol import ProtocolCore
+from ._state import ConnectionState
+
+log = logging.getLogger("trio_h2")
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+H2, HTTP1 = "h2", "http/1.1"
+
+
+def sniff(received: bytes) -> str | None:
+    """``"h2"`` if ``received`` starts with the HTTP/2 preface, ``"http/1.1"``
+    as soon as it cannot, None while it still might. Pure."""
+    if received[:len(PREFACE)] == PREFACE[:len(received)]:
+        return H2 if len(received) >= len(PREFACE) else None
+    return HTTP1
+
+
+def alpn_protocol(selected: str | None, config: Config) -> str | None:
+    """The protocol a TLS connection whose ALPN chose ``selected`` speaks,
+    or None if we do not serve it. Pure."""
+    if selected == H2:
+        return H2
+    if config.http1 and selected in (None, HTTP1):
+        return HTTP1
+    return None
+
+
+def new_core(protocol: str, config: Config, peer: str, *,
+             header_memory: HeaderMemory | None = None) -> ProtocolCore:
+    """The sans-IO core of ``protocol``, on trio's clock; HTTP/2 requests
+    draw on the server's ``header_memory``."""
+    if protocol == H2:
+        return ConnectionState(config, peer=peer, clock=trio.current_time,
+                               header_memory=header_memory)
+    return H1State(config, peer=peer, clock=trio.current_time)
+
+
+async def sniff_protocol(stream: trio.abc.Stream, config: Config,
+                         peer: str) -> tuple[str, bytes] | None:
+    """Read until the first bytes tell HTTP/2 from HTTP/1.1 (at most the
+    preface's 24 bytes, within ``preface_timeout``). Returns the protocol and
+    the bytes read, which belong to it; None if the client closed or said
+    nothing in time."""
+    received = b""
+    with trio.move_on_after(config.preface_timeout):
+        while True:
+            try:
+                data = await stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                log.debug("%s: closed before its first request", peer)
+                return None
+            received += data
+            protocol = sniff(received)
+            if protocol is not None:
+                return protocol, received
+    log.info("%s: no connection preface within %ss (nor an HTTP/1.1 request); closing",
+             peer, config.preface_timeout)
+    return None
