@@ -52,9 +52,10 @@ def fuzz(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """``nox -s bench`` runs every script in bench/; ``nox -s bench -- compare
     --quick`` runs one, with its options. ``compare`` drives trio_h2 and
-    Hypercorn with h2load (nghttp2-client) and rewrites
-    docs/performance_results.inc and docs/_static/performance.png."""
-    session.install("-e", ".", "hypercorn", "matplotlib")
+    Hypercorn with h2load (nghttp2-client), and trio_h2, Hypercorn and uvicorn
+    with wrk over HTTP/1.1, and rewrites docs/performance_results*.inc, .md and
+    the plots in docs/_static/."""
+    session.install("-e", ".", "hypercorn", "uvicorn", "matplotlib")
     if session.posargs:
         name, *options = session.posargs
         session.run("python", f"bench/{name}.py", *options)

@@ -8,9 +8,9 @@ extra time and a fast one is not measured over a fraction of a second.
 from __future__ import annotations
 
 import re
-import subprocess
-from dataclasses import asdict, dataclass
-from typing import Any
+
+from bench._loadgen import LoadResult
+from bench._loadgen import run as run_tool
 
 # "finished in 4.00s, 7333.33 req/s, 243.51KB/s": h2load divides by the main
 # duration (-D), not by the total time it prints.
@@ -23,24 +23,6 @@ _STATUS = re.compile(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx
 # Both servers must do the same cryptographic work: left to themselves, OpenSSL
 # picked AES-256-GCM with trio_h2 and AES-128-GCM with Hypercorn.
 TLS13_CIPHER = "TLS_AES_128_GCM_SHA256"
-
-
-@dataclass(frozen=True, slots=True)
-class H2loadResult:
-    """One h2load run. ``problems`` is empty only if every request got a 2xx."""
-
-    command: list[str]
-    requests_per_second: float
-    succeeded: int
-    failed: int
-    errored: int
-    timeout: int
-    non_2xx: int
-    problems: list[str]
-    output: str
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _ms(seconds: float) -> str:
@@ -59,7 +41,7 @@ def command(url: str, *, clients: int, streams: int, duration: float, warm_up: f
     return [*argv, url]
 
 
-def parse(argv: list[str], output: str, returncode: int) -> H2loadResult:
+def parse(argv: list[str], output: str, returncode: int) -> LoadResult:
     """Read h2load's summary; anything short of all-2xx is listed in ``problems``."""
     problems = []
     if returncode != 0:
@@ -68,7 +50,7 @@ def parse(argv: list[str], output: str, returncode: int) -> H2loadResult:
                                   for pattern in (_FINISHED, _REQUESTS, _STATUS))
     if finished is None or requests is None or status is None:
         problems.append("h2load printed no summary")
-        return H2loadResult(argv, 0.0, 0, 0, 0, 0, 0, problems, output)
+        return LoadResult(argv, 0.0, problems, output)
     total, _, _, succeeded, failed, errored, timeout = (int(n) for n in requests.groups())
     non_2xx = sum(int(n) for n in status.groups()[1:])
     if succeeded == 0:
@@ -80,16 +62,10 @@ def parse(argv: list[str], output: str, returncode: int) -> H2loadResult:
                         f"{timeout} timed out)")
     if non_2xx:
         problems.append(f"{non_2xx} of {total} responses were not 2xx")
-    return H2loadResult(argv, float(finished.group(1)), succeeded, failed, errored, timeout,
-                        non_2xx, problems, output)
+    counts = {"succeeded": succeeded, "failed": failed, "errored": errored,
+              "timeout": timeout, "non_2xx": non_2xx}
+    return LoadResult(argv, float(finished.group(1)), problems, output, counts)
 
 
-def run(argv: list[str], timeout: float) -> H2loadResult:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              check=False)
-    except subprocess.TimeoutExpired as exc:
-        output = exc.stdout if isinstance(exc.stdout, str) else ""
-        return H2loadResult(argv, 0.0, 0, 0, 0, 0, 0, [f"h2load ran past {timeout:.0f} s"],
-                            output)
-    return parse(argv, done.stdout + done.stderr, done.returncode)
+def run(argv: list[str], timeout: float) -> LoadResult:
+    return run_tool(argv, timeout, parse)

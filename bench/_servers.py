@@ -1,4 +1,4 @@
-"""Start trio_h2 or Hypercorn on ``bench._apps:app`` and watch its memory.
+"""Start trio_h2, Hypercorn or uvicorn on ``bench._apps:app`` and watch its memory.
 
 Each server is a subprocess of its own CLI, bound to port 0, with its output in a
 log file; the URL it prints tells us the port. :class:`Memory` samples the
@@ -81,6 +81,18 @@ def hypercorn_argv(tls: Tls | None, workers: int, directory: Path) -> list[str]:
     if tls is not None:
         argv += ["--certfile", str(tls.certfile), "--keyfile", str(tls.keyfile)]
     return [*argv, APP]
+
+
+def uvicorn_argv(workers: int) -> list[str]:
+    """uvicorn on asyncio (not uvloop) with h11 (not httptools): the pure-Python
+    HTTP/1.1 it offers, to compare with trio_h2's, which is h11 too."""
+    # --log-level info: its "Uvicorn running on" line names the port; the
+    # access log off, as trio_h2 has none.
+    argv = [sys.executable, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", "0",
+            "--http", "h11", "--loop", "asyncio", "--log-level", "info", "--no-access-log"]
+    if workers != 1:
+        argv += ["--workers", str(workers)]
+    return argv
 
 
 class Server:
