@@ -1,0 +1,185 @@
+"""The RFC 7540 priority tree under every sequence of signals a client can
+send (issue 11): it stays a tree, every stream reaches the root, the
+scheduler and the tree agree on which streams exist, and a decision is
+still made, in bounded work.
+
+``priority`` 2.0.0 alone fails this: making a stream depend on one of its
+own dependents moves that dependent without its dependents while leaving
+them listed under it too; a later exclusive move then makes a stream its
+own parent, and removing that stream loops for ever, allocating.
+
+``TRIO_H2_FUZZ_EXAMPLES`` sets the examples (as in tests/test_fuzz.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import hypothesis.strategies as st
+from hypothesis import given, settings
+
+from trio_h2._priority_field import ExtensiblePriority
+from trio_h2._scheduler import MAX_DEPTH, Scheduler
+
+from .test_fuzz import EXAMPLES, FUZZ_SETTINGS
+
+MAX_STREAMS = 8
+MAX_IDLE = 4
+IDS = range(1, 40, 2)
+"""Client stream ids the sequences use: few, so that signals meet the same streams."""
+
+
+def check_tree(scheduler: Scheduler) -> None:
+    """The invariants, read from the scheduler's private state and from the
+    package's: a tree, rooted, consistent with its heaps, agreeing with the
+    scheduler on its streams, shallow enough for the package's recursion."""
+    known = set(scheduler._entries) | set(scheduler._idle)
+    assert len(scheduler._idle) <= MAX_IDLE
+    assert not set(scheduler._entries) & set(scheduler._idle)
+    shape = scheduler._shape
+    if shape is not None:
+        assert set(shape.parent) == known
+        for stream_id, parent in shape.parent.items():
+            assert stream_id in shape.children[parent]
+            assert shape.ancestry(stream_id, 0, len(shape)), f"{stream_id} misses the root"
+        listed = [child for children in shape.children.values() for child in children]
+        assert sorted(listed) == sorted(shape.parent), "a stream listed under two parents"
+    tree = scheduler._tree
+    if tree is None:
+        return
+    streams = tree._streams  # priority's private table: {id: Stream}, 0 the root
+    assert set(streams) - {0} == known
+    listed = []
+    for node in streams.values():
+        assert sorted(c.stream_id for c in node.children) == sorted(
+            s.stream_id for _, s in node.child_queue), f"{node}'s heap disagrees"
+        for child in node.children:
+            assert child.parent is node, f"{child} is listed under {node}, not its parent"
+            listed.append(child.stream_id)
+    assert sorted(listed) == sorted(known), "a stream listed under two parents, or none"
+    for stream_id, node in streams.items():
+        depth = 0
+        while node.stream_id != 0:
+            node = node.parent
+            depth += 1
+            assert depth <= MAX_DEPTH, f"stream {stream_id} deeper than {MAX_DEPTH} (or a loop)"
+        if shape is not None and stream_id and not scheduler._view_flattened:
+            assert streams[stream_id].parent.stream_id == shape.parent[stream_id]
+            assert streams[stream_id].weight == shape.weight[stream_id]
+
+
+# ------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class Op:
+    kind: str
+    stream_id: int
+    depends_on: int = 0
+    weight: int = 16
+    exclusive: bool = False
+    flag: bool = False
+    urgency: int = 3
+
+
+OPS = st.one_of(
+    st.builds(Op, st.just("add"), st.sampled_from(IDS), st.sampled_from([0, *IDS]),
+              st.integers(1, 256), st.booleans(), st.booleans()),
+    st.builds(Op, st.just("priority"), st.sampled_from(IDS), st.sampled_from([0, *IDS]),
+              st.integers(1, 256), st.booleans()),
+    st.builds(Op, st.just("priority"), st.sampled_from(IDS), st.sampled_from([0, *IDS]),
+              st.integers(1, 256), st.booleans()),
+    st.builds(Op, st.just("ready"), st.sampled_from(IDS), flag=st.booleans()),
+    st.builds(Op, st.just("ready"), st.sampled_from(IDS), flag=st.just(True)),
+    st.builds(Op, st.just("extensible"), st.sampled_from(IDS), flag=st.booleans(),
+              urgency=st.integers(0, 7)),
+    st.builds(Op, st.just("remove"), st.sampled_from(IDS)),
+    st.builds(Op, st.just("next"), st.integers(0, 16384), flag=st.booleans()),
+)
+
+
+class Client:
+    """What a client can make the scheduler do, through ConnectionState's
+    calls: open a stream once (HEADERS, with or without a dependency),
+    reprioritize any stream (open, idle, closed, unknown; onto any stream,
+    itself included: the scheduler must survive what h2 would reject),
+    readiness, RFC 9218 signals, close, decisions."""
+
+    def __init__(self) -> None:
+        self.scheduler = Scheduler(max_streams=MAX_STREAMS, max_idle=MAX_IDLE)
+        self.ready: dict[int, bool] = {}
+        self.used: set[int] = set()
+
+    def apply(self, op: Op) -> None:
+        scheduler, ready = self.scheduler, self.ready
+        open_id = op.stream_id in ready
+        if op.kind == "add":
+            if op.stream_id in self.used or len(ready) >= MAX_STREAMS:
+                return
+            extensible = ExtensiblePriority(op.urgency, True) if op.flag else None
+            scheduler.add(op.stream_id, depends_on=op.depends_on, weight=op.weight,
+                          exclusive=op.exclusive, extensible=extensible)
+            self.used.add(op.stream_id)
+            ready[op.stream_id] = False
+        elif op.kind == "priority":
+            scheduler.reprioritize(op.stream_id, depends_on=op.depends_on, weight=op.weight,
+                                   exclusive=op.exclusive)
+        elif op.kind == "ready" and open_id:
+            scheduler.set_ready(op.stream_id, op.flag)
+            ready[op.stream_id] = op.flag
+        elif op.kind == "extensible" and open_id:
+            scheduler.set_extensible(op.stream_id, ExtensiblePriority(op.urgency, op.flag))
+        elif op.kind == "remove" and open_id:
+            scheduler.remove(op.stream_id)
+            del ready[op.stream_id]
+        elif op.kind == "next":
+            chosen = scheduler.next()
+            if any(ready.values()):
+                assert chosen is not None and ready[chosen], f"chose {chosen}"
+                scheduler.charge(chosen, op.stream_id, drained=op.flag)
+            else:
+                assert chosen is None
+
+    def close_all(self) -> None:
+        """The connection ends: every open stream is removed."""
+        for stream_id in list(self.ready):
+            self.scheduler.remove(stream_id)
+            del self.ready[stream_id]
+
+
+@settings(FUZZ_SETTINGS, max_examples=EXAMPLES * 10)  # no sockets: cheap
+@given(ops=st.lists(OPS, max_size=60))
+def test_random_signals_keep_the_tree_a_tree(ops: list[Op]) -> None:
+    client = Client()
+    for op in ops:
+        client.apply(op)
+        check_tree(client.scheduler)
+        assert client.scheduler.ready_count == sum(client.ready.values())
+    client.close_all()
+    check_tree(client.scheduler)
+
+
+
+def test_the_four_frames_that_made_a_stream_its_own_parent() -> None:
+    """Streams 1, 3 and 5 open; PRIORITY 1 on 0 exclusive, 3 on 1 exclusive,
+    1 on 3 (a dependent: 3 moves up first, with 5), 5 on 3 exclusive. RFC
+    9113 section 5.3.3 gives 0 -> 3 -> 5 -> 1; then 5 is reset and the
+    connection closes."""
+    client = Client()
+    for stream_id in (1, 3, 5):
+        client.apply(Op("add", stream_id))
+    for stream_id, depends_on, exclusive in ((1, 0, True), (3, 1, True), (1, 3, False),
+                                             (5, 3, True)):
+        client.apply(Op("priority", stream_id, depends_on, exclusive=exclusive))
+        check_tree(client.scheduler)
+    shape = client.scheduler._shape
+    assert shape is not None
+    assert shape.parent == {3: 0, 5: 3, 1: 5}
+    for stream_id in (1, 3):
+        client.apply(Op("ready", stream_id, flag=True))
+    assert client.scheduler.next() == 3  # the root of the chain: a decision, and the right one
+    client.apply(Op("remove", 5))
+    assert shape.parent == {3: 0, 1: 3}
+    check_tree(client.scheduler)
+    client.close_all()
+    check_tree(client.scheduler)
