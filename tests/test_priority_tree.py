@@ -1,7 +1,8 @@
 """The RFC 7540 priority tree under every sequence of signals a client can
 send (issue 11): it stays a tree, every stream reaches the root, the
 scheduler and the tree agree on which streams exist, and a decision is
-still made, in bounded work.
+still made, in bounded work. First on the scheduler alone, then over a
+socket, with bystanders (:mod:`tests.attack_harness`).
 
 ``priority`` 2.0.0 alone fails this: making a stream depend on one of its
 own dependents moves that dependent without its dependents while leaving
@@ -13,14 +14,38 @@ own parent, and removing that stream loops for ever, allocating.
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import hypothesis.strategies as st
+import pytest
+from h2.settings import SettingCodes
 from hypothesis import given, settings
 
 from trio_h2._priority_field import ExtensiblePriority
 from trio_h2._scheduler import MAX_DEPTH, Scheduler
+from trio_h2.testing import H2ServerFactory
 
+from .attack_client import (
+    MAX_WINDOW,
+    Attacker,
+    headers,
+    priority,
+    request_block,
+    rst_stream,
+    window_update,
+)
+from .attack_harness import (
+    CALM,
+    FLOOD_LIMIT,
+    App,
+    assert_stopped,
+    handlers_finish,
+    start,
+    still_serves,
+    watched,
+)
 from .test_fuzz import EXAMPLES, FUZZ_SETTINGS
 
 MAX_STREAMS = 8
@@ -183,3 +208,102 @@ def test_the_four_frames_that_made_a_stream_its_own_parent() -> None:
     check_tree(client.scheduler)
     client.close_all()
     check_tree(client.scheduler)
+
+
+# ------------------------------------------------------------ over a socket
+
+
+@pytest.fixture
+def app() -> App:
+    return App()
+
+
+UPLOAD = request_block("POST", "/echo")
+
+
+async def open_uploads(attacker: Attacker, streams: range) -> None:
+    """Uploads whose body never comes: their handlers wait, their streams stay open."""
+    await attacker.send(b"".join(headers(s, UPLOAD, end_stream=False) for s in streams))
+
+
+async def test_the_four_frames_over_a_socket(h2_server: H2ServerFactory, app: App) -> None:
+    """The four PRIORITY frames that made stream 5 its own parent, then
+    RST_STREAM 5 (before the fix: 100% CPU and unbounded memory, the whole
+    server stopped), a request on the same connection, and the close
+    (which removes every stream from the tree)."""
+    server = await start(h2_server, app)
+    async with watched(server, app) as watch:
+        attacker = await watch.connect()
+        await open_uploads(attacker, range(1, 7, 2))
+        await attacker.send(priority(1, 0, exclusive=True) + priority(3, 1, exclusive=True)
+                            + priority(1, 3) + priority(5, 3, exclusive=True) + rst_stream(5))
+        assert await still_serves(attacker, 7), attacker.ending.describe()
+        await attacker.aclose()
+        assert await handlers_finish(app), f"{app.running} handlers still running"
+
+
+def churn(streams: list[int], count: int, seed: int) -> Iterator[bytes]:
+    """Random PRIORITY frames among ``streams``: onto each other (dependents
+    included), the root, idle and unknown streams, any weight, exclusive or not."""
+    rng = random.Random(seed)
+    targets = [0, *streams, 10_001, 10_003, 2**31 - 1]
+    for _ in range(count):
+        stream_id = rng.choice(streams)
+        depends_on = rng.choice([t for t in targets if t != stream_id])
+        yield priority(stream_id, depends_on, rng.randrange(1, 257), rng.random() < 0.5)
+
+
+async def test_priority_churn_among_open_streams(h2_server: H2ServerFactory, app: App) -> None:
+    """99 open uploads and 8000 random PRIORITY frames among them (under the
+    control-frame budget), resets among them: the connection goes on and
+    answers, and closes cleanly."""
+    server = await start(h2_server, app)
+    streams = list(range(1, 199, 2))
+    async with watched(server, app) as watch:
+        attacker = await watch.connect()
+        await open_uploads(attacker, range(1, 199, 2))
+
+        def frames() -> Iterator[bytes]:
+            for i, frame in enumerate(churn(streams, 8000, seed=11)):
+                yield frame
+                if i % 1000 == 999:  # a reset now and then, within the reset budget
+                    yield rst_stream(streams.pop(len(streams) // 2))
+
+        await attacker.flood(frames(), seconds=FLOOD_LIMIT, reading=True)
+        assert await still_serves(attacker, 199), attacker.ending.describe()
+        await attacker.aclose()
+        assert await handlers_finish(app), f"{app.running} handlers still running"
+
+
+async def test_data_dribble_with_priority_shuffling(h2_server: H2ServerFactory,
+                                                   app: App) -> None:
+    """CVE-2019-9511 with the tree in play: 50 streams of ``/big`` at a zero
+    window, opened one byte at a time, while PRIORITY frames reshuffle them,
+    so that every 1-byte DATA frame is a decision in a changed tree. The
+    server never sends more than the windows allow, keeps answering (or ends
+    the connection with ENHANCE_YOUR_CALM), and closes cleanly."""
+    server = await start(h2_server, app)
+    streams = list(range(1, 101, 2))
+    async with watched(server, app) as watch:
+        attacker = await watch.connect(initial_settings=[(SettingCodes.INITIAL_WINDOW_SIZE, 0)])
+        await attacker.send(window_update(0, MAX_WINDOW - 65535) + b"".join(
+            headers(s, request_block("GET", "/big")) for s in streams))
+        shuffle = churn(streams, 4000, seed=12)
+
+        def frames() -> Iterator[bytes]:
+            for round_ in range(100):
+                for s in streams:
+                    yield window_update(s, 1)
+                    if s % 5 == round_ % 5:
+                        yield next(shuffle)
+
+        await attacker.flood(frames(), seconds=FLOOD_LIMIT, reading=True)
+        ending = attacker.ending
+        if not await still_serves(attacker, None):
+            assert_stopped(ending, CALM, what="data dribble with priority shuffling")
+        granted = 100 * len(streams)  # at most: the flood may have stopped early
+        assert ending.data_bytes <= granted, (
+            f"{ending.data_bytes} bytes of DATA for {granted} bytes of window")
+        assert ending.data_bytes > 0
+        await attacker.aclose()
+        assert await handlers_finish(app), f"{app.running} handlers still running"
