@@ -10,6 +10,8 @@ frame), since the priority tree's deferred work lands there.
 
 Classes:
 
+* ``baseline``: PRIORITY frames that only change weights of open streams
+  (no tree is built): what h2 and the core cost per frame, the floor;
 * ``priority-idle``: PRIORITY churn among 1000 idle streams, exclusive one
   time in three (the CVE-2019-9513 pattern);
 * ``priority-open``: random PRIORITY frames among 100 open uploads, onto each
@@ -68,6 +70,13 @@ POST = request_block("POST", "/up")
 def opened(count: int = OPEN) -> bytes:
     """``count`` uploads whose body has not arrived, on streams 1, 3, 5..."""
     return b"".join(headers(2 * i + 1, POST, end_stream=False) for i in range(count))
+
+
+def baseline(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
+    def frames() -> Iterator[bytes]:
+        for _ in range(40_000):  # weights only: the tree is never built
+            yield priority(rng.randrange(1, 2 * OPEN, 2), 0, rng.randrange(1, 257))
+    return opened(), frames()
 
 
 def priority_idle(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
@@ -162,6 +171,7 @@ def mixed(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
 
 
 CLASSES: dict[str, Callable[[random.Random], tuple[bytes, Iterator[bytes]]]] = {
+    "baseline": baseline,
     "priority-idle": priority_idle,
     "priority-open": priority_open,
     "deep-chain": deep_chain,

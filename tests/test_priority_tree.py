@@ -22,7 +22,9 @@ import hypothesis.strategies as st
 import pytest
 from h2.settings import SettingCodes
 from hypothesis import given, settings
+from priority.priority import PriorityTree
 
+from trio_h2 import _scheduler as scheduler_module
 from trio_h2._priority_field import ExtensiblePriority
 from trio_h2._scheduler import MAX_DEPTH, Scheduler
 from trio_h2.testing import H2ServerFactory
@@ -59,16 +61,17 @@ def check_tree(scheduler: Scheduler) -> None:
     package's: a tree, rooted, consistent with its heaps, agreeing with the
     scheduler on its streams, shallow enough for the package's recursion."""
     known = set(scheduler._entries) | set(scheduler._idle)
-    assert len(scheduler._idle) <= MAX_IDLE
+    assert len(scheduler._idle) <= scheduler._max_idle
     assert not set(scheduler._entries) & set(scheduler._idle)
     shape = scheduler._shape
     if shape is not None:
-        assert set(shape.parent) == known
-        for stream_id, parent in shape.parent.items():
-            assert stream_id in shape.children[parent]
-            assert shape.ancestry(stream_id, 0, len(shape)), f"{stream_id} misses the root"
-        listed = [child for children in shape.children.values() for child in children]
-        assert sorted(listed) == sorted(shape.parent), "a stream listed under two parents"
+        children = shape.children()
+        assert set(children) - {0} == known
+        for stream_id, dependents in children.items():
+            assert shape.child_count(stream_id) == len(dependents)
+            assert all(shape.parent(child) == stream_id for child in dependents)
+            assert not stream_id or shape.ancestry(stream_id, 0, len(shape)), (
+                f"{stream_id} misses the root")
     tree = scheduler._tree
     if tree is None:
         return
@@ -89,7 +92,7 @@ def check_tree(scheduler: Scheduler) -> None:
             depth += 1
             assert depth <= MAX_DEPTH, f"stream {stream_id} deeper than {MAX_DEPTH} (or a loop)"
         if shape is not None and stream_id and not scheduler._view_flattened:
-            assert streams[stream_id].parent.stream_id == shape.parent[stream_id]
+            assert streams[stream_id].parent.stream_id == shape.parent(stream_id)
             assert streams[stream_id].weight == shape.weight[stream_id]
 
 
@@ -199,15 +202,60 @@ def test_the_four_frames_that_made_a_stream_its_own_parent() -> None:
         check_tree(client.scheduler)
     shape = client.scheduler._shape
     assert shape is not None
-    assert shape.parent == {3: 0, 5: 3, 1: 5}
+    assert {s: shape.parent(s) for s in (1, 3, 5)} == {3: 0, 5: 3, 1: 5}
     for stream_id in (1, 3):
         client.apply(Op("ready", stream_id, flag=True))
     assert client.scheduler.next() == 3  # the root of the chain: a decision, and the right one
     client.apply(Op("remove", 5))
-    assert shape.parent == {3: 0, 1: 3}
+    assert 5 not in shape and {s: shape.parent(s) for s in (1, 3)} == {3: 0, 1: 3}
     check_tree(client.scheduler)
     client.close_all()
     check_tree(client.scheduler)
+
+
+class CountingTree(PriorityTree):
+    """The package's tree, counting the calls that change it (all that cost
+    more than O(1): each re-heaps a parent's dependents)."""
+
+    changes = 0
+
+    def insert_stream(self, stream_id: int, depends_on: int | None = None, weight: int = 16,
+                      exclusive: bool = False) -> None:
+        CountingTree.changes += 1
+        super().insert_stream(stream_id, depends_on, weight, exclusive)
+
+    def reprioritize(self, stream_id: int, depends_on: int | None = None, weight: int = 16,
+                     exclusive: bool = False) -> None:
+        CountingTree.changes += 1
+        super().reprioritize(stream_id, depends_on, weight, exclusive)
+
+    def remove_stream(self, stream_id: int) -> None:
+        CountingTree.changes += 1
+        super().remove_stream(stream_id)
+
+
+def test_work_between_decisions_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever signals arrive between two decisions (one read can hold
+    4,681 PRIORITY frames), the package's tree changes at most EAGER_CHANGES
+    times; a decision rebuilds it at most once, one insert per stream."""
+    monkeypatch.setattr(scheduler_module, "PriorityTree", CountingTree)
+    scheduler = Scheduler(max_streams=100, max_idle=100)
+    for stream_id in range(1, 200, 2):
+        scheduler.add(stream_id, depends_on=stream_id - 2 if stream_id > 1 else 0)
+        scheduler.set_ready(stream_id, True)
+    rng = random.Random(3)
+    for _ in range(20):
+        scheduler.next()
+        CountingTree.changes = 0
+        for _ in range(4681):
+            stream_id = rng.randrange(1, 400, 2)
+            scheduler.reprioritize(stream_id, depends_on=rng.randrange(0, 400),
+                                   weight=rng.randrange(1, 257), exclusive=rng.random() < 0.5)
+        assert CountingTree.changes <= scheduler_module.EAGER_CHANGES * 2
+        CountingTree.changes = 0
+        assert scheduler.next() is not None
+        assert CountingTree.changes <= 100 + 100 + 2  # one rebuild: the tree's bound
+        check_tree(scheduler)
 
 
 # ------------------------------------------------------------ over a socket
