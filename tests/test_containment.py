@@ -102,9 +102,11 @@ async def test_an_exception_in_priority_ends_only_that_connection(
     async with watched(server, app) as watch:
         attacker = await watch.connect()
         # A PRIORITY frame with an exclusive dependency makes the server use
-        # the package's tree (a flat connection schedules without it).
+        # the package's tree (a flat connection schedules without it); it is
+        # built when the sender must choose between two streams with data.
         exclusive_on_root = priority_frame(1, depends_on=0, weight=16, exclusive=True)
-        await attacker.send(exclusive_on_root + headers(doomed, request_block()))
+        await attacker.send(exclusive_on_root + headers(3, request_block("GET", "/big"))
+                            + headers(doomed, request_block("GET", "/big")))
         ending = await attacker.finish(ENDING_LIMIT)
         assert_stopped(ending, ErrorCodes.INTERNAL_ERROR, what="priority raised")
 

@@ -251,6 +251,53 @@ SCRIPTS = st.booleans().flatmap(lambda chaotic: st.builds(
     splits=st.lists(st.integers(0, 5000), max_size=8).map(tuple)))
 
 
+# The RFC 7540 tree (issue 11): open uploads, tiny windows, and PRIORITY
+# frames that move streams onto each other (their dependents included), onto
+# idle and closed streams, exclusive or not, among resets, window updates and
+# body. Mostly valid, so that the connection lives long enough to matter.
+TREE_TARGETS = [0, *range(1, 24, 2), 101, 103]
+UPLOAD = ((b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/echo"),
+          (b":authority", b"localhost"))
+
+
+@st.composite
+def tree_scripts(draw: st.DrawFn) -> Script:
+    window = draw(st.sampled_from([0, 1, 65535]))
+    frames = [Spec(SETTINGS, 0, 0, struct.pack("!HL", 0x4, window))]
+    opened: list[int] = []
+    for _ in range(draw(st.integers(1, 60))):
+        kind = draw(st.sampled_from(["open", "open", "priority", "priority", "priority",
+                                     "priority", "window", "window", "reset", "data"]))
+        if kind == "open" or not opened:
+            kind, stream_id = "open", opened[-1] + 2 if opened else 1
+            if stream_id > 23:
+                continue
+            opened.append(stream_id)
+        else:
+            stream_id = draw(st.sampled_from(opened if kind != "priority" else TREE_TARGETS[1:]))
+        depends_on = draw(st.sampled_from([t for t in TREE_TARGETS if t != stream_id]))
+        dependency = (_u32(depends_on | (2**31 if draw(st.booleans()) else 0))
+                      + bytes([draw(st.integers(0, 255))]))
+        if kind == "open":
+            flags = END_HEADERS | draw(st.sampled_from([0, END_STREAM, PRIORITY_FLAG]))
+            frames.append(Spec(HEADERS, flags, stream_id,
+                               dependency if flags & PRIORITY_FLAG else b"", UPLOAD))
+        elif kind == "priority":
+            frames.append(Spec(PRIORITY, 0, stream_id, dependency))
+        elif kind == "window":
+            frames.append(Spec(WINDOW_UPDATE, 0, draw(st.sampled_from([0, stream_id])),
+                               _u32(draw(st.sampled_from([1, 1, 2, 100])))))
+        elif kind == "reset":
+            frames.append(Spec(RST_STREAM, 0, stream_id, _u32(8)))
+        else:
+            frames.append(Spec(DATA, draw(st.sampled_from([0, END_STREAM])), stream_id,
+                               draw(st.binary(max_size=20))))
+    return Script(tuple(frames), ())
+
+
+TREE_SCRIPTS = tree_scripts()
+
+
 # ------------------------------------------------------- the real server
 
 
@@ -369,6 +416,10 @@ async def connection_tasks_after_close() -> list[str]:
 @FUZZ_SETTINGS
 @given(script=SCRIPTS)
 def test_fuzzed_frames_over_a_socket(script: Script) -> None:
+    over_a_socket(script)
+
+
+def over_a_socket(script: Script) -> None:
     errors = _Errors()
     logger = logging.getLogger("trio_h2")
     logger.addHandler(errors)
@@ -376,6 +427,24 @@ def test_fuzzed_frames_over_a_socket(script: Script) -> None:
         trio.run(_exercise, script, errors)
     finally:
         logger.removeHandler(errors)
+
+
+def _priority(stream_id: int, depends_on: int, exclusive: bool) -> Spec:
+    return Spec(PRIORITY, 0, stream_id, _u32(depends_on | (2**31 if exclusive else 0)) + b"\x0f")
+
+
+@settings(FUZZ_SETTINGS, max_examples=max(EXAMPLES // 3, 1))
+@given(script=TREE_SCRIPTS)
+# Issue 11: these four frames made stream 5 its own parent; its reset then
+# hung the server (a long run finds it too, in a few hundred examples).
+@example(script=Script((*(Spec(HEADERS, END_HEADERS, s, fields=UPLOAD) for s in (1, 3, 5)),
+                        _priority(1, 0, True), _priority(3, 1, True), _priority(1, 3, False),
+                        _priority(5, 3, True), Spec(RST_STREAM, 0, 5, _u32(8))), ()))
+def test_priority_frames_over_a_socket(script: Script) -> None:
+    """The same promises for scripts that reshape the priority tree while
+    streams are open and windows tiny (a stream that is its own parent hung
+    the whole server before issue 11's fix)."""
+    over_a_socket(script)
 
 
 # ---------------------------------------------------------- the sans-IO core
@@ -407,7 +476,7 @@ RAW = st.one_of(
 
 
 @settings(FUZZ_SETTINGS, max_examples=EXAMPLES * 5)  # no sockets: cheap
-@given(data=st.one_of(RAW, SCRIPTS.map(Script.wire)),
+@given(data=st.one_of(RAW, SCRIPTS.map(Script.wire), TREE_SCRIPTS.map(Script.wire)),
        splits=st.lists(st.integers(0, 5000), max_size=8))
 # Found by a long run: a malformed request and its RST_STREAM in one read
 # (h2 has closed the stream before the server resets it).

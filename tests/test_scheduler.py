@@ -232,9 +232,9 @@ def test_a_dependency_leaves_the_fast_path_with_the_same_shares() -> None:
     pair = open_pair()
     a = request(pair, weight=256)
     b = request(pair, weight=32)
-    assert pair.server.scheduler._tree is None  # the flat fast path
+    assert pair.server.scheduler._shape is None  # the flat fast path
     c = request(pair, depends_on=a.stream_id, weight=16)  # a's child: waits for a
-    assert pair.server.scheduler._tree is not None
+    assert pair.server.scheduler._shape is not None
     sent = run(pair, {a: 16384, b: 16384, c: 16384}, total=9 * 16384 * 20)
     assert sent[c.stream_id] == 0
     assert sent[a.stream_id] / (sent[a.stream_id] + sent[b.stream_id]) == pytest.approx(

@@ -26,18 +26,10 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict, deque
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import final
 
-from priority.priority import (
-    DuplicateStreamError,
-    MissingStreamError,
-    PriorityError,
-    PriorityLoop,
-    PriorityTree,
-    TooManyStreamsError,
-)
+from priority.priority import PriorityTree
 
 from ._priority_field import DEFAULT_URGENCY, ExtensiblePriority
 
@@ -45,6 +37,21 @@ from ._priority_field import DEFAULT_URGENCY, ExtensiblePriority
 DEFAULT_WEIGHT = 16
 # The RFC 7540 tree as a whole competes at the RFC 9218 default urgency.
 TREE_URGENCY = DEFAULT_URGENCY
+# The deepest level of the package's tree: its next() recurses once a level
+# and its own loop check gives up (falsely) past 100. Deeper streams hang
+# from their ancestor at this depth; a PRIORITY frame whose target is deeper
+# is not followed (the stream goes to the root). Chrome chains each request
+# under the previous one, so a page's requests past the 32nd share turns by
+# weight instead of going strictly in order. (nghttp2 kept at most 100
+# streams in one dependency tree, NGHTTP2_MAX_DEP_TREE_LENGTH.)
+MAX_DEPTH = 32
+# A change that costs the package's tree at most this many moved or
+# re-heaped streams is applied to it at once, and at most EAGER_CHANGES of
+# them between two decisions; anything else makes the tree be rebuilt from
+# the shape at the next decision (one rebuild, whatever the number of
+# changes: removing a stream re-heaps all its siblings in the package).
+EAGER_COST = 32
+EAGER_CHANGES = 16
 
 
 class SchedulerError(Exception):
@@ -73,12 +80,20 @@ class Scheduler:
     def __init__(self, *, max_streams: int, max_idle: int, quantum: int = 16384) -> None:
         self.quantum = quantum
         # Open streams plus idle ones that clients name in PRIORITY frames.
-        # Idle nodes are evicted oldest first past max_idle, so the tree, its
-        # depth and the package's recursion stay bounded.
-        self._tree_size = max_streams + max_idle + 1
+        # Idle nodes are evicted oldest first past max_idle, so the tree
+        # stays bounded. (One signal may add two idle nodes, its stream and
+        # its parent, before the oldest are evicted.)
+        self._tree_size = max_streams + max_idle + 2
+        self._shape: _Shape | None = None
+        """The RFC 7540 tree, the truth: made at the first dependency,
+        exclusive flag or PRIORITY frame for an idle stream; until then the
+        flat fast path below needs none."""
         self._tree: PriorityTree | None = None
-        """Built at the first dependency, exclusive flag or PRIORITY frame for
-        an idle stream; until then the flat fast path below needs none."""
+        """The package's tree, which decides turns: the shape (flattened
+        past MAX_DEPTH), or ``None`` until the next decision rebuilds it."""
+        self._view_depth = 0  # at least the depth of _tree
+        self._view_flattened = False  # _tree is not the shape itself
+        self._eager_left = EAGER_CHANGES
         self._max_idle = max_idle
         self._idle: OrderedDict[int, None] = OrderedDict()
         self._entries: dict[int, _Entry] = {}
@@ -107,31 +122,39 @@ class Scheduler:
             exclusive: bool = False, extensible: ExtensiblePriority | None = None) -> None:
         """Add a new stream, not ready. A stream a PRIORITY frame already put
         in the tree while it was idle keeps that place unless this call names one."""
-        self._entries[stream_id] = _Entry(stream_id, extensible, weight=weight)
-        if self._tree is None and not depends_on and not exclusive:
+        _check_weight(stream_id, weight)
+        entry = _Entry(stream_id, extensible, weight=weight)
+        if self._shape is None and not depends_on and not exclusive:
+            self._entries[stream_id] = entry
             return  # the flat fast path: a child of the root
+        self._build_shape()
         if stream_id in self._idle:
             del self._idle[stream_id]
             if depends_on or weight != DEFAULT_WEIGHT or exclusive:
-                self.reprioritize(stream_id, depends_on=depends_on, weight=weight,
-                                  exclusive=exclusive)
-            return
-        self._place(stream_id, depends_on, weight, exclusive, insert=True)
+                self._move(stream_id, depends_on, weight, exclusive)
+        else:
+            self._insert(stream_id, depends_on, weight, exclusive)
+        self._entries[stream_id] = entry
+        self._evict_idle()
 
     def reprioritize(self, stream_id: int, *, depends_on: int, weight: int,
                      exclusive: bool) -> None:
         """Apply an RFC 7540 PRIORITY frame, to an open stream or an idle one."""
+        _check_weight(stream_id, weight)
         entry = self._entries.get(stream_id)
-        if self._tree is None and entry is not None and not depends_on and not exclusive:
-            entry.weight = weight  # still flat: only the weight changes
-            return
-        if entry is None and stream_id not in self._idle:
+        if entry is not None:
+            entry.weight = weight
+            if self._shape is None and not depends_on and not exclusive:
+                return  # still flat: only the weight changes
+        if stream_id not in self._build_shape():
             # RFC 9113 section 5.3.2 / RFC 7540 section 5.3.4: an idle stream
-            # enters the tree so that later streams can depend on it.
-            self._place(stream_id, depends_on, weight, exclusive, insert=True)
-            self._remember_idle(stream_id)
-            return
-        self._place(stream_id, depends_on, weight, exclusive, insert=False)
+            # (or one closed and forgotten) enters the tree so that later
+            # streams can depend on it.
+            self._insert(stream_id, depends_on, weight, exclusive)
+            self._idle[stream_id] = None
+        else:
+            self._move(stream_id, depends_on, weight, exclusive)
+        self._evict_idle()
 
     def set_extensible(self, stream_id: int, value: ExtensiblePriority) -> None:
         """Give an open stream an RFC 9218 priority (header, PRIORITY_UPDATE,
@@ -150,9 +173,7 @@ class Scheduler:
         self.set_ready(stream_id, False)
         del self._entries[stream_id]
         self._owed.pop(stream_id, None)
-        if self._tree is not None:
-            with suppress(MissingStreamError):  # never entered: its insert failed
-                self._tree.remove_stream(stream_id)
+        self._remove_from_tree(stream_id)
 
     # ------------------------------------------------------------ readiness
 
@@ -169,8 +190,9 @@ class Scheduler:
         if value is None:
             if ready:
                 self._tree_ready.add(stream_id)
-                if self._tree is not None:
-                    self._tree.unblock(stream_id)
+                if self._shape is not None:
+                    if self._tree is not None:
+                        self._tree.unblock(stream_id)
                 else:
                     # A stream that waited does not bank turns (nghttp2's rule).
                     entry.vtime = max(entry.vtime, self._vnow)
@@ -226,7 +248,7 @@ class Scheduler:
         entry = self._entries.get(stream_id)
         if entry is None:
             return False  # closed
-        if (stream_id in self._owed or entry.extensible is not None or self._tree is not None
+        if (stream_id in self._owed or entry.extensible is not None or self._shape is not None
                 or self._rfc9218_ready or len(self._tree_ready) <= 1):
             return True
         top = self._flat_top()
@@ -259,8 +281,8 @@ class Scheduler:
         if len(self._tree_ready) == 1:
             for only in self._tree_ready:  # nothing to choose: no tree walk
                 return only
-        if self._tree is not None:
-            return self._tree.next()
+        if self._shape is not None:
+            return self._view().next()
         top = self._flat_top()
         assert top is not None  # a stream is ready
         vtime, stream_id = heapq.heappop(self._flat_heap)
@@ -293,63 +315,266 @@ class Scheduler:
                                for e in map(self._entries.__getitem__, self._tree_ready)]
             heapq.heapify(self._flat_heap)
 
+
     # ---------------------------------------------------------------- tree
 
-    def _build_tree(self) -> PriorityTree:
-        """The tree, with every open stream a child of the root, as it was."""
-        if self._tree is None:
-            tree = PriorityTree(maximum_streams=self._tree_size)
+    def _build_shape(self) -> _Shape:
+        """Leave the flat fast path: every open stream a child of the root,
+        with its weight, as it was."""
+        if self._shape is None:
+            self._shape = _Shape()
             for entry in self._entries.values():
-                tree.insert_stream(entry.stream_id, weight=entry.weight)
-                if not (entry.ready and entry.extensible is None):
-                    tree.block(entry.stream_id)
-            self._tree = tree
-        return self._tree
+                self._shape.insert(entry.stream_id, 0, entry.weight, exclusive=False)
+            self._tree = None
+        return self._shape
 
-    def _place(self, stream_id: int, depends_on: int, weight: int, exclusive: bool,
-               *, insert: bool) -> None:
-        tree = self._build_tree()
-        entry = self._entries.get(stream_id)
-        if entry is not None:
-            entry.weight = weight
-        if depends_on and depends_on not in self._entries and depends_on not in self._idle:
+    def _insert(self, stream_id: int, depends_on: int, weight: int, exclusive: bool) -> None:
+        """A stream the tree does not hold yet (it has no dependents)."""
+        shape = self._build_shape()
+        if depends_on == stream_id:
+            # h2 answers a self-dependency with PROTOCOL_ERROR before this;
+            # should one get here, the signal is only advice: the root.
+            depends_on, exclusive = 0, False
+        if depends_on and depends_on not in shape:
             # A dependency on a stream we do not know: an idle (or long
             # closed) one. It enters the tree with default priority.
-            self._place(depends_on, 0, DEFAULT_WEIGHT, False, insert=True)
-            self._remember_idle(depends_on)
-        try:
-            if insert:
-                tree.insert_stream(stream_id, depends_on=depends_on or None,
-                                         weight=weight, exclusive=exclusive)
-                tree.block(stream_id)
-            else:
-                tree.reprioritize(stream_id, depends_on=depends_on or None,
-                                        weight=weight, exclusive=exclusive)
-        except (PriorityLoop, RecursionError):
-            # The package reports loops falsely past 100 levels and recurses
-            # on deep chains. A priority signal is only advice (RFC 9113
-            # section 5.3): keep the stream, at the root, with its weight.
-            self._fallback(stream_id, weight, insert=insert)
-        except DuplicateStreamError:
-            self._place(stream_id, depends_on, weight, exclusive, insert=False)
-        except TooManyStreamsError as exc:
-            raise SchedulerError(f"stream {stream_id}: {exc}") from exc
-        except PriorityError as exc:
-            raise SchedulerError(f"stream {stream_id}: {exc}") from exc
+            self._insert(depends_on, 0, DEFAULT_WEIGHT, False)
+            self._idle[depends_on] = None
+        if len(shape) >= self._tree_size:
+            raise SchedulerError(f"stream {stream_id}: the priority tree holds "
+                                 f"{len(shape)} streams already")
+        cost = shape.child_count(depends_on) if exclusive else 1
+        depth = shape.depth(depends_on, MAX_DEPTH - 1)
+        shape.insert(stream_id, depends_on, weight, exclusive=exclusive)
+        tree = self._tree
+        if (tree is not None and depth is not None
+                and self._view_depth + exclusive <= MAX_DEPTH and self._eager(cost)):
+            tree.insert_stream(stream_id, depends_on=depends_on or None, weight=weight,
+                               exclusive=exclusive)
+            tree.block(stream_id)
+            self._view_depth = max(self._view_depth + exclusive, depth + 1)
+        else:
+            self._tree = None
 
-    def _fallback(self, stream_id: int, weight: int, *, insert: bool) -> None:
-        tree = self._build_tree()
-        try:
-            if insert:
-                tree.insert_stream(stream_id, weight=weight)
-                tree.block(stream_id)
-            else:
-                tree.reprioritize(stream_id, weight=weight)
-        except PriorityError as exc:
-            raise SchedulerError(f"stream {stream_id}: {exc}") from exc
+    def _move(self, stream_id: int, depends_on: int, weight: int, exclusive: bool) -> None:
+        """RFC 9113 section 5.3.3 (RFC 7540 section 5.3.3) for a stream the
+        tree holds: it moves with its dependents under ``depends_on``. If
+        ``depends_on`` is one of those dependents, it first moves to the
+        stream's previous parent, keeping its weight. (priority 2.0.0 moves
+        it without its own dependents and leaves them listed under it as
+        well; the next exclusive move can then make a stream its own parent,
+        and removing it loops for ever. Here the tree's shape is ours, and
+        the package's tree is rebuilt from it.)"""
+        shape = self._build_shape()
+        if depends_on == stream_id:
+            depends_on, exclusive = 0, False  # see _insert
+        if depends_on and depends_on not in shape:
+            self._insert(depends_on, 0, DEFAULT_WEIGHT, False)
+            self._idle[depends_on] = None
+        found = shape.ancestry(depends_on, stream_id, MAX_DEPTH)
+        if found is None:
+            # Too deep to tell cheaply whether it is a dependent: advice we
+            # do not take. The stream keeps its weight, at the root.
+            depends_on, exclusive = 0, False
+        elif found:
+            shape.move(depends_on, shape.parent(stream_id), shape.weight[depends_on],
+                       exclusive=False)
+        shape.move(stream_id, depends_on, weight, exclusive=exclusive)
+        self._tree = None  # rebuilt at the next decision
 
-    def _remember_idle(self, stream_id: int) -> None:
-        self._idle[stream_id] = None
+    def _remove_from_tree(self, stream_id: int) -> None:
+        shape = self._shape
+        if shape is None or stream_id not in shape:
+            return
+        cost = shape.child_count(shape.parent(stream_id)) + shape.child_count(stream_id)
+        shape.remove(stream_id)
+        self._idle.pop(stream_id, None)
+        if self._tree is not None and self._eager(cost):
+            self._tree.remove_stream(stream_id)  # its dependents move up a level
+        else:
+            self._tree = None
+
+    def _evict_idle(self) -> None:
+        """Idle nodes past ``max_idle`` leave, oldest first (nghttp2's rule)."""
         while len(self._idle) > self._max_idle:
-            oldest, _ = self._idle.popitem(last=False)
-            self._build_tree().remove_stream(oldest)  # its dependents move up a level
+            oldest = next(iter(self._idle))
+            self._remove_from_tree(oldest)
+
+    def _eager(self, cost: int) -> bool:
+        """Whether to apply a change to the package's tree now (it keeps the
+        weighted shares of the turns in progress) rather than rebuild it at
+        the next decision: only changes that cost it little, and a bounded
+        number of them between two decisions."""
+        if self._tree is None or self._view_flattened or cost > EAGER_COST or \
+                self._eager_left <= 0:
+            return False
+        self._eager_left -= 1
+        return True
+
+    def _view(self) -> PriorityTree:
+        """The package's tree for the current shape, rebuilt if a change
+        made it stale: parents before children, every stream blocked but
+        the ready ones. Streams deeper than ``MAX_DEPTH`` hang from their
+        ancestor at that depth, so the package's recursion stays shallow."""
+        self._eager_left = EAGER_CHANGES
+        if self._tree is not None:
+            return self._tree
+        shape = self._shape
+        assert shape is not None
+        tree = PriorityTree(maximum_streams=self._tree_size + 1)
+        flattened, deepest = False, 0
+        children = shape.children()
+        level: list[tuple[int, int]] = [(0, 0)]  # (stream, where it hangs in the view)
+        for depth in range(1, len(shape) + 1):
+            below: list[tuple[int, int]] = []
+            for parent, anchor in level:
+                for child in children[parent]:
+                    tree.insert_stream(child, depends_on=anchor or None,
+                                       weight=shape.weight[child])
+                    if child not in self._tree_ready:
+                        tree.block(child)
+                    below.append((child, child if depth < MAX_DEPTH else anchor))
+            if not below:
+                break
+            deepest = min(depth, MAX_DEPTH)
+            flattened = flattened or depth > MAX_DEPTH
+            level = below
+        self._tree, self._view_depth, self._view_flattened = tree, deepest, flattened
+        return tree
+
+
+@final
+class _Shape:
+    """The RFC 7540 dependency tree as the client described it: open and
+    idle streams, their weights and parents, 0 the root. Pure, and cheap
+    whatever the client does: each stream's dependents are a *group*, and a
+    change moves or merges whole groups (union by size, with path
+    compression), so an exclusive dependency or a removal that moves two
+    hundred dependents costs no more than one that moves one. A walk up the
+    tree is bounded by the caller."""
+
+    __slots__ = ("_home", "_in", "weight")
+
+    def __init__(self) -> None:
+        self.weight: dict[int, int] = {}
+        self._in: dict[int, _Group] = {}
+        """The group each stream belongs to (its parent's dependents)."""
+        self._home: dict[int, _Group] = {0: _Group(0)}
+        """Each stream's own dependents (and the root's)."""
+
+    def __contains__(self, stream_id: int) -> bool:
+        return stream_id in self.weight
+
+    def __len__(self) -> int:
+        return len(self.weight)
+
+    def parent(self, stream_id: int) -> int:
+        group = self._in[stream_id] = self._in[stream_id].root()
+        return group.owner
+
+    def child_count(self, stream_id: int) -> int:
+        group = self._home[stream_id] = self._home[stream_id].root()
+        return group.size
+
+    def children(self) -> dict[int, list[int]]:
+        """Every stream's dependents, in the order they entered the tree: O(streams)."""
+        children: dict[int, list[int]] = {stream_id: [] for stream_id in self._home}
+        for stream_id in self._in:
+            children[self.parent(stream_id)].append(stream_id)
+        return children
+
+    def insert(self, stream_id: int, parent: int, weight: int, *, exclusive: bool) -> None:
+        self.weight[stream_id] = weight
+        if exclusive:  # the parent's dependents become the new stream's
+            self._home[stream_id] = self._home[parent].root()
+            self._home[stream_id].owner = stream_id
+            self._home[parent] = _Group(parent)
+        else:
+            self._home[stream_id] = _Group(stream_id)
+        self._join(stream_id, parent)
+
+    def move(self, stream_id: int, parent: int, weight: int, *, exclusive: bool) -> None:
+        """Move ``stream_id`` and its dependents; ``parent`` must not be one of them."""
+        self._leave(stream_id)
+        self.weight[stream_id] = weight
+        if exclusive:
+            taken = self._home[parent]
+            self._home[parent] = _Group(parent)
+            self._home[stream_id] = self._home[stream_id].merge(taken, stream_id)
+        self._join(stream_id, parent)
+
+    def remove(self, stream_id: int) -> None:
+        """Remove a stream; its dependents move to its parent."""
+        parent = self.parent(stream_id)
+        self._leave(stream_id)
+        del self._in[stream_id], self.weight[stream_id]
+        self._home[parent] = self._home[parent].merge(self._home.pop(stream_id), parent)
+
+    def _join(self, stream_id: int, parent: int) -> None:
+        group = self._home[parent] = self._home[parent].root()
+        group.size += 1
+        self._in[stream_id] = group
+
+    def _leave(self, stream_id: int) -> None:
+        group = self._in[stream_id].root()
+        group.size -= 1
+
+    def depth(self, stream_id: int, limit: int) -> int | None:
+        """Levels below the root (0 for the root), or None past ``limit``."""
+        for depth in range(limit + 1):
+            if stream_id == 0:
+                return depth
+            stream_id = self.parent(stream_id)
+        return None
+
+    def ancestry(self, stream_id: int, ancestor: int, limit: int) -> bool | None:
+        """Whether ``ancestor`` is ``stream_id`` or above it; None if that
+        takes more than ``limit`` steps to tell."""
+        for _ in range(limit + 1):
+            if stream_id == ancestor:
+                return True
+            if stream_id == 0:
+                return False
+            stream_id = self.parent(stream_id)
+        return None
+
+
+@final
+class _Group:
+    """The dependents of one stream (its ``owner``), as a union-find set:
+    ``into`` leads to the group this one was merged into."""
+
+    __slots__ = ("into", "owner", "size")
+
+    def __init__(self, owner: int) -> None:
+        self.owner = owner
+        self.size = 0
+        self.into: _Group | None = None
+
+    def root(self) -> _Group:
+        root = self
+        while root.into is not None:
+            root = root.into
+        group = self
+        while group.into is not None and group.into is not root:  # path compression
+            group.into, group = root, group.into
+        return root
+
+    def merge(self, other: _Group, owner: int) -> _Group:
+        """One group of both members, owned by ``owner``; the larger absorbs the smaller."""
+        big, small = self.root(), other.root()
+        if big is small:
+            big.owner = owner
+            return big
+        if big.size < small.size:
+            big, small = small, big
+        big.size += small.size
+        small.into = big
+        big.owner = owner
+        return big
+
+
+def _check_weight(stream_id: int, weight: int) -> None:
+    # RFC 9113 section 5.3.2: 1 to 256 (h2 decodes the frame's byte plus one).
+    if not 1 <= weight <= 256:
+        raise SchedulerError(f"stream {stream_id}: weight {weight} is not 1 to 256")
