@@ -12,12 +12,18 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+import h2.config
+import h2.connection
 import pytest
 import trio
 from h2.errors import ErrorCodes
 from hyperframe.frame import SettingsFrame
 
 from trio_h2 import Config
+from trio_h2._h1state import H1State
+from trio_h2._protocol import ProtocolCore
+from trio_h2._state import ConnectionState
+from trio_h2._stream import StreamState
 from trio_h2.testing import H2ServerFactory, H2TestServer
 
 from .apps import app
@@ -310,3 +316,40 @@ async def test_nghttp_upgrade(server: H2TestServer, tmp_path: Path) -> None:
     assert "n" * 1000 in out
     out = await run(nghttp, "-u", server.url + "/scope")
     assert json.loads(out)["http_version"] == "2"
+
+
+# ---------------------------------------------------------------- sans-IO
+
+
+def test_hand_over_with_input_split_at_every_byte() -> None:
+    """The HTTP/1.1 core and the HTTP/2 core it hands over to, driven as the
+    runner drives them, with the request, its body and the client's preface
+    cut in two at every byte: always one 101, our SETTINGS right after it,
+    and stream 1 with the whole body once the preface is in."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    settings = client.initiate_upgrade_connection()
+    assert settings is not None
+    body = b"0123456789" * 30
+    wire = upgrade_request("/echo", method="POST", body=body, settings=settings) \
+        + client.data_to_send()
+    config = Config()
+    for cut in range(1, len(wire)):
+        core: ProtocolCore = H1State(
+            config, upgrade=lambda handover: ConnectionState(config, handover=handover))
+        core.initiate()
+        started: list[StreamState] = []
+        for piece in (wire[:cut], wire[cut:]):
+            started += core.receive_data(piece)
+            if core.successor is not None:
+                core = core.successor
+                core.initiate()
+                started += core.receive_buffered()
+        assert isinstance(core, ConnectionState), cut
+        out = core.data_to_send()
+        head, _, frames = out.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), cut
+        assert frames[3] == 0x4 and frames[4] == 0, "SETTINGS must come first"
+        [stream] = started
+        assert stream.stream_id == 1 and stream.http_version == "2" and stream.body_ended
+        assert core.take_body(stream) == body, cut
+        assert [n for n, _ in stream.head.headers] == [b"host", b"content-length"]
