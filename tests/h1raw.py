@@ -53,7 +53,7 @@ def parse(raw: bytes, methods: list[bytes], *, closed: bool = False) -> list[Res
 class RawClient:
     """One TCP connection that sends what the test says and reads responses."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.received = b""
         self.closed = False

@@ -120,6 +120,11 @@ class H2Client:
     async def aclose(self) -> None:
         await self.stream.aclose()
 
+    def feed(self, data: bytes) -> None:
+        """Bytes of the server's HTTP/2 already read from :attr:`stream` (the
+        ones after a ``101 Switching Protocols``): parsed before any more."""
+        self._buffer += data
+
     # ------------------------------------------------------------- sending
 
     async def send_raw(self, data: bytes) -> None:

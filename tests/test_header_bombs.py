@@ -41,6 +41,8 @@ from .attack_client import (
 )
 from .attack_client import goaway as goaway_frame
 from .attack_harness import CALM, ENDING_LIMIT, App, MiB, handlers_finish, start, still_serves
+from .h1raw import RawClient
+from .rawh2 import H2Client
 
 LIMIT = 16
 """max_header_fields of the wire tests: four pseudo-headers and twelve more."""
@@ -105,6 +107,35 @@ async def test_431_before_the_request_ends_resets_it_with_no_error(
         assert await still_serves(attacker, 3), ending.describe()
     finally:
         await attacker.aclose()
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_431_says_what_was_wrong_as_http11_does(
+        h2_server: H2ServerFactory, app: App, method: str) -> None:
+    """The 431 carries the plain-text body HTTP/1.1's error responses have
+    (one function makes both): what the limit is and how far past it the
+    request went. HEAD gets its fields, no body (RFC 9110 section 9.3.2)."""
+    server = await start(h2_server, app, max_header_fields=LIMIT)
+    client = await H2Client.connect(server.host, server.port)
+    extra = [(f"x-f{i}", "v") for i in range(LIMIT - 3)]
+    await client.send_headers(1, [(":method", method), (":scheme", "http"), (":path", "/"),
+                                  (":authority", "x"), *extra], end_stream=True)
+    response = await client.read_response(1)
+    text = f"431 Request Header Fields Too Large: {LIMIT + 1} header fields, over " \
+           f"max_header_fields {LIMIT}\n".encode()
+    fields = dict(response.headers)
+    assert response.status == 431
+    assert fields[b"content-type"] == b"text/plain; charset=utf-8"
+    assert fields[b"content-length"] == str(len(text)).encode()
+    assert response.body == (text if method == "GET" else b"")
+    await client.aclose()
+    h1 = await RawClient.connect(server.host, server.port)
+    await h1.send(f"{method} / HTTP/1.1\r\nHost: x\r\n".encode()
+                  + b"".join(b"x-f%d: v\r\n" % i for i in range(LIMIT)) + b"\r\n")
+    answer = await h1.response(method.encode())
+    assert answer.status == 431 and answer.body == response.body
+    assert answer.headers[b"content-length"] == fields[b"content-length"]
+    await h1.aclose()
 
 
 @pytest.mark.parametrize("count", [LIMIT, LIMIT + 1])

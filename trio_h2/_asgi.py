@@ -148,8 +148,12 @@ class _Exchange:
             if self._request_done:
                 await self._lot.park()  # only for the end of the exchange
                 continue
-            self._state.body_wanted(stream, True)  # body_timeout runs
-            self._conn.check_deadlines()
+            # body_timeout runs; a client that expects 100-continue gets it now
+            self._state.body_wanted(stream, True)
+            if self._state.output_backlog:
+                self._conn.wake_sender()  # the 100 Continue
+            else:
+                self._conn.check_deadlines()
             try:
                 await self._lot.park()
             finally:

@@ -20,6 +20,12 @@ of task live in one nursery, so nothing outlives the connection::
   ``send`` hands one chunk to the sender and waits until that chunk is
   taken: a zero-buffer hand-off, so no response data queues up behind a slow
   client.
+
+A core may hand the connection to another (HTTP/1.1 ``Upgrade: h2c``): it
+terminates with a ``successor``, which the reader swaps in (``state``) and
+starts; the sender and the watchdog take the core afresh on each turn, so
+the same three tasks serve the new protocol from its first byte. The old
+core has no handler left running by then (it hands over only then).
 """
 
 from __future__ import annotations
@@ -159,7 +165,7 @@ class Connection:
     async def _read_loop(self, received: bytes) -> None:
         state = self.state
         if received:
-            self._start(state.receive_data(received))
+            state = self._start(state.receive_data(received))
         while not state.terminated:
             if state.reading_paused:
                 # The core holds as much input as it may: HTTP/2 output the
@@ -168,7 +174,7 @@ class Connection:
                 # reads meets send_timeout; an app that never takes body
                 # keeps its client waiting, not our memory growing.
                 await self._reader_waker.sleep()
-                self._start(state.receive_buffered())
+                state = self._start(state.receive_buffered())
                 continue
             try:
                 data = await self._stream.receive_some(READ_SIZE)
@@ -179,18 +185,31 @@ class Connection:
                 state.connection_lost()
                 self._end()
                 return
-            self._start(state.receive_data(data))
+            state = self._start(state.receive_data(data))
 
-    def _start(self, streams: list[StreamState]) -> None:
+    def _start(self, streams: list[StreamState]) -> ProtocolCore:
         """Start a handler for each exchange; wake the sender if reading gave
-        it work (not for request heads and bodies alone)."""
+        it work (not for request heads and bodies alone). Returns the core
+        that serves the connection from now on (a successor, after a hand-over)."""
         assert self._nursery is not None
         for stream in streams:
             self._nursery.start_soon(self._run_handler, stream,
                                      name=f"trio_h2 stream {stream.stream_id}")
-        if self.state.sender_has_work:
+        state = self.state
+        if state.successor is not None:
+            return self._hand_over(state.successor)
+        if state.sender_has_work:
             self._sender_waker.wake()
         self.check_deadlines()
+        return state
+
+    def _hand_over(self, core: ProtocolCore) -> ProtocolCore:
+        """Serve the connection with ``core`` from now on: what the old core
+        queued goes out first (it is in ``core``'s output), then ``core``'s
+        own preface; its first exchanges start."""
+        self.state = core
+        core.initiate()
+        return self._start(core.receive_buffered())
 
     async def _run_handler(self, stream: StreamState) -> None:
         try:
@@ -202,8 +221,8 @@ class Connection:
                 self.check_deadlines()  # the idle timeout, after the last stream
 
     async def _send_loop(self) -> None:
-        state = self.state
         while True:
+            state = self.state  # afresh: the reader may have swapped in a successor
             done = state.pull(SEND_BATCH)
             # Hand the chunks back at once: their handlers offer the next
             # ones while this batch is written, ready for the next decision.

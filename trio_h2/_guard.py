@@ -69,6 +69,11 @@ class ConnectionGuard:
     def preface_done(self) -> None:
         self.preface_deadline = None
 
+    def preface_expected(self) -> None:
+        """A preface is due (again): HTTP/2's, after an HTTP/1.1 upgrade."""
+        self.preface_deadline = self.clock() + self.config.preface_timeout
+        self._announce(self.preface_deadline)
+
     def streams_running(self, running: int) -> None:
         if running:
             self.idle_since = None

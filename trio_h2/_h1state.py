@@ -25,19 +25,33 @@ is not parsed until the response to the current one has gone out. Bounds:
   keep the connection; past that the connection is closed.
 
 Errors in the request are answered with their status and a small plain-text
-body saying what was wrong, one log line, and the connection is closed.
+body saying what was wrong (``_headers.error_page``), one log line, and the
+connection is closed.
 
-``Upgrade`` is not acted on: h11 holds the bytes after an upgrade request
-(MIGHT_SWITCH_PROTOCOL) and the request is answered over HTTP/1.1. A hand-over
-to HTTP/2 (``Upgrade: h2c``) would answer 101, take those bytes from
-``h11.Connection.trailing_data`` and give them to an HTTP/2 core started with
-h2's ``initiate_upgrade_connection``, as HTTP/1.0 keep-alive already starts a
-fresh h11 connection on them (:meth:`H1State._maybe_complete`).
+``Expect: 100-continue`` (RFC 9110 section 10.1.1): ``100 Continue`` goes out
+when the application first waits for the body (:meth:`H1State.body_wanted`),
+never before. An application that answers without reading gets its response
+with ``Connection: close``: the client may hold its body back or send it
+anyway, so its next bytes could be either, and only closing is safe.
+
+``Upgrade: h2c`` (RFC 7540 section 3.2) on a connection that may speak HTTP/2
+(plain TCP: the ``upgrade`` callback): once the request, body included, has
+arrived, ``101 Switching Protocols`` is queued and this core hands the
+connection to the HTTP/2 core it builds (:attr:`H1State.successor`, from a
+``_protocol.Handover``): the request becomes stream 1 and the bytes h11 holds
+after it (``trailing_data``) are the client's preface. The body is read
+before the switch, as the RFC requires, up to ``Config.initial_window_size``
+(what one HTTP/2 stream may hold). Past that bound, or when the upgrade cannot
+be taken (HTTP/1.0, a drain, a handler of an earlier exchange still
+running), the request is served over HTTP/1.1 as if ``Upgrade`` were absent,
+as RFC 7540 allows. Apache's mod_http2 never upgrades a request with a body;
+h2o and Go's h2c read the body first, as here. A malformed ``HTTP2-Settings``
+is answered 400. Other ``Upgrade`` tokens (WebSocket) are ignored for now:
+they will hand over at the same point.
 """
 
 from __future__ import annotations
 
-import http
 import logging
 import time
 from collections.abc import Callable
@@ -49,8 +63,10 @@ from h2.errors import ErrorCodes
 from ._config import Config
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._guard import ConnectionGuard
-from ._headers import Headers, RequestHead, http_date
+from ._h2extras import decode_settings_header
+from ._headers import CONNECTION_SPECIFIC, Headers, RequestHead, error_page, reason_phrase
 from ._output import Output
+from ._protocol import Handover, ProtocolCore
 from ._stream import StreamState
 
 log = logging.getLogger("trio_h2")
@@ -70,12 +86,12 @@ _VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
 # HTTP/1 is served as the highest one we implement.
 _NO_BODY_STATUSES = (204, 304)
 
+# Fields of an upgrade request that belong to the HTTP/1.1 hop: not passed on
+# to its HTTP/2 stream (RFC 9113 section 8.2.2), with those its Connection
+# field names. Its Expect has been answered under HTTP/1.1.
+_HOP_FIELDS = CONNECTION_SPECIFIC | {b"http2-settings", b"te", b"expect"}
 
-def _reason(status: int) -> bytes:
-    try:
-        return http.HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
+Upgrade = Callable[[Handover], ProtocolCore]
 
 
 @final
@@ -87,7 +103,11 @@ class H1State:
     """
 
     def __init__(self, config: Config, *, peer: str = "?",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 upgrade: Upgrade | None = None) -> None:
+        """``upgrade`` builds the HTTP/2 core an ``Upgrade: h2c`` request
+        hands the connection to; None where HTTP/2 cannot follow (over TLS,
+        RFC 7540 section 3.2 leaves h2 to ALPN): the upgrade is ignored."""
         self.config = config
         self.peer = peer
         self.guard = ConnectionGuard(config, clock)
@@ -120,6 +140,12 @@ class H1State:
         self._renew = False
         """HTTP/1.0 keep-alive: h11 serves 1.0 without it, so the exchange
         ends with a fresh h11 connection instead of its next cycle."""
+        self._upgrade = upgrade
+        self._upgrading: bytes | None = None
+        """The current request asks for h2c: its SETTINGS payload, while its
+        body arrives. Its handler starts over HTTP/2 once it has."""
+        self.successor: ProtocolCore | None = None
+        """The HTTP/2 core this connection was handed to (then terminated)."""
 
     def _new_h11(self) -> h11.Connection:
         # h11's bound on bytes held for an unfinished event: the request
@@ -156,8 +182,10 @@ class H1State:
 
     @property
     def reading_paused(self) -> bool:
+        # (While an upgrade body arrives there is no application to take it:
+        # past the bound the upgrade is declined, and the brake applies.)
         return self._held or (self._unread >= self.config.initial_window_size
-                              and self._discard is None)
+                              and self._discard is None and self._upgrading is None)
 
     def _parse(self) -> list[StreamState]:
         started: list[StreamState] = []
@@ -171,14 +199,17 @@ class H1State:
                 self._bad_request(exc.error_status_hint, str(exc))
                 break
             kind = type(event)
+            stream = None
             if kind is h11.Data:
                 self._body(cast(h11.Data, event).data)
+                if self._upgrading is not None and \
+                        self._unread > self.config.initial_window_size:
+                    stream = self._decline_upgrade(f"request body over initial_window_size "
+                                                   f"({self.config.initial_window_size})")
             elif kind is h11.Request:
                 stream = self._request(cast(h11.Request, event))
-                if stream is not None:
-                    started.append(stream)
             elif kind is h11.EndOfMessage:
-                self._request_ended()
+                stream = self._request_ended()
             else:  # NEED_DATA or PAUSED (ConnectionClosed needs an EOF we never pass)
                 # h11 pauses after a complete request only with bytes
                 # waiting, and after an upgrade request (MIGHT_SWITCH_PROTOCOL)
@@ -187,6 +218,8 @@ class H1State:
                                             or conn.trailing_data[0]):
                     self._held = True
                 break
+            if stream is not None:
+                started.append(stream)
         self.guard.header_pending(self._head_started and not self.terminated
                                   and conn.their_state is h11.IDLE)
         return started
@@ -229,14 +262,58 @@ class H1State:
         if self.draining:
             self._closing = True  # the drain began while this head arrived
             return None
+        try:
+            settings = self._h2c_settings(version, fields)
+        except ValueError as exc:
+            self._bad_request(400, str(exc))
+            return None
         self._count += 1
         stream = StreamState(self._count, head, http_version=version)
         self._renew = version == "1.0" and b"keep-alive" in _tokens(fields, b"connection")
         self.current = stream
         self._unread = 0
+        if settings is not None:
+            self._upgrading = settings
+            self.guard.streams_running(1)  # not idle: a request is arriving
+            # Nobody else will read this body: body_timeout bounds its arrival,
+            # and a client that waits for 100 Continue gets it now.
+            self.body_wanted(stream, True)
+            return None
+        return self._begin(stream)
+
+    def _begin(self, stream: StreamState) -> StreamState:
+        """The exchange's handler is to start."""
         self.running += 1
         self.guard.streams_running(self.running)
         return stream
+
+    def _h2c_settings(self, version: str, fields: Headers) -> bytes | None:
+        """The SETTINGS payload of a request to upgrade to HTTP/2 that is
+        taken; None to serve it over HTTP/1.1. Raises :exc:`ValueError` for a
+        malformed ``HTTP2-Settings``."""
+        if self._upgrade is None or version != "1.1" or \
+                b"h2c" not in _tokens(fields, b"upgrade"):
+            return None  # (HTTP/1.0: RFC 9110 section 7.8 ignores its Upgrade)
+        connection = _tokens(fields, b"connection")
+        values = [value for name, value in fields if name == b"http2-settings"]
+        if b"upgrade" not in connection or b"http2-settings" not in connection or \
+                len(values) != 1:
+            # RFC 7540 section 3.2.1: exactly one HTTP2-Settings, named in
+            # Connection; RFC 9110 section 7.8: Upgrade named there too.
+            log.debug("%s: Upgrade: h2c without the Connection options or one "
+                      "HTTP2-Settings; ignored", self.peer)
+            return None
+        settings = decode_settings_header(values[0])
+        length = next((value for name, value in fields if name == b"content-length"), None)
+        why = None
+        if self.running:
+            why = "a handler of an earlier request is still running"
+        elif length is not None and int(length) > self.config.initial_window_size:
+            why = f"request body over initial_window_size ({self.config.initial_window_size})"
+        if why is not None:
+            log.debug("%s: Upgrade: h2c ignored: %s", self.peer, why)
+            return None
+        return settings
 
     def _body(self, data: bytes) -> None:
         stream = self.current
@@ -254,14 +331,55 @@ class H1State:
         self.guard.body_arrived(stream.stream_id)
         stream.wake()
 
-    def _request_ended(self) -> None:
+    def _request_ended(self) -> StreamState | None:
+        """The request is complete; returns its exchange if that is only now
+        to start (a declined upgrade)."""
         stream = self.current
         if stream is None:
-            return
+            return None
         stream.body_ended = True
         self._discard = None
+        if self._upgrading is not None:
+            if not self.draining:
+                self._switch_to_h2()
+                return None
+            return self._decline_upgrade("the server is shutting down")
         stream.wake()
         self._maybe_complete()
+        return None
+
+    def _decline_upgrade(self, why: str) -> StreamState:
+        """Serve the upgrade request over HTTP/1.1 after all (RFC 7540
+        section 3.2 allows ignoring Upgrade); its body so far waits for it."""
+        stream = self.current
+        assert stream is not None
+        log.debug("%s: Upgrade: h2c ignored: %s", self.peer, why)
+        self._upgrading = None
+        self.guard.body_wanted(stream.stream_id, False)
+        return self._begin(stream)
+
+    def _switch_to_h2(self) -> None:
+        """``101 Switching Protocols``, and the connection goes to the HTTP/2
+        core (RFC 7540 section 3.2): the 101 and what it follows go out
+        first, the request is stream 1, the bytes after it are HTTP/2's."""
+        stream, settings, upgrade = self.current, self._upgrading, self._upgrade
+        assert stream is not None and settings is not None and upgrade is not None
+        self._upgrading = None
+        self.current = None
+        self.guard.body_wanted(stream.stream_id, False)
+        self._out.append(self._h11.send(h11.InformationalResponse(
+            status_code=101, headers=[(b"connection", b"Upgrade"), (b"upgrade", b"h2c")],
+            reason=b"Switching Protocols")))
+        received, _ = self._h11.trailing_data
+        head = stream.head
+        hop = _HOP_FIELDS | _tokens(head.headers, b"connection")
+        head = RequestHead(head.method, head.scheme, head.authority, head.path,
+                           [(name, value) for name, value in head.headers if name not in hop])
+        log.debug("%s: upgraded to HTTP/2 (h2c)", self.peer)
+        self.terminated = True
+        self.successor = upgrade(Handover(
+            protocol="h2c", head=head, body=self.take_body(stream), settings=settings,
+            output=self._out.take(), received=received, guard=self.guard))
 
     # ------------------------------------------------------ handler requests
 
@@ -273,6 +391,11 @@ class H1State:
         return data
 
     def body_wanted(self, stream: StreamState, wanted: bool) -> None:
+        """The application (or an upgrade) waits for body: ``body_timeout``
+        runs, and a client that waits for ``100 Continue`` gets it."""
+        if wanted and stream is self.current and self._h11.they_are_waiting_for_100_continue:
+            self._out.append(self._h11.send(h11.InformationalResponse(status_code=100, headers=[],
+                                                                reason=b"Continue")))
         self.guard.body_wanted(stream.stream_id, wanted and not stream.closed)
 
     def send_headers(self, stream: StreamState, headers: Headers, *, end_stream: bool) -> None:
@@ -281,9 +404,15 @@ class H1State:
         stream.headers_sent = True
         status = int(headers[0][1])
         fields = headers[1:]
-        if self.draining:
+        if self._h11.they_are_waiting_for_100_continue:
+            # Answered without reading: the client may send its body after
+            # all (curl does after 1 s) or not at all, so its next bytes are
+            # not known to be a request. Close after this response (RFC 9110
+            # section 10.1.1 allows it; Go's server does the same).
+            self._closing = True
+        if self.draining or self._closing:
             fields.append((b"connection", b"close"))
-        reason = _reason(status)
+        reason = reason_phrase(status)
         try:
             response = h11.Response(status_code=status, headers=fields, reason=reason)
             head = self._h11.send(response)
@@ -519,14 +648,11 @@ class H1State:
             return
         if self._h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        phrase = _reason(status)
-        body = f"{status} {phrase.decode()}: {reason}\n".encode()
-        fields = [(b"content-type", b"text/plain; charset=utf-8"),
-                  (b"content-length", str(len(body)).encode()),
-                  (b"connection", b"close"), (b"date", http_date())]
+        fields, body = error_page(status, reason)
+        fields.append((b"connection", b"close"))
         try:
             self._out.append(self._h11.send(h11.Response(status_code=status, headers=fields,
-                                                         reason=phrase)))
+                                                         reason=reason_phrase(status))))
             if stream is None or stream.head.method != b"HEAD":
                 self._send(h11.Data(data=body))
             self._send(h11.EndOfMessage())

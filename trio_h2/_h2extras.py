@@ -1,6 +1,10 @@
 """How trio_h2 runs h2, and what it needs from h2 that h2 does not offer. Pure.
 
 * :func:`server_connection`: h2 configured for one server connection.
+* :func:`decode_settings_header`: the ``HTTP2-Settings`` of an ``Upgrade:
+  h2c`` request, checked before the upgrade is answered (h2's
+  ``initiate_upgrade_connection`` wants padding RFC 7540 omits, and would
+  only fail after the ``101``).
 * GOAWAY frames written by hand: h2's ``close_connection`` ends h2's side of
   the connection, so the first GOAWAY of a graceful close, and one after h2
   itself failed, cannot go through it.
@@ -14,6 +18,9 @@ are cheap to ``repr``, the DATA and response HEADERS fast paths) is in
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from typing import cast
 
 import h2.config
@@ -25,6 +32,14 @@ from hyperframe.frame import GoAwayFrame
 
 from ._config import Config
 from ._h2internals import Decoder, change_local_settings, replace_decoder, use_frame_buffer
+
+# nghttp2's limit on the entries of one SETTINGS frame (its default for
+# nghttp2_option_set_max_settings); RFC 9113 defines 7 settings.
+MAX_SETTINGS = 32
+
+# RFC 7540 section 3.2.1: token68 in base64url, trailing '=' omitted (some
+# clients keep them; they are accepted).
+_BASE64URL = re.compile(rb"[A-Za-z0-9_-]*={0,2}")
 
 # RFC 9218 section 2.1. h2 passes settings it does not know through as plain ints.
 SETTINGS_NO_RFC7540_PRIORITIES = cast(h2.settings.SettingCodes, 0x9)
@@ -60,6 +75,31 @@ def server_connection(config: Config) -> h2.connection.H2Connection:
     replace_decoder(conn, Decoder(max_header_list_size=config.max_header_list_size,
                                   max_fields=config.max_header_fields))
     return conn
+
+
+def decode_settings_header(value: bytes) -> bytes:
+    """The SETTINGS payload in an ``HTTP2-Settings`` field value (RFC 7540
+    section 3.2.1), every entry checked as h2 will check it. Raises
+    :exc:`ValueError` saying what is wrong."""
+    if _BASE64URL.fullmatch(value) is None:
+        raise ValueError("HTTP2-Settings is not base64url")
+    digits = value.rstrip(b"=")
+    try:
+        payload = base64.urlsafe_b64decode(digits + b"=" * (-len(digits) % 4))
+    except binascii.Error:
+        raise ValueError(f"HTTP2-Settings of {len(digits)} base64url digits") from None
+    if len(payload) % 6:
+        raise ValueError(f"HTTP2-Settings payload of {len(payload)} bytes, not 6 per setting")
+    if len(payload) > 6 * MAX_SETTINGS:
+        raise ValueError(f"HTTP2-Settings with more than {MAX_SETTINGS} settings")
+    check = h2.settings.Settings()
+    for offset in range(0, len(payload), 6):
+        code = int.from_bytes(payload[offset:offset + 2], "big")
+        try:  # Settings validates each value as a SETTINGS frame's (RFC 9113 6.5.2)
+            check[code] = int.from_bytes(payload[offset + 2:offset + 6], "big")
+        except h2.exceptions.InvalidSettingsValueError as exc:
+            raise ValueError(f"HTTP2-Settings: {exc}") from None
+    return payload
 
 
 def goaway(last_stream_id: int, code: ErrorCodes) -> bytes:

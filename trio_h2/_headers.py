@@ -11,6 +11,7 @@ h2, which treats them as connection errors; section 5.4.1 allows that.)
 from __future__ import annotations
 
 import email.utils
+import http
 import re
 import time
 from dataclasses import dataclass
@@ -249,3 +250,22 @@ def http_date() -> bytes:
     if _date_cache[0] != now:
         _date_cache = (now, email.utils.formatdate(now, usegmt=True).encode())
     return _date_cache[1]
+
+
+def reason_phrase(status: int) -> bytes:
+    """The reason phrase of ``status`` (``b"Not Found"``), or b"" if it has none."""
+    try:
+        return http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+def error_page(status: int, reason: str) -> tuple[Headers, bytes]:
+    """The fields and body of a response trio_h2 gives on its own to a client
+    error the application never saw (HTTP/1.1 and HTTP/2 alike): a small
+    plain-text body saying what was wrong, ``"431 Request Header Fields Too
+    Large: 120 header fields, over max_header_fields 100"``."""
+    body = f"{status} {reason_phrase(status).decode()}: {reason}\n".encode()
+    fields = [(b"content-type", b"text/plain; charset=utf-8"),
+              (b"content-length", str(len(body)).encode()), (b"date", http_date())]
+    return fields, body

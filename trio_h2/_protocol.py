@@ -15,6 +15,8 @@ Bytes in, exchanges started, bytes out::
     handler:  take_body, body_wanted, send_headers, offer, reset
     lifetime: initiate, start_drain, close, abort, connection_lost,
               handler_finished, terminated, finished
+    hand-over: successor (HTTP/1.1 ``Upgrade``: the core that serves the
+              connection from now on, fed by the same reader and sender)
 
 No method blocks. A client's mistake never raises: the core answers it on
 the wire and records it in :attr:`ProtocolCore.error`.
@@ -22,14 +24,40 @@ the wire and records it in :attr:`ProtocolCore.error`.
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, final
 
 from h2.errors import ErrorCodes
 
 from ._errors import RemoteProtocolError
 from ._guard import ConnectionGuard
-from ._headers import Headers
+from ._headers import Headers, RequestHead
 from ._stream import StreamState
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """What a core passes to the one it hands its connection to, when a
+    request switches protocols (HTTP/1.1 ``Upgrade``, RFC 9110 section 7.8).
+    The old core is terminated; the new one takes the same socket, reader and
+    sender, and ``guard`` (the connection's timers and budgets go on)."""
+
+    protocol: str
+    """The protocol switched to: ``"h2c"``."""
+    head: RequestHead
+    """The request that asked, its connection-specific fields removed: the
+    new protocol's first exchange (HTTP/2: stream 1)."""
+    body: bytes
+    """That request's body, read in full under the old protocol."""
+    settings: bytes
+    """``h2c``: the client's SETTINGS payload (its ``HTTP2-Settings``, decoded)."""
+    output: bytes
+    """What the old core had queued and the sender has not taken, ending with
+    the ``101 Switching Protocols``: it goes out first."""
+    received: bytes
+    """Bytes that arrived after the request: the new protocol's."""
+    guard: ConnectionGuard
 
 
 class ProtocolCore(Protocol):
@@ -52,6 +80,12 @@ class ProtocolCore(Protocol):
     def finished(self) -> bool:
         """Nothing more will happen once the output is flushed: the sender
         calls :meth:`close`, and ends the connection once terminated."""
+
+    @property
+    def successor(self) -> ProtocolCore | None:
+        """The core this one handed the connection to (set as it terminates):
+        the runner swaps it in, calls its :meth:`initiate` and starts what
+        its :meth:`receive_buffered` returns."""
 
     @property
     def sender_has_work(self) -> bool:

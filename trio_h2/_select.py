@@ -5,6 +5,10 @@ all, is HTTP/1.1. On plain TCP the first bytes decide: the HTTP/2
 connection preface (RFC 9113 section 3.4) means h2c with prior knowledge,
 anything else is HTTP/1.1. With ``Config.http1`` off, everything is HTTP/2,
 as if this module did not exist.
+
+An HTTP/1.1 connection on plain TCP may still become HTTP/2 with ``Upgrade:
+h2c`` (RFC 7540 section 3.2): its core is given the means to build the
+HTTP/2 core it then hands over to. Over TLS, ALPN alone chooses HTTP/2.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import trio
 from ._config import Config
 from ._h1state import H1State
 from ._headers import HeaderMemory
-from ._protocol import ProtocolCore
+from ._protocol import Handover, ProtocolCore
 from ._state import ConnectionState
 
 log = logging.getLogger("trio_h2")
@@ -45,13 +49,20 @@ def alpn_protocol(selected: str | None, config: Config) -> str | None:
 
 
 def new_core(protocol: str, config: Config, peer: str, *,
-             header_memory: HeaderMemory | None = None) -> ProtocolCore:
+             header_memory: HeaderMemory | None = None, tls: bool = False) -> ProtocolCore:
     """The sans-IO core of ``protocol``, on trio's clock; HTTP/2 requests
-    draw on the server's ``header_memory``."""
+    draw on the server's ``header_memory``. HTTP/1.1 on plain TCP (not
+    ``tls``) may hand over to HTTP/2 (``Upgrade: h2c``)."""
     if protocol == H2:
         return ConnectionState(config, peer=peer, clock=trio.current_time,
                                header_memory=header_memory)
-    return H1State(config, peer=peer, clock=trio.current_time)
+
+    def upgrade(handover: Handover) -> ProtocolCore:
+        return ConnectionState(config, peer=peer, clock=trio.current_time,
+                               header_memory=header_memory, handover=handover)
+
+    return H1State(config, peer=peer, clock=trio.current_time,
+                   upgrade=None if tls else upgrade)
 
 
 async def sniff_protocol(stream: trio.abc.Stream, config: Config,

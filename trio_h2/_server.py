@@ -182,7 +182,8 @@ class _Server:
         if selected is None:
             return
         protocol, received = selected
-        core = new_core(protocol, self._config, peer, header_memory=self._header_memory)
+        core = new_core(protocol, self._config, peer, header_memory=self._header_memory,
+                        tls=self._ssl_context is not None)
         conn = Connection(stream, core, handler, peer=peer)
         self._connections[scope] = conn
         if self._draining:

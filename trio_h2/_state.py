@@ -20,6 +20,7 @@ Flow control, both ways:
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections import OrderedDict
@@ -35,7 +36,7 @@ from hyperframe.frame import ExtensionFrame, RstStreamFrame
 from ._config import Config
 from ._errors import ClientDisconnected, RemoteProtocolError
 from ._guard import ConnectionGuard
-from ._h2extras import code_name, goaway, server_connection
+from ._h2extras import MAX_SETTINGS, code_name, goaway, server_connection
 from ._h2internals import (
     change_local_settings,
     connection_closed,
@@ -48,6 +49,8 @@ from ._headers import (
     HeaderMemory,
     Headers,
     MalformedRequest,
+    RequestHead,
+    error_page,
     head_cost,
     validate_request,
     validate_trailers,
@@ -61,15 +64,12 @@ from ._priority_field import (
     parse_priority,
     parse_priority_update,
 )
+from ._protocol import Handover, ProtocolCore
 from ._scheduler import DEFAULT_WEIGHT, Scheduler, SchedulerError
 from ._scope import priority_extension
 from ._stream import StreamState
 
 log = logging.getLogger("trio_h2")
-
-# nghttp2's limit on the entries of one SETTINGS frame (its default for
-# nghttp2_option_set_max_settings); RFC 9113 defines 7 settings.
-MAX_SETTINGS = 32
 
 # The opaque data of the PING between the two GOAWAYs of a graceful close.
 DRAIN_PING = b"trio_h2\x00"
@@ -96,7 +96,10 @@ class ConnectionState:
 
     def __init__(self, config: Config, *, peer: str = "?",
                  clock: Callable[[], float] = time.monotonic,
-                 header_memory: HeaderMemory | None = None) -> None:
+                 header_memory: HeaderMemory | None = None,
+                 handover: Handover | None = None) -> None:
+        """``handover``: the connection comes from HTTP/1.1 with ``Upgrade:
+        h2c`` (RFC 7540 section 3.2); its request becomes stream 1."""
         self.config = config
         self.peer = peer
         self.header_memory = header_memory or HeaderMemory(config.max_header_memory)
@@ -105,7 +108,7 @@ class ConnectionState:
         self.header_bytes = 0
         """What this connection's requests in progress hold of it."""
         self.streams: dict[int, StreamState] = {}
-        self.guard = ConnectionGuard(config, clock)
+        self.guard = ConnectionGuard(config, clock) if handover is None else handover.guard
         self.running = 0
         """Handlers running, whatever the state of their stream."""
         self.orphans = 0
@@ -137,12 +140,30 @@ class ConnectionState:
         reading and the handlers caused (acknowledgements, WINDOW_UPDATE,
         RST_STREAM, header blocks); its size is the reader's brake."""
         self.h2 = server_connection(config)
+        self.successor: ProtocolCore | None = None
+        """Always None: HTTP/2 hands its connection to no other protocol."""
+        self._handover = handover
+        """The upgrade whose request (stream 1) waits for the client's preface."""
+        self._early = b""
+        """Bytes that followed the upgrade request, until :meth:`receive_buffered`."""
+        if handover is not None:
+            self._out.append(handover.output)  # the 101 goes before our SETTINGS
+            self._early = handover.received
 
     # ------------------------------------------------------------------ input
 
     def initiate(self) -> None:
-        """Queue our connection preface: SETTINGS and the connection window."""
-        self.h2.initiate_connection()
+        """Queue our connection preface: SETTINGS and the connection window.
+        After an upgrade, h2 takes the client's ``HTTP2-Settings`` and opens
+        stream 1, which starts once the client's preface arrives."""
+        handover = self._handover
+        if handover is None:
+            self.h2.initiate_connection()
+        else:
+            # h2 applies the settings as a received SETTINGS frame (no ACK:
+            # RFC 7540 section 3.2.1) and opens stream 1 half-closed (remote).
+            self.h2.initiate_upgrade_connection(base64.urlsafe_b64encode(handover.settings))
+            self.guard.preface_expected()  # the client's preface follows the 101
         # RFC 9113 section 6.9.2: the connection window starts at 65535 and
         # only WINDOW_UPDATE can raise it.
         increment = self.config.connection_window_size - 65535
@@ -154,6 +175,7 @@ class ConnectionState:
         # none, and _request_received refuses with REFUSED_STREAM.
         change_local_settings(
             self.h2, {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAM_ID})
+        self._queue()
 
     def receive_data(self, data: bytes | bytearray) -> list[StreamState]:
         """Process bytes from the client. Returns the streams whose handlers to start."""
@@ -205,8 +227,22 @@ class ConnectionState:
         return len(self._out) >= READ_PAUSE
 
     def receive_buffered(self) -> list[StreamState]:
-        """Nothing is held back: every read is processed at once."""
-        return []
+        """After an upgrade: the bytes that followed the upgrade request.
+        Otherwise nothing is held back: every read is processed at once."""
+        data, self._early = self._early, b""
+        return self.receive_data(data) if data else []
+
+    def _open_upgraded(self) -> StreamState | None:
+        """Stream 1 of an upgraded connection, once the client's preface has
+        arrived: it confirms the switch, and a response sent before it could
+        reach the client in the read that carries the 101, which curl (7.88)
+        cannot take past 32 KiB ("connection buffer size is too small")."""
+        handover, self._handover = self._handover, None
+        assert handover is not None
+        stream = self._open(1, handover.head, None, ended=True)
+        if stream is not None and handover.body:
+            stream.body.append((handover.body, 0))  # read under HTTP/1.1: no window to return
+        return stream
 
     @property
     def ready_to_send(self) -> bool:
@@ -259,6 +295,8 @@ class ConnectionState:
                                        f"SETTINGS with more than {MAX_SETTINGS} entries")
             if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
                 self._refresh_all()
+            if self._handover is not None and not self.terminated:
+                return self._open_upgraded()
         elif isinstance(event, h2.events.PriorityUpdated):
             if event is self._priority_in_headers:
                 return None  # already applied with its request
@@ -313,11 +351,20 @@ class ConnectionState:
             self._spend(self.guard.resets, "malformed requests")
             return None
         if total:
-            log.info("%s: stream %d: %d header fields, over max_header_fields (%d); "
-                     "answering 431", self.peer, stream_id, total, self.config.max_header_fields)
-            self._answer_431(stream_id, request_ended=event.stream_ended is not None)
+            reason = (f"{total} header fields, over max_header_fields "
+                      f"{self.config.max_header_fields}")
+            log.info("%s: stream %d: %s; answering 431", self.peer, stream_id, reason)
+            self._answer_431(stream_id, head, reason,
+                             request_ended=event.stream_ended is not None)
             self._spend(self.guard.resets, "requests with too many header fields")
             return None
+        return self._open(stream_id, head, event.priority_updated,
+                          ended=event.stream_ended is not None)
+
+    def _open(self, stream_id: int, head: RequestHead, prio: h2.events.PriorityUpdated | None,
+              *, ended: bool) -> StreamState | None:
+        """Put a valid request in the table and the scheduler; None if it is
+        refused (``max_header_memory``) or the connection ends."""
         cost = head_cost(head)
         if not self.header_memory.charge(cost, self.header_bytes):
             self._refuse_for_header_memory(stream_id)
@@ -329,7 +376,6 @@ class ConnectionState:
             field_value = next((v for n, v in head.headers if n == b"priority"), None)
             if field_value is not None:
                 extensible = parse_priority(field_value)
-        prio = event.priority_updated
         depends_on, weight, exclusive = 0, DEFAULT_WEIGHT, False
         if prio is not None and self.config.rfc7540_priorities:
             depends_on, weight = prio.depends_on or 0, prio.weight or DEFAULT_WEIGHT
@@ -345,19 +391,29 @@ class ConnectionState:
         self.streams[stream_id] = stream
         self.running += 1
         self.guard.streams_running(self.running)
-        if event.stream_ended is not None:
-            stream.body_ended = True
+        stream.body_ended = ended
         return stream
 
-    def _answer_431(self, stream_id: int, *, request_ended: bool) -> None:
+    def _answer_431(self, stream_id: int, head: RequestHead, reason: str, *,
+                    request_ended: bool) -> None:
         """RFC 9113 section 10.5.1 (and RFC 6585): ``431 Request Header Fields
         Too Large``, which a browser shows, where RST_STREAM would look like a
-        network error. The HPACK table is in step (the Decoder decoded every
-        field), so only the stream ends. A request still sending is then
-        reset with NO_ERROR (RFC 9113 section 8.1)."""
+        network error, with the plain-text body HTTP/1.1 gives (if the
+        client's windows take it in one frame). The HPACK table is in step
+        (the Decoder decoded every field), so only the stream ends. A request
+        still sending is then reset with NO_ERROR (RFC 9113 section 8.1)."""
         if not stream_live(self.h2, stream_id) or connection_closed(self.h2):
             return  # reset by the client, or its GOAWAY, later in the same read
-        self.h2.send_headers(stream_id, [(b":status", b"431")], end_stream=True)
+        fields, body = error_page(431, reason)
+        room = min(self.h2.local_flow_control_window(stream_id),
+                   self.h2.max_outbound_frame_size)
+        if len(body) > room:
+            fields, body = [], b""  # no window for it: the status alone
+        elif head.method == b"HEAD":
+            body = b""  # the fields a GET would get (RFC 9110 section 9.3.2)
+        self.h2.send_headers(stream_id, [(b":status", b"431"), *fields], end_stream=not body)
+        if body:
+            self.h2.send_data(stream_id, body, end_stream=True)
         if not request_ended:
             self._send_reset(stream_id, ErrorCodes.NO_ERROR)
 
@@ -471,6 +527,7 @@ class ConnectionState:
             data = b"".join(chunk for chunk, _ in chunks)
             flow = sum(n for _, n in chunks)
             chunks.clear()
+        stream.continued = True  # the body has begun: no 100 Continue is due
         if not self.terminated:
             self.h2.acknowledge_received_data(flow, stream.stream_id)
             self._queue()
@@ -626,7 +683,8 @@ class ConnectionState:
     def finished(self) -> bool:
         """Nothing more will happen on this connection once output is flushed."""
         return self.terminated or (
-            self.draining and self.last_stream_id != MAX_STREAM_ID and not self.streams)
+            self.draining and self.last_stream_id != MAX_STREAM_ID and not self.streams
+            and self._handover is None)
 
     # ------------------------------------------------------------- lifetime
 
@@ -731,8 +789,23 @@ class ConnectionState:
             self.h2.reset_stream(stream_id, code)
 
     def body_wanted(self, stream: StreamState, wanted: bool) -> None:
-        """The handler of ``stream`` waits in ``receive()`` for body (or not)."""
+        """The handler of ``stream`` waits in ``receive()`` for body (or not).
+        The first wait answers ``expect: 100-continue`` with ``100``."""
+        if wanted and not stream.continued:
+            self._continue(stream)
         self.guard.body_wanted(stream.stream_id, wanted and not stream.closed)
+
+    def _continue(self, stream: StreamState) -> None:
+        """``100 Continue`` (RFC 9110 section 10.1.1) if the request expects it
+        and nothing has answered it yet: the application waits for a body
+        the client holds back until it sees one. Decided once per stream."""
+        stream.continued = True
+        if (stream.headers_sent or stream.body or stream.body_ended or stream.closed
+                or not any(name == b"expect" and value.lower() == b"100-continue"
+                           for name, value in stream.head.headers)):
+            return
+        self.h2.send_headers(stream.stream_id, [(b":status", b"100")])
+        self._queue()
 
     def _spend(self, bucket: TokenBucket, what: str) -> None:
         if not bucket.spend():

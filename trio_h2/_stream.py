@@ -36,6 +36,8 @@ class StreamState:
     body: deque[tuple[bytes, int]] = field(default_factory=deque)
     body_ended: bool = False
     """The client sent END_STREAM: no more body will come."""
+    continued: bool = False
+    """HTTP/2: a ``100 Continue`` is no longer due (sent, or the body began)."""
 
     # Response.
     headers_sent: bool = False
