@@ -625,8 +625,9 @@ BAD_INPUT = [
     (["--certfile", "{cert}", "--keyfile", "{other_key}"], 1, "key values mismatch"),
     (["--certfile", "{cert}", "--keyfile", "{tmp}"], 1,
      "cannot read key file '{tmp}': Is a directory"),
-    (["--log-level", "loud"], 2, "argument --log-level: invalid choice: 'loud'"),
-    (["--shutdown-timeout", "-1"], 2, "expected a number of seconds >= 0"),
+    (["--log-level", "loud"], 2,
+     "argument --log-level: expected one of debug, info, warning, error, not 'loud'"),
+    (["--shutdown-timeout", "-1"], 2, "argument --shutdown-timeout: must be >= 0, not -1.0"),
     (["--frobnicate"], 2, "unrecognized arguments: --frobnicate"),
 ]
 
