@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from trio_h2._cli._options import OPTIONS, parser
+from trio_h2._cli._options import OPTIONS, options_table, parser
 from trio_h2._config import Config
 from trio_h2._workers import REUSEPORT_SPREADS_CONNECTIONS
 
@@ -85,6 +85,15 @@ def test_every_config_field_is_a_flag_and_a_key() -> None:
     assert names <= {option.name for option in OPTIONS}
     for option in OPTIONS:
         assert option.flag == "--" + option.name.replace("_", "-")
+
+
+def test_the_documented_table_is_the_code() -> None:
+    # Regenerate with: python -c "from trio_h2._cli._options import options_table;
+    # print(options_table(), end='')" > docs/options.inc
+    documented = (Path(__file__).parent.parent / "docs" / "options.inc").read_text()
+    assert documented == options_table()
+    for option in OPTIONS:
+        assert f"``{option.name}``" in documented
 
 
 def test_flags_reach_the_scope_and_the_settings(tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ import ast
 import dataclasses
 import functools
 import inspect
-import math
 import re
 import ssl
 import sys
@@ -32,8 +31,9 @@ from typing import Any, NoReturn, cast, final
 from .._config import Config
 from .._limits import Budget
 from .._workers import BACKLOG, WORKER_TIMEOUT
-from ._binds import DEFAULT_UNIX_MODE, BadBind, Bind, TCPBind, parse_bind
+from ._binds import DEFAULT_UNIX_MODE, Bind, TCPBind
 from ._errors import EXIT_USAGE, PROG, CommandError
+from ._values import BINDS, BUDGET, FILE, MODE, Kind, choice, integer, number, switch, text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,162 +74,6 @@ def parse_app_spec(text: str) -> AppSpec:
     return AppSpec(module, tuple(names))
 
 
-# -- how each kind of value is read --------------------------------------------------
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class Kind:
-    """How one kind of value is read from a command-line string and from a TOML
-    value; each raises :exc:`ValueError` saying what was expected."""
-
-    metavar: str
-    from_text: Callable[[str], object]
-    from_toml: Callable[[object], object]
-    flag: bool = False  # an on/off switch: --name / --no-name, no argument
-
-
-def _integer(low: int, high: int, unit: str = "a whole number") -> Kind:
-    def check(value: int, shown: str) -> int:
-        if not low <= value <= high:
-            raise ValueError(f"expected {unit} from {low} to {high}, not {shown}")
-        return value
-
-    def from_text(text: str) -> int:
-        if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):
-            raise ValueError(f"expected {unit}, not {text!r}")
-        return check(int(text), repr(text))
-
-    def from_toml(value: object) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected {unit}, not {value!r}")
-        return check(value, repr(value))
-
-    return Kind("N", from_text, from_toml)
-
-
-def _number(*, positive: bool = False, metavar: str = "SECONDS",
-            unit: str = "a number of seconds") -> Kind:
-    """A finite float; > 0 if ``positive`` (Config checks its own fields' ranges)."""
-    expected = f"{unit} > 0" if positive else unit
-
-    def check(value: float, shown: str) -> float:
-        if not math.isfinite(value) or (positive and value <= 0):
-            raise ValueError(f"expected {expected}, not {shown}")
-        return value
-
-    def from_text(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"expected {expected}, not {text!r}") from None
-        return check(value, repr(text))
-
-    def from_toml(value: object) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"expected {expected}, not {value!r}")
-        return check(float(value), repr(value))
-
-    return Kind(metavar, from_text, from_toml)
-
-
-def _text(metavar: str) -> Kind:
-    def from_toml(value: object) -> str:
-        if not isinstance(value, str):
-            raise ValueError(f"expected a string, not {value!r}")
-        return value
-
-    return Kind(metavar, str, from_toml)
-
-
-def _choice(values: Sequence[str]) -> Kind:
-    def from_text(text: str) -> str:
-        if text.lower() not in values:
-            raise ValueError(f"expected one of {', '.join(values)}, not {text!r}")
-        return text.lower()
-
-    def from_toml(value: object) -> str:
-        if not isinstance(value, str):
-            raise ValueError(f"expected one of {', '.join(values)}, not {value!r}")
-        return from_text(value)
-
-    return Kind("|".join(values), from_text, from_toml)
-
-
-def _switch() -> Kind:
-    def from_toml(value: object) -> bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, not {value!r}")
-        return value
-
-    return Kind("", bool, from_toml, flag=True)
-
-
-def _budget_from_text(text: str) -> Budget:
-    burst, slash, rate = text.partition("/")
-    try:
-        if not slash or not re.fullmatch(r"[0-9]+", burst.strip()):
-            raise ValueError
-        return Budget(int(burst), _finite(float(rate)))
-    except ValueError:
-        raise ValueError(f"expected BURST/PER_SECOND with BURST >= 1 and PER_SECOND >= 0, "
-                         f"as in 1000/33, not {text!r}") from None
-
-
-def _budget_from_toml(value: object) -> Budget:
-    if isinstance(value, str):
-        return _budget_from_text(value)
-    if isinstance(value, dict) and set(value) == {"burst", "per_second"}:
-        burst, rate = value["burst"], value["per_second"]
-        if (isinstance(burst, int) and not isinstance(burst, bool)
-                and isinstance(rate, int | float) and not isinstance(rate, bool)):
-            return _budget_from_text(f"{burst}/{rate}")
-    raise ValueError(f"expected \"BURST/PER_SECOND\" or {{burst = N, per_second = N}}, "
-                     f"not {value!r}")
-
-
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError
-    return value
-
-
-def _binds_from_text(text: str) -> list[Bind]:
-    try:
-        return [parse_bind(text)]
-    except BadBind as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _binds_from_toml(value: object) -> list[Bind]:
-    texts = [value] if isinstance(value, str) else value
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-        raise ValueError(f"expected an address or a list of addresses, not {value!r}")
-    return [bind for text in texts for bind in _binds_from_text(text)]
-
-
-def _mode_from_text(text: str) -> int:
-    digits = text.lower().removeprefix("0o")
-    if not re.fullmatch(r"[0-7]{1,4}", digits):
-        raise ValueError(f"expected an octal file mode such as 660, not {text!r}")
-    return int(digits, 8)
-
-
-def _mode_from_toml(value: object) -> int:
-    # TOML has octal integers (0o660); a decimal 660 would be a surprise.
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0o7777:
-        return value
-    if isinstance(value, str):
-        return _mode_from_text(value)
-    raise ValueError(f"expected an octal file mode, 0o660 or \"660\", not {value!r}")
-
-
-BUDGET = Kind("BURST/PER_SECOND", _budget_from_text, _budget_from_toml)
-BINDS = Kind("ADDRESS", _binds_from_text, _binds_from_toml)
-FILE = _text("FILE")
-MODE = Kind("MODE", _mode_from_text, _mode_from_toml)
-
-
 # -- the options ------------------------------------------------------------------------
 
 
@@ -261,17 +105,17 @@ def _config_options() -> list[Option]:
         hint = hints[each.name]
         kind: Kind
         if hint is bool:
-            kind = _switch()
+            kind = switch()
         elif hint is int:
-            kind = _integer(-(2**63), 2**63 - 1)  # Config says the real range
+            kind = integer(-(2**63), 2**63 - 1)  # Config says the real range
         elif hint is float:
-            kind = _number()
+            kind = number()
         elif hint is str:
-            kind = _text("TEXT")
+            kind = text("TEXT")
         elif hint is Budget:
             kind = BUDGET
         elif typing.get_origin(hint) is typing.Literal:
-            kind = _choice([str(arg) for arg in typing.get_args(hint)])
+            kind = choice([str(arg) for arg in typing.get_args(hint)])
         else:  # pragma: no cover - a new field type needs a Kind here
             raise TypeError(f"no command-line form for Config.{each.name}: {hint!r}")
         options.append(Option(each.name, kind, each.default, "", config_field=True))
@@ -315,23 +159,23 @@ RUNNER_OPTIONS = [
                 "stale socket file there is removed) or fd://N (an inherited listening "
                 "socket, e.g. fd://3 under systemd socket activation); repeat for several; "
                 f"port 0 picks a free port (default {DEFAULT_BIND})"),
-    Option("workers", _integer(1, 1024, "a number of processes"), 1, short="-w",
+    Option("workers", integer(1, 1024, "a number of processes"), 1, short="-w",
            help="serve with N processes under this one, which restarts a worker that exits "
                 "and passes signals on; TCP addresses are shared with SO_REUSEPORT (Linux "
                 "only), Unix and fd:// sockets by passing the socket (default 1: serve in "
                 "this process)"),
-    Option("worker_timeout", _number(positive=True), None,
+    Option("worker_timeout", number(positive=True), WORKER_TIMEOUT,
            help=f"with --workers: a worker whose event loop sends no heartbeat for this long "
                 f"is taken for hung; its stack is dumped to stderr and it is killed and "
                 f"replaced (default {WORKER_TIMEOUT:g}, as gunicorn's --timeout)"),
-    Option("max_requests", _integer(1, 2**63 - 1, "a number of requests"), None,
+    Option("max_requests", integer(1, 2**63 - 1, "a number of requests"), None,
            help="with --workers: a worker that has received this many requests shuts down "
                 "gracefully and is replaced, as gunicorn and Hypercorn do (against leaks in "
                 "the app; default: never)"),
-    Option("max_requests_jitter", _integer(0, 2**63 - 1, "a number of requests"), 0,
+    Option("max_requests_jitter", integer(0, 2**63 - 1, "a number of requests"), 0,
            help="with --max-requests: each worker's limit is raised by a random number "
                 "from 0 to this, so that workers are not all replaced at once (default 0)"),
-    Option("backlog", _integer(1, 65535, "a number of connections"), BACKLOG,
+    Option("backlog", integer(1, 65535, "a number of connections"), BACKLOG,
            help="the listen queue: connections the kernel accepts before we do; Linux caps "
                 "it at net.core.somaxconn (default %(default)s, as trio: as long as the "
                 "kernel allows, so bursts are queued rather than dropped)"),
@@ -342,25 +186,25 @@ RUNNER_OPTIONS = [
            help="PEM certificate chain; enables TLS. Without --keyfile it must hold the "
                 "private key too"),
     Option("keyfile", FILE, None, help="PEM private key for --certfile"),
-    Option("keyfile_password", _text("PASSWORD"), None,
+    Option("keyfile_password", text("PASSWORD"), None,
            help="the password of an encrypted --keyfile"),
     Option("ca_certs", FILE, None,
            help="PEM CA certificates that client certificates must chain to (with "
                 "--verify-mode optional or required: mutual TLS)"),
-    Option("verify_mode", _choice(list(VERIFY_MODES)), "none",
+    Option("verify_mode", choice(list(VERIFY_MODES)), "none",
            help="client certificates: none (not asked for), optional (checked if sent) or "
                 "required (a client without a valid one fails the handshake); "
                 "default %(default)s"),
-    Option("ciphers", _text("CIPHERS"), None,
+    Option("ciphers", text("CIPHERS"), None,
            help="OpenSSL cipher string for TLS 1.2, e.g. ECDHE+AESGCM; only the suites "
                 "RFC 9113 allows for HTTP/2 are kept (TLS 1.3 suites are not affected). "
                 "Default: every suite RFC 9113 allows"),
-    Option("self_signed", _switch(), False,
+    Option("self_signed", switch(), False,
            help="serve TLS with a certificate for localhost (and the --bind hosts) from a "
                 "CA made for this run; prints where the CA certificate is and how to make "
                 "curl or Chromium trust it. For trying HTTP/2 in a browser, not for "
                 "production"),
-    Option("log_level", _choice(LOG_LEVELS), None,
+    Option("log_level", choice(LOG_LEVELS), None,
            help="level of the trio_h2 logger (default info, or what --log-config says)"),
     Option("log_config", FILE, None,
            help="a logging.config.dictConfig file, JSON (.json) or TOML (.toml), applied "
@@ -383,7 +227,7 @@ class Options:
     config: Config
     bind: tuple[Bind, ...]
     workers: int
-    worker_timeout: float | None
+    worker_timeout: float
     max_requests: int | None
     max_requests_jitter: int
     backlog: int
@@ -574,6 +418,30 @@ def loads_toml(data: bytes) -> dict[str, object]:
     UnicodeDecodeError) if it is not."""
     table: dict[str, object] = tomllib.loads(data.decode("utf-8"))
     return table
+
+
+def options_table() -> str:
+    """docs/options.inc: every option's flag, TOML key, default and reason, as
+    an RST list-table (a test checks that the file is this function's output)."""
+    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 24 22 14 40", "",
+             "   * - Flag", "     - TOML key", "     - Default",
+             "     - What, and why this default"]
+    for option in OPTIONS:
+        if option.config_field:
+            doc = field_docs(Config)[option.name].replace("\n\n", "\n")
+        else:
+            doc = option.help.replace("%(default)s", _show(option.default))
+        flag = (f"``--{option.flag[2:]}`` / ``--no-{option.flag[2:]}``" if option.kind.flag
+                and option.config_field else f"``{option.flag}``")
+        if option.short:
+            flag = f"``{option.short}``, {flag}"
+        if not option.kind.flag:
+            flag = flag[:-2] + f" {option.kind.metavar}``"
+        default = ("none" if option.default is None else f"{option.default:o}"
+                   if option.kind is MODE else _show(option.default))
+        lines += [f"   * - {flag}", f"     - ``{option.name}``", f"     - ``{default}``",
+                  "     - " + "\n       ".join(doc.splitlines())]
+    return "\n".join(lines) + "\n"
 
 
 def _toml_repr(value: object) -> str:

@@ -39,7 +39,6 @@ from .._selfsigned import SelfSigned, make_self_signed
 from .._server import _address, serve_listeners
 from .._workers import (
     REUSEPORT_SPREADS_CONNECTIONS,
-    WORKER_TIMEOUT,
     Supervisor,
     WorkerFailure,
     enable_stack_dump,
@@ -149,7 +148,7 @@ def _check(options: Options) -> None:
         (options.ca_certs is None and options.verify_mode != "none",
          f"--verify-mode {options.verify_mode} needs --ca-certs (the CAs that client "
          f"certificates must chain to)"),
-        (options.worker_timeout is not None and options.workers == 1,
+        ("worker_timeout" in options.given and options.workers == 1,
          "--worker-timeout needs --workers N with N > 1 (without workers there is no "
          "supervisor to watch them)"),
         (options.max_requests is not None and options.workers == 1,
@@ -340,7 +339,7 @@ async def _supervise(options: Options, command: Callable[[Sequence[TCPBind], Seq
                 functools.partial(command, tcp, shared), options.workers,
                 announce=functools.partial(announcer.started, addresses),
                 shutdown_timeout=options.config.shutdown_timeout,
-                worker_timeout=options.worker_timeout or WORKER_TIMEOUT, pass_fds=shared)
+                worker_timeout=options.worker_timeout, pass_fds=shared)
             return await supervisor.run(signals)
         except WorkerFailure as exc:
             raise CommandError(str(exc)) from None
@@ -396,7 +395,7 @@ async def _serve_as_worker(app: ASGIApp, options: Options, channel: socket.socke
                                          backlog=options.backlog)
         await serve_worker(app, listeners, channel, signals, ssl_context=ssl_context,
                            config=options.config,
-                           worker_timeout=options.worker_timeout or WORKER_TIMEOUT,
+                           worker_timeout=options.worker_timeout,
                            max_requests=max_requests)
 
 
