@@ -269,7 +269,9 @@ def _tls_args(pki: dict[str, Path], *extra: str) -> list[str]:
 
 
 def test_mutual_tls_required(tmp_path: Path, pki: dict[str, Path]) -> None:
-    args = _tls_args(pki, "--ca-certs", str(pki["client_ca"]), "--verify-mode", "required")
+    # Hypercorn's spelling of "required".
+    args = _tls_args(pki, "--ca-certs", str(pki["client_ca"]), "--verify-mode",
+                     "CERT_REQUIRED")
     with run_server(*args, cwd=tmp_path) as server:
         url = f"https://localhost:{server.url.rsplit(':', 1)[1]}/api/info.json"
         with_cert = curl("--cacert", str(pki["ca"]), "--cert", str(pki["client"]), url)

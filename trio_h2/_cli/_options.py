@@ -191,10 +191,10 @@ RUNNER_OPTIONS = [
     Option("ca_certs", FILE, None,
            help="PEM CA certificates that client certificates must chain to (with "
                 "--verify-mode optional or required: mutual TLS)"),
-    Option("verify_mode", choice(list(VERIFY_MODES)), "none",
+    Option("verify_mode", choice(list(VERIFY_MODES), prefix="cert_"), "none",
            help="client certificates: none (not asked for), optional (checked if sent) or "
-                "required (a client without a valid one fails the handshake); "
-                "default %(default)s"),
+                "required (a client without a valid one fails the handshake); Hypercorn's "
+                "CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED too; default %(default)s"),
     Option("ciphers", text("CIPHERS"), None,
            help="OpenSSL cipher string for TLS 1.2, e.g. ECDHE+AESGCM; only the suites "
                 "RFC 9113 allows for HTTP/2 are kept (TLS 1.3 suites are not affected). "

@@ -82,11 +82,14 @@ def text(metavar: str) -> Kind:
     return Kind(metavar, str, from_toml)
 
 
-def choice(values: Sequence[str]) -> Kind:
+def choice(values: Sequence[str], prefix: str = "") -> Kind:
+    """One of ``values``, in any case, optionally after ``prefix`` (Hypercorn's
+    ``--verify-mode CERT_REQUIRED`` is ``required``)."""
     def from_text(text: str) -> str:
-        if text.lower() not in values:
+        value = text.lower().removeprefix(prefix)
+        if value not in values:
             raise ValueError(f"expected one of {', '.join(values)}, not {text!r}")
-        return text.lower()
+        return value
 
     def from_toml(value: object) -> str:
         if not isinstance(value, str):
