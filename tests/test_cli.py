@@ -160,10 +160,13 @@ def _environment(cwd: Path) -> dict[str, str]:
 
 
 @contextmanager
-def run_server(*args: str, cwd: Path, command: list[str] | None = None) -> Iterator[Server]:
-    """Start the runner and wait for its line; kill it on the way out."""
+def run_server(*args: str, cwd: Path, command: list[str] | None = None,
+               pass_fds: tuple[int, ...] = ()) -> Iterator[Server]:
+    """Start the runner (inheriting ``pass_fds``) and wait for its line; kill
+    it on the way out."""
     process = subprocess.Popen(command or _command(*args), cwd=cwd, env=_environment(cwd),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               pass_fds=pass_fds)
     assert process.stdout is not None and process.stderr is not None
     try:
         stdout = _Lines(process.stdout.fileno())
@@ -185,9 +188,10 @@ def run_server(*args: str, cwd: Path, command: list[str] | None = None) -> Itera
         process.stderr.close()
 
 
-def run_to_exit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_to_exit(*args: str, cwd: Path,
+                pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
     return subprocess.run(_command(*args), cwd=cwd, env=_environment(cwd), capture_output=True,
-                          text=True, timeout=TIMEOUT)
+                          text=True, timeout=TIMEOUT, pass_fds=pass_fds)
 
 
 def curl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -625,8 +629,9 @@ BAD_INPUT = [
     (["--certfile", "{cert}", "--keyfile", "{other_key}"], 1, "key values mismatch"),
     (["--certfile", "{cert}", "--keyfile", "{tmp}"], 1,
      "cannot read key file '{tmp}': Is a directory"),
-    (["--log-level", "loud"], 2, "argument --log-level: invalid choice: 'loud'"),
-    (["--shutdown-timeout", "-1"], 2, "expected a number of seconds >= 0"),
+    (["--log-level", "loud"], 2,
+     "argument --log-level: expected one of debug, info, warning, error, not 'loud'"),
+    (["--shutdown-timeout", "-1"], 2, "argument --shutdown-timeout: must be >= 0, not -1.0"),
     (["--frobnicate"], 2, "unrecognized arguments: --frobnicate"),
 ]
 

@@ -357,9 +357,10 @@ def test_restart_budget() -> None:
 
 
 @pytest.mark.parametrize(("args", "status", "message"), [
-    (["--workers", "0"], 2, "argument --workers: expected a number of processes >= 1, "
-                            "not '0'"),
-    (["--workers", "two"], 2, "argument --workers: expected a number of processes >= 1"),
+    (["--workers", "0"], 2, "argument -w/--workers: expected a number of processes from 1 "
+                            "to 1024, not '0'"),
+    (["--workers", "two"], 2, "argument -w/--workers: expected a number of processes, "
+                              "not 'two'"),
     (["--workers", "2", "--worker-timeout", "0"], 2,
      "argument --worker-timeout: expected a number of seconds > 0, not '0'"),
     (["--worker-timeout", "5"], 2, "--worker-timeout needs --workers N with N > 1"),

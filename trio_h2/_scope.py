@@ -8,7 +8,8 @@ from urllib.parse import unquote_to_bytes
 from ._headers import RequestHead
 from ._priority_field import ExtensiblePriority
 
-Address = tuple[str, int]
+# (host, port), or (path, None) for a Unix socket, as the ASGI spec has it.
+Address = tuple[str, int | None]
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 

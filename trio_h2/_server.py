@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import ssl
 from collections.abc import Callable, Sequence
 from typing import final
@@ -269,6 +270,10 @@ async def _linger(tcp: trio.SocketStream) -> None:
 
 
 def _address(sockaddr: object) -> Address:
+    """A socket's name as ASGI has it: ``(host, port)``, or ``(path, None)``
+    for a Unix socket."""
+    if isinstance(sockaddr, str | bytes):
+        return (os.fsdecode(sockaddr), None)
     assert isinstance(sockaddr, tuple)
     return (str(sockaddr[0]), int(sockaddr[1]))
 
@@ -282,7 +287,8 @@ def _lookup(name: Callable[[], object]) -> Address | None:
         sockaddr = name()
     except OSError:
         return None
-    return _address(sockaddr) if isinstance(sockaddr, tuple) else None
+    # A Unix socket's peer has no name (""): no client address.
+    return _address(sockaddr) if isinstance(sockaddr, tuple) or sockaddr else None
 
 
 def _describe(address: Address | None) -> str:

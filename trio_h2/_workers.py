@@ -18,7 +18,9 @@ listen, so it gets none.
 
 A worker talks to the supervisor over a socketpair passed as a file
 descriptor, its *channel*. The worker writes lines: ``ready`` once it
-accepts connections, ``beat`` every quarter of the worker timeout, or
+accepts connections, ``beat`` every quarter of the worker timeout,
+``retire`` once it has received its ``max_requests`` requests (it then
+shuts down gracefully, and its exit is a replacement, not a failure), or
 ``error <message>`` if it cannot start (:func:`report_failure`; the
 supervisor reports the first message, once). The supervisor writes nothing:
 end of file on the channel means the supervisor is gone, and the worker
@@ -53,7 +55,9 @@ supervisor, so a worker often sees a signal twice; only the supervisor
 decides that waiting is over.
 
 Restarts. A worker that exits when no stop was asked for is replaced, and the
-supervisor logs one line with its exit status. A worker slot that has been
+supervisor logs one line with its exit status. A worker that said ``retire``
+and exits with status 0 is replaced with an INFO line, and does not count
+against the limit below (gunicorn's and Hypercorn's ``max_requests``). A worker slot that has been
 restarted :data:`RESTART_LIMIT` times within :data:`RESTART_WINDOW` seconds
 is not restarted again: the supervisor logs why, stops the other workers and
 exits with status 1. During startup nothing is restarted: if a worker fails
@@ -77,7 +81,7 @@ from typing import final
 
 import trio
 
-from ._asgi import ASGIApp
+from ._asgi import ASGIApp, Receive, Scope, Send
 from ._config import Config
 from ._server import serve_listeners
 
@@ -108,6 +112,7 @@ RESTART_WINDOW = 10.0
 MESSAGE_LIMIT = 64 * 1024
 READY = "ready"
 BEAT = "beat"
+RETIRE = "retire"
 ERROR = "error "
 # Seconds a worker may send nothing before it is taken for hung: gunicorn's
 # worker --timeout default. A trio loop that answers requests returns to its
@@ -177,14 +182,16 @@ async def reserve(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
-async def open_reuseport_listeners(host: str, port: int) -> list[trio.SocketListener]:
+async def open_reuseport_listeners(host: str, port: int, *,
+                                   backlog: int = BACKLOG) -> list[trio.SocketListener]:
     """Listeners on ``host:port`` (an address :func:`reserve` bound), each on a
-    SO_REUSEPORT socket of its own. Raises :exc:`OSError` as :func:`reserve`
-    does (the listeners already open are closed)."""
+    SO_REUSEPORT socket of its own with a queue of ``backlog`` connections.
+    Raises :exc:`OSError` as :func:`reserve` does (the listeners already open
+    are closed)."""
     sockets = await reserve(host, port)
     try:
         for sock in sockets:
-            sock.listen(BACKLOG)
+            sock.listen(backlog)
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -206,15 +213,20 @@ def enable_stack_dump() -> None:
 async def serve_worker(app: ASGIApp, listeners: Sequence[trio.SocketListener],
                        channel: socket.socket, signals: AsyncIterator[int], *,
                        ssl_context: ssl.SSLContext | None, config: Config,
-                       worker_timeout: float = WORKER_TIMEOUT) -> None:
+                       worker_timeout: float = WORKER_TIMEOUT,
+                       max_requests: int | None = None) -> None:
     """Serve ``app`` on ``listeners`` (taking ownership, as :func:`serve_listeners`)
     as one of the supervisor's workers: write ``ready`` on ``channel`` once
     accepting connections, and ``beat`` :data:`BEATS_PER_TIMEOUT` times per
     ``worker_timeout`` from start to end. The first of ``signals``, or end of
     file on ``channel`` (the supervisor is gone), starts the graceful
-    shutdown; later signals are ignored. ``channel`` stays open and the
-    caller's. Raises :exc:`LifespanFailure` if the app's lifespan startup
-    fails."""
+    shutdown; later signals are ignored; so does the ``max_requests``-th
+    request (``http`` or ``websocket`` scope), after ``retire`` is written.
+    ``channel`` stays open and the caller's. Raises :exc:`LifespanFailure` if
+    the app's lifespan startup fails."""
+    retiring = trio.Event()
+    if max_requests is not None:
+        app = _RequestCounter(app, max_requests, retiring.set)
     with trio.socket.from_stdlib_socket(channel.dup()) as sock:
         supervisor = trio.SocketStream(sock)
         ready = trio.Event()
@@ -222,7 +234,9 @@ async def serve_worker(app: ASGIApp, listeners: Sequence[trio.SocketListener],
             stop = trio.CancelScope()
             nursery.start_soon(_stop_on_first_signal, signals, stop)
             nursery.start_soon(_stop_when_orphaned, supervisor, stop)
-            nursery.start_soon(_report, supervisor, ready, worker_timeout / BEATS_PER_TIMEOUT)
+            nursery.start_soon(_stop_when_retiring, retiring, stop, max_requests)
+            nursery.start_soon(_report, supervisor, ready, worker_timeout / BEATS_PER_TIMEOUT,
+                               retiring)
             with stop:
                 async with trio.open_nursery() as server:
                     await server.start(functools.partial(
@@ -232,18 +246,54 @@ async def serve_worker(app: ASGIApp, listeners: Sequence[trio.SocketListener],
             nursery.cancel_scope.cancel()  # stopped: nothing more to wait for
 
 
-async def _report(supervisor: trio.SocketStream, ready: trio.Event, interval: float) -> None:
+async def _report(supervisor: trio.SocketStream, ready: trio.Event, interval: float,
+                  retiring: trio.Event) -> None:
     """The one writer on the channel: ``ready`` as soon as ``ready`` is set,
-    and ``beat`` every ``interval`` seconds until cancelled."""
+    ``retire`` as soon as ``retiring`` is, and ``beat`` every ``interval``
+    seconds until cancelled."""
     # If the supervisor is gone, _stop_when_orphaned stops us.
     with contextlib.suppress(trio.BrokenResourceError):
         while not ready.is_set():
             with trio.move_on_after(interval):
                 await ready.wait()
             await supervisor.send_all(f"{READY if ready.is_set() else BEAT}\n".encode())
+        told = False
         while True:
-            await trio.sleep(interval)
-            await supervisor.send_all(f"{BEAT}\n".encode())
+            with trio.move_on_after(interval):
+                if told:
+                    await trio.sleep_forever()
+                else:
+                    await retiring.wait()
+            line = RETIRE if retiring.is_set() and not told else BEAT
+            told = retiring.is_set()
+            await supervisor.send_all(f"{line}\n".encode())
+
+
+@final
+class _RequestCounter:
+    """The app, counting the requests (``http`` and ``websocket`` scopes) it
+    is given; calls ``reached()`` at the ``limit``-th."""
+
+    def __init__(self, app: ASGIApp, limit: int, reached: Callable[[], object]) -> None:
+        self._app = app
+        self._left = limit
+        self._reached = reached
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            self._left -= 1
+            if self._left == 0:
+                self._reached()
+        await self._app(scope, receive, send)
+
+
+async def _stop_when_retiring(retiring: trio.Event, stop: trio.CancelScope,
+                              max_requests: int | None) -> None:
+    await retiring.wait()
+    if not stop.cancel_called:
+        log.info("received %s requests (--max-requests): shutting down gracefully, to be "
+                 "replaced", max_requests)
+        stop.cancel()
 
 
 async def _stop_on_first_signal(signals: AsyncIterator[int], stop: trio.CancelScope) -> None:
@@ -290,6 +340,7 @@ class _Worker:
         self.process = process
         self.error: str | None = None  # what it wrote after "error ", if anything
         self.silent: float | None = None  # seconds it said nothing before we killed it
+        self.retiring = False  # it said "retire": its exit is a replacement
 
     def __str__(self) -> str:
         return f"worker {self.slot} (pid {self.process.pid})"
@@ -303,13 +354,15 @@ class Supervisor:
     ``command(fd)`` is the command line of a worker whose channel is file
     descriptor ``fd``; ``announce()`` is called once, when every first worker
     has reported ready. A worker that writes nothing on its channel for
-    ``worker_timeout`` seconds is killed (and restarted) as hung.
+    ``worker_timeout`` seconds is killed (and restarted) as hung. Every
+    worker inherits the file descriptors ``pass_fds`` (the caller's).
     """
 
     def __init__(self, command: Callable[[int], list[str]], count: int, *,
                  announce: Callable[[], object], shutdown_timeout: float,
-                 worker_timeout: float = WORKER_TIMEOUT) -> None:
+                 worker_timeout: float = WORKER_TIMEOUT, pass_fds: Sequence[int] = ()) -> None:
         self._command = command
+        self._pass_fds = tuple(pass_fds)  # listening sockets every worker shares
         self._count = count
         self._announce = announce
         self._shutdown_timeout = shutdown_timeout
@@ -359,6 +412,9 @@ class Supervisor:
                 self._failure = worker.error or f"{what} before serving"
                 self._stop(signal.SIGTERM)
                 return
+            if worker.retiring and status == 0:
+                log.info("%s retired after its --max-requests; starting a new one", worker)
+                continue
             if not may_restart(restarts, trio.current_time()):
                 log.error("%s; restarted %d times within %gs already: giving up, "
                           "stopping the other workers", what, RESTART_LIMIT, RESTART_WINDOW)
@@ -373,7 +429,8 @@ class Supervisor:
         with trio.socket.from_stdlib_socket(ours) as channel:
             try:
                 process = await trio.lowlevel.open_process(
-                    self._command(theirs.fileno()), pass_fds=(theirs.fileno(),))
+                    self._command(theirs.fileno()),
+                    pass_fds=(theirs.fileno(), *self._pass_fds))
             finally:
                 theirs.close()
             worker = self._workers[slot] = _Worker(slot, process)
@@ -400,6 +457,8 @@ class Supervisor:
                     return  # the worker is gone
                 if line == READY:
                     self._on_ready(worker)
+                elif line == RETIRE:
+                    worker.retiring = True
                 elif line.startswith(ERROR) and worker.error is None:
                     worker.error = line.removeprefix(ERROR)
                 continue

@@ -1,0 +1,21 @@
+"""How the runner reports what the user got wrong: one line, an exit status."""
+
+from __future__ import annotations
+
+PROG = "trio_h2"
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2  # what argparse uses for a malformed command line
+
+
+class CommandError(Exception):
+    """A problem with what the user gave us: reported as one line, exit ``status``.
+
+    Status 2 (:data:`EXIT_USAGE`) for input that is malformed (a flag, a
+    config-file key or value that does not parse or is out of range), 1
+    (:data:`EXIT_FAILURE`) for well-formed input that cannot be used (a
+    module that does not import, an address that cannot be bound)."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.status = status
