@@ -65,6 +65,7 @@ from ._workers import (
     reserve,
     serve_worker,
 )
+from ._wsgi import DEFAULT_THREADS, WSGIApp, WSGICallable, detect_interface
 
 log = logging.getLogger("trio_h2")
 
@@ -180,7 +181,7 @@ def _main(argv: Sequence[str] | None) -> int:
         announcer = _Announcer("demo app" if spec is None else str(spec),
                                tls=ssl_context is not None, http1=config.http1,
                                workers=args.workers,
-                               self_signed=self_signed)
+                               self_signed=self_signed, interface=_interface_note(app))
         if args.workers > 1:
             command = functools.partial(_worker_command, argv, self_signed=self_signed)
             clean = _run(functools.partial(_supervise, binds, args.workers, command, announcer,
@@ -193,7 +194,7 @@ def _main(argv: Sequence[str] | None) -> int:
 def _load(args: argparse.Namespace) -> tuple[ASGIApp, ssl.SSLContext | None, Config]:
     """The app, the TLS context and the Config that ``args`` describe."""
     spec: AppSpec | None = args.app
-    app = DemoApp() if spec is None else load_app(spec)
+    app = DemoApp() if spec is None else _adapt(load_app(spec), spec, args)
     ssl_context = (None if args.certfile is None
                    else load_tls(args.certfile, args.keyfile, http1=args.http1))
     config = Config(shutdown_timeout=args.shutdown_timeout, http1=args.http1, **{
@@ -281,6 +282,15 @@ def _parser() -> argparse.ArgumentParser:
         help=f"with --workers: a worker whose event loop sends no heartbeat for this long "
              f"is taken for hung; its stack is dumped to stderr and it is killed and "
              f"replaced (default {WORKER_TIMEOUT:g}, as gunicorn's --timeout)")
+    parser.add_argument(
+        "--interface", choices=["auto", "asgi", "wsgi"], default="auto",
+        help="the interface MODULE:APP serves; auto tells an ASGI app (a coroutine "
+             "function) from a WSGI one (environ, start_response) by its signature "
+             "(default %(default)s)")
+    parser.add_argument(
+        "--threads", type=_worker_count, metavar="N",
+        help=f"WSGI apps only: worker threads running requests at once "
+             f"(default {DEFAULT_THREADS}, as trio's thread limiter)")
     parser.add_argument(
         "--log-level", type=str.lower, choices=list(LOG_LEVELS), default="info",
         help="level of the trio_h2 logger, on stderr (default %(default)s)")
@@ -404,6 +414,25 @@ def load_app(spec: AppSpec) -> ASGIApp:
     return cast(ASGIApp, obj)
 
 
+def _adapt(app: object, spec: AppSpec, args: argparse.Namespace) -> ASGIApp:
+    """``app`` as an ASGI app: WSGI ones wrapped in :class:`WSGIApp`."""
+    interface = detect_interface(app) if args.interface == "auto" else args.interface
+    if interface is None:
+        raise CommandError(f"cannot tell whether {str(spec)!r} is an ASGI or a WSGI "
+                           f"application from its signature: pass --interface asgi or "
+                           f"--interface wsgi")
+    if interface == "wsgi":
+        return WSGIApp(cast(WSGICallable, app), threads=args.threads or DEFAULT_THREADS,
+                       multiprocess=args.workers > 1)
+    if args.threads is not None:
+        raise CommandError(f"--threads applies to WSGI applications; {str(spec)!r} is ASGI")
+    return cast(ASGIApp, app)
+
+
+def _interface_note(app: ASGIApp) -> str | None:
+    return f"WSGI, {app.threads} threads" if isinstance(app, WSGIApp) else None
+
+
 def _is_package_of(name: str, module: str) -> bool:
     """``name`` is ``module`` or one of the packages it is inside."""
     return module == name or module.startswith(name + ".")
@@ -461,7 +490,7 @@ class _Announcer:
     the port the system picked)."""
 
     def __init__(self, what: str, *, tls: bool, http1: bool = True, workers: int = 1,
-                 self_signed: SelfSigned | None = None) -> None:
+                 self_signed: SelfSigned | None = None, interface: str | None = None) -> None:
         self._what = what
         self._scheme = "https" if tls else "http"
         if http1:
@@ -471,6 +500,8 @@ class _Announcer:
             self._mode = "h2 over TLS, ALPN" if tls else "h2c, prior knowledge"
         if workers > 1:
             self._mode += f", {workers} workers"
+        if interface is not None:
+            self._mode += f"; {interface}"
         self._self_signed = self_signed
 
     def started(self, value: list[Address] | None = None) -> None:
