@@ -96,6 +96,11 @@ class WSGIApp:
     def __repr__(self) -> str:
         return f"WSGIApp({self.app!r}, threads={self.threads})"
 
+    def statistics(self) -> trio.CapacityLimiterStatistics:
+        """The thread limiter's statistics: ``borrowed_tokens`` requests are
+        in the app's threads, ``tasks_waiting`` wait for a thread."""
+        return self._limiter.statistics()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
