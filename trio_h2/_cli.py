@@ -430,7 +430,9 @@ def _adapt(app: object, spec: AppSpec, args: argparse.Namespace) -> ASGIApp:
 
 
 def _interface_note(app: ASGIApp) -> str | None:
-    return f"WSGI, {app.threads} threads" if isinstance(app, WSGIApp) else None
+    if not isinstance(app, WSGIApp):
+        return None
+    return f"WSGI, {app.threads} thread{'' if app.threads == 1 else 's'}"
 
 
 def _is_package_of(name: str, module: str) -> bool:
