@@ -112,7 +112,9 @@ class WSGIApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         portal = _Portal(receive, send)
-        request = f"{scope['method']} {scope['path']}"
+        # The path as received: the decoded one could put a newline in a log line.
+        raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+        request = f"{scope['method']} {raw_path.decode('ascii', 'backslashreplace')}"
         environ = build_environ(
             scope, input_stream=InputStream(portal.next_chunk), errors=ErrorStream(request),
             multithread=self.threads > 1, multiprocess=self.multiprocess)
