@@ -115,10 +115,11 @@ class WSGIApp:
         # The path as received: the decoded one could put a newline in a log line.
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
         request = f"{scope['method']} {raw_path.decode('ascii', 'backslashreplace')}"
+        errors = ErrorStream(request)
         environ = build_environ(
-            scope, input_stream=InputStream(portal.next_chunk), errors=ErrorStream(request),
+            scope, input_stream=InputStream(portal.next_chunk), errors=errors,
             multithread=self.threads > 1, multiprocess=self.multiprocess)
-        response = _Response(environ, portal, request, head=scope["method"] == "HEAD")
+        response = _Response(environ, portal, errors, request, head=scope["method"] == "HEAD")
         try:
             # abandon_on_cancel: when the connection ends or the server's
             # shutdown_timeout runs out, the handler does not wait for a
@@ -207,9 +208,10 @@ class _Response:
     """One WSGI call, in its worker thread: ``start_response``, ``write``
     and the returned iterable, turned into ASGI messages (PEP 3333)."""
 
-    def __init__(self, environ: dict[str, object], portal: _Portal, request: str, *,
-                 head: bool) -> None:
+    def __init__(self, environ: dict[str, object], portal: _Portal, errors: ErrorStream,
+                 request: str, *, head: bool) -> None:
         self._environ = environ
+        self._errors = errors
         self._portal = portal
         self._request = request
         self._head = head
@@ -220,8 +222,6 @@ class _Response:
         self._started = False  # http.response.start is sent: the headers are out
 
     def run(self, app: WSGICallable) -> None:
-        errors = self._environ["wsgi.errors"]
-        assert isinstance(errors, ErrorStream)
         try:
             result = app(self._environ, self.start_response)
             try:
@@ -237,7 +237,7 @@ class _Response:
                           self._request, type(exc).__name__, exc_info=exc)
             raise
         finally:
-            errors.flush()
+            self._errors.flush()  # what close() wrote
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: ExcInfo | None = None) -> Callable[[bytes], None]:
@@ -301,6 +301,9 @@ class _Response:
         if not more and self._length is not None and self._written + len(data) < self._length:
             raise LocalProtocolError(f"the WSGI application sent {self._written + len(data)} "
                                      f"bytes of its Content-Length {self._length}")
+        if not more:
+            # The app's log lines come before the end of its response.
+            self._errors.flush()
         body = {"type": "http.response.body", "body": data, "more_body": more}
         self._written += len(data)
         if self._started:
