@@ -103,3 +103,10 @@ def test_workers_and_one_thread_reach_the_environ(tmp_path: Path) -> None:
         # wsgi.multithread False: one request at a time (PEP 3333's option
         # for apps that are not thread-safe); wsgi.multiprocess True.
         assert h2c_get(server.url + "/") == "False True\n"
+
+
+def test_threads_must_be_a_positive_number(tmp_path: Path) -> None:
+    result = run_to_exit("--threads", "0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == ("trio_h2: error: argument --threads: expected a number of "
+                             "threads >= 1, not '0' (see --help)\n")

@@ -288,7 +288,7 @@ def _parser() -> argparse.ArgumentParser:
              "function) from a WSGI one (environ, start_response) by its signature "
              "(default %(default)s)")
     parser.add_argument(
-        "--threads", type=_worker_count, metavar="N",
+        "--threads", type=_thread_count, metavar="N",
         help=f"WSGI apps only: worker threads running requests at once "
              f"(default {DEFAULT_THREADS}, as trio's thread limiter)")
     parser.add_argument(
@@ -357,10 +357,17 @@ TIMEOUT_FLAGS = {
 }
 
 
-def _worker_count(text: str) -> int:
-    if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of processes >= 1, not {text!r}")
-    return int(text)
+def _count_of(what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number of ``what`` >= 1."""
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"expected a number of {what} >= 1, not {text!r}")
+        return int(text)
+    return parse
+
+
+_worker_count = _count_of("processes")
+_thread_count = _count_of("threads")
 
 
 def _positive_seconds(text: str) -> float:
