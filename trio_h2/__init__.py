@@ -12,6 +12,7 @@ from ._server import serve as serve
 from ._server import serve_listeners as serve_listeners
 from ._tls import configure_h2_context as configure_h2_context
 from ._tls import server_ssl_context as server_ssl_context
+from ._wsgi import WSGIApp as WSGIApp
 
 __version__ = "0.1.0"
 
@@ -20,6 +21,7 @@ __all__ = [
     "ClientDisconnected",
     "Config",
     "LifespanFailure",
+    "WSGIApp",
     "configure_h2_context",
     "serve",
     "serve_listeners",

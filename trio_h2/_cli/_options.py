@@ -31,6 +31,7 @@ from typing import Any, NoReturn, cast, final
 from .._config import Config
 from .._limits import Budget
 from .._workers import BACKLOG, WORKER_TIMEOUT
+from .._wsgi import DEFAULT_THREADS
 from ._binds import DEFAULT_UNIX_MODE, Bind, TCPBind
 from ._errors import EXIT_USAGE, PROG, CommandError
 from ._values import BINDS, BUDGET, FILE, MODE, Kind, choice, integer, number, switch, text
@@ -168,6 +169,13 @@ RUNNER_OPTIONS = [
            help=f"with --workers: a worker whose event loop sends no heartbeat for this long "
                 f"is taken for hung; its stack is dumped to stderr and it is killed and "
                 f"replaced (default {WORKER_TIMEOUT:g}, as gunicorn's --timeout)"),
+    Option("interface", choice(["auto", "asgi", "wsgi"]), "auto",
+           help="the interface MODULE:APP serves; auto tells an ASGI app (a coroutine "
+                "function) from a WSGI one (environ, start_response) by its signature "
+                "(default %(default)s)"),
+    Option("threads", integer(1, 10_000, "a number of threads"), None,
+           help=f"WSGI apps only: worker threads running requests at once "
+                f"(default {DEFAULT_THREADS}, as trio's thread limiter)"),
     Option("max_requests", integer(1, 2**63 - 1, "a number of requests"), None,
            help="with --workers: a worker that has received this many requests shuts down "
                 "gracefully and is replaced, as gunicorn and Hypercorn do (against leaks in "
@@ -228,6 +236,8 @@ class Options:
     bind: tuple[Bind, ...]
     workers: int
     worker_timeout: float
+    interface: str
+    threads: int | None
     max_requests: int | None
     max_requests_jitter: int
     backlog: int

@@ -27,7 +27,7 @@ import ssl
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TypeVar, final
+from typing import TypeVar, cast, final
 
 import trio
 
@@ -45,6 +45,7 @@ from .._workers import (
     report_failure,
     serve_worker,
 )
+from .._wsgi import DEFAULT_THREADS, WSGIApp, WSGICallable, detect_interface
 from ._binds import (
     TCPBind,
     UnixBind,
@@ -117,7 +118,8 @@ def _main(argv: list[str]) -> int:
         app, ssl_context = _load(options, None if self_signed is None else self_signed.cert_file)
         announcer = _Announcer("demo app" if options.app is None else str(options.app),
                                tls=ssl_context is not None, http1=options.config.http1,
-                               workers=options.workers, self_signed=self_signed)
+                               workers=options.workers, self_signed=self_signed,
+                               interface=_interface_note(app))
         unlinker = Unlinker()
         stack.callback(unlinker.unlink_all)
         if options.workers > 1:
@@ -232,13 +234,34 @@ def _read_log_config(path: str) -> dict[str, object]:
 def _load(options: Options, certfile: str | None) -> tuple[ASGIApp, ssl.SSLContext | None]:
     """The app and the TLS context that ``options`` describe (``certfile``
     instead of ``--certfile``: the one --self-signed made)."""
-    app = DemoApp() if options.app is None else load_app(options.app)
+    app = DemoApp() if options.app is None else _adapt(load_app(options.app), options)
     certfile = certfile or options.certfile
     ssl_context = None if certfile is None else load_tls(
         certfile, options.keyfile, http1=options.config.http1,
         password=options.keyfile_password, ca_certs=options.ca_certs,
         verify_mode=VERIFY_MODES[options.verify_mode], ciphers=options.ciphers)
     return app, ssl_context
+
+
+def _adapt(app: object, options: Options) -> ASGIApp:
+    """``app`` as an ASGI app: WSGI ones wrapped in :class:`WSGIApp`."""
+    spec = str(options.app)
+    interface = detect_interface(app) if options.interface == "auto" else options.interface
+    if interface is None:
+        raise CommandError(f"cannot tell whether {spec!r} is an ASGI or a WSGI application "
+                           f"from its signature: pass --interface asgi or --interface wsgi")
+    if interface == "wsgi":
+        return WSGIApp(cast(WSGICallable, app), threads=options.threads or DEFAULT_THREADS,
+                       multiprocess=options.workers > 1)
+    if options.threads is not None:
+        raise CommandError(f"--threads applies to WSGI applications; {spec!r} is ASGI")
+    return cast(ASGIApp, app)
+
+
+def _interface_note(app: ASGIApp) -> str | None:
+    if not isinstance(app, WSGIApp):
+        return None
+    return f"WSGI, {app.threads} thread{'' if app.threads == 1 else 's'}"
 
 
 def _run(async_fn: Callable[[], Awaitable[T]]) -> T:
@@ -263,7 +286,7 @@ class _Announcer:
     the port the system picked)."""
 
     def __init__(self, what: str, *, tls: bool, http1: bool = True, workers: int = 1,
-                 self_signed: SelfSigned | None = None) -> None:
+                 self_signed: SelfSigned | None = None, interface: str | None = None) -> None:
         self._what = what
         self._scheme = "https" if tls else "http"
         if http1:
@@ -273,6 +296,8 @@ class _Announcer:
             self._mode = "h2 over TLS, ALPN" if tls else "h2c, prior knowledge"
         if workers > 1:
             self._mode += f", {workers} workers"
+        if interface is not None:
+            self._mode += f"; {interface}"
         self._self_signed = self_signed
 
     def started(self, value: list[Address] | None = None) -> None:
