@@ -27,7 +27,8 @@ events, exceptions, ``h2.errors``, ``h2.settings``):
   decoder that reports COMPRESSION_ERROR, :class:`Decoder`); h2 must
   decode every header block with it.
 * ``H2Connection.encoder``: used by :func:`response_headers_frame`, so the
-  HPACK state stays h2's own.
+  HPACK state stays h2's own; its table size capped by
+  :func:`limit_encoder_table`.
 * ``H2Connection.local_settings`` and ``max_inbound_frame_size`` (the latter
   documented, but written here): replaced at once, without a SETTINGS frame
   and its acknowledgement, by :func:`change_local_settings`.
@@ -497,6 +498,15 @@ def change_local_settings(conn: h2.connection.H2Connection,
     conn.local_settings = h2.settings.Settings(client=conn.config.client_side,
                                                initial_values={**values, **changes})
     conn.max_inbound_frame_size = conn.local_settings.max_frame_size
+
+
+def limit_encoder_table(conn: h2.connection.H2Connection, limit: int) -> None:
+    """Keep ``conn``'s HPACK encoder table within ``limit`` bytes. h2 sizes
+    it to the client's SETTINGS_HEADER_TABLE_SIZE, which is only the most the
+    client's decoder accepts (RFC 7541 section 4.2: the encoder may use less,
+    and says so in its next header block)."""
+    if conn.encoder.header_table_size > limit:
+        conn.encoder.header_table_size = limit
 
 
 def replace_decoder(conn: h2.connection.H2Connection, decoder: hpack.Decoder) -> None:
