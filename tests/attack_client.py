@@ -206,6 +206,12 @@ class Attacker:
         self._ack_owed = False
 
     @property
+    def decoder(self) -> Decoder:
+        """The HPACK decoder of the server's header blocks: its dynamic table
+        mirrors the server's encoder table (RFC 7541 section 2.2)."""
+        return self._decoder
+
+    @property
     def peer(self) -> str:
         """How the server names this connection in its logs."""
         return f"127.0.0.1:{self.local_port}"

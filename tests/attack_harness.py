@@ -46,6 +46,7 @@ slowest bystander answer measured was 3.4 s (during the reset flood;
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import dataclasses
@@ -98,6 +99,21 @@ SETTINGS_FLOOD = 50_000
 # ---------------------------------------------------------------- the app
 
 
+class AppBaseException(BaseException):
+    """What some libraries raise to get past ``except Exception``."""
+
+
+BASE_EXCEPTIONS: dict[str, type[BaseException]] = {
+    "CancelledError": asyncio.CancelledError,  # a BaseException since Python 3.8
+    "SystemExit": SystemExit,
+    "GeneratorExit": GeneratorExit,
+    "AppBaseException": AppBaseException,
+}
+"""BaseExceptions an app may raise on ``/raise-base``, by name. Not
+KeyboardInterrupt: trio raises it in whatever task runs when Ctrl-C comes,
+and it must end the server."""
+
+
 @dataclass
 class App:
     """A realistic app, with counters the tests read.
@@ -105,7 +121,8 @@ class App:
     ``/`` answers at once (the bystanders' path); ``/big`` streams
     :data:`BIG` bytes in 64 KiB chunks; ``/slow`` waits for :attr:`release`
     (for ever, unless a test sets it), ``/sleep?S`` for S seconds; ``/echo``
-    reads the body and echoes it; ``/raise`` raises; ``/bad-header`` sends a
+    reads the body and echoes it; ``/raise`` raises, ``/raise-base?NAME``
+    raises the BaseException :data:`BASE_EXCEPTIONS` names; ``/bad-header`` sends a
     header value with a newline; ``/header?V`` answers with ``x-echo: V``;
     ``/explode`` sends an ``x-explode`` header (see the HPACK tests).
     """
@@ -163,6 +180,8 @@ class App:
                     break
         elif path == "/raise":
             raise RuntimeError("the app failed on purpose")
+        elif path == "/raise-base":
+            raise BASE_EXCEPTIONS[query]("the app failed on purpose")
         elif path == "/bad-header":
             headers = [(b"x-bad", b"one\ntwo")]
         elif path == "/header":

@@ -40,6 +40,7 @@ from .attack_client import (
 )
 from .attack_client import priority as priority_frame
 from .attack_harness import (
+    BASE_EXCEPTIONS,
     BYSTANDER_LIMIT,
     CALM,
     ENDING_LIMIT,
@@ -119,6 +120,24 @@ async def test_an_exception_in_the_app_ends_only_that_stream(
     async with watched(server, app) as watch:
         attacker = await watch.connect()
         await attacker.send(headers(1, request_block("GET", "/raise")))
+        with trio.move_on_after(ENDING_LIMIT):
+            await attacker.read_until(lambda e: e.closed or 1 in e.ended_streams)
+        assert attacker.ending.statuses.get(1) == 500, attacker.ending.describe()
+        assert await still_serves(attacker, 3), attacker.ending.describe()
+
+
+@pytest.mark.parametrize("name", sorted(BASE_EXCEPTIONS))
+async def test_a_base_exception_from_the_app_ends_only_that_stream(
+        h2_server: H2ServerFactory, app: App, name: str) -> None:
+    """The app raising a BaseException that is not an Exception (asyncio's
+    CancelledError from a library written for asyncio, SystemExit, a
+    library's own) is still the app's failure on one stream: 500, and the
+    connection and the server go on. It used to go past every ``except
+    Exception`` and end the whole server (uvicorn contains these too)."""
+    server = await start(h2_server, app)
+    async with watched(server, app) as watch:
+        attacker = await watch.connect()
+        await attacker.send(headers(1, request_block("GET", f"/raise-base?{name}")))
         with trio.move_on_after(ENDING_LIMIT):
             await attacker.read_until(lambda e: e.closed or 1 in e.ended_streams)
         assert attacker.ending.statuses.get(1) == 500, attacker.ending.describe()

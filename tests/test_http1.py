@@ -248,6 +248,20 @@ async def test_http10_keep_alive_only_when_asked(server: H2TestServer) -> None:
         assert await client.eof() == b""
 
 
+async def test_pipelined_http10_keep_alive_requests_are_all_answered(
+        server: H2TestServer) -> None:
+    """HTTP/1.0 keep-alive requests sent in one write (ab -k, old proxies):
+    each is answered, in order. The second used to wait in the server's
+    buffer for ever (until idle_timeout) while the reader waited for bytes
+    the client had already sent."""
+    client = await connect(server)
+    with trio.fail_after(10):
+        await client.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 3)
+        responses = await client.responses(b"GET", b"GET", b"GET")
+    assert [r.headers[b"connection"] for r in responses] == [b"keep-alive"] * 3
+    assert [r.body for r in responses] == [b"hello from trio_h2\n"] * 3
+
+
 async def test_connection_close_closes_after_the_response(server: H2TestServer) -> None:
     client = await connect(server)
     with trio.fail_after(10):

@@ -95,7 +95,9 @@ class _Exchange:
         stream = self._stream
         try:
             await app(self._scope, self.receive, self.send)
-        except Exception as exc:
+        except BaseException as exc:
+            if _propagates(exc):
+                raise
             if isinstance(exc, ClientDisconnected) and stream.disconnected:
                 return  # the app noticed the client left; nothing to answer
             log.error("%s: stream %d: application raised %s", self._conn.peer,
@@ -239,6 +241,18 @@ class _Exchange:
         while stream.in_flight:
             self._check_connected()
             await self._lot.park()
+
+
+def _propagates(exc: BaseException) -> bool:
+    """Cancellation (the connection is ending) and Ctrl-C are not the app's
+    failure: they go on up. Whatever else an app raises, asyncio's
+    CancelledError, SystemExit or a library's own BaseException included,
+    fails its exchange alone; past ``except Exception`` it would end the
+    whole server (uvicorn catches BaseException here too)."""
+    children = getattr(exc, "exceptions", None)  # a group (not a builtin on 3.10)
+    if isinstance(children, tuple):
+        return any(_propagates(child) for child in children)
+    return isinstance(exc, trio.Cancelled | KeyboardInterrupt)
 
 
 def _completed(headers: Headers, length: int | None) -> Headers:

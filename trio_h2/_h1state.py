@@ -192,7 +192,12 @@ class H1State:
         conn = self._h11
         while not self.terminated:
             if conn.their_state is h11.MUST_CLOSE:
-                break  # Connection: close or HTTP/1.0: h11 reads nothing more
+                # Connection: close or HTTP/1.0: h11 reads nothing more. With
+                # HTTP/1.0 keep-alive, bytes already here are the next
+                # request, for a fresh h11 once this exchange is over: hold
+                # them, or the reader would wait for bytes it already has.
+                self._held = self._held or (self._renew and bool(conn.trailing_data[0]))
+                break
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:

@@ -31,7 +31,13 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from ._config import Config
-from ._h2internals import Decoder, change_local_settings, replace_decoder, use_frame_buffer
+from ._h2internals import (
+    Decoder,
+    change_local_settings,
+    replace_decoder,
+    use_frame_buffer,
+    use_linear_huffman,
+)
 
 # nghttp2's limit on the entries of one SETTINGS frame (its default for
 # nghttp2_option_set_max_settings); RFC 9113 defines 7 settings.
@@ -48,7 +54,8 @@ SETTINGS_NO_RFC7540_PRIORITIES = cast(h2.settings.SettingCodes, 0x9)
 def server_connection(config: Config) -> h2.connection.H2Connection:
     """An h2 server connection as trio_h2 runs it: ``config``'s settings,
     h2's header validation off (``_headers`` does it, as stream errors), the
-    :class:`Decoder` and ``_h2internals.FrameBuffer``."""
+    :class:`Decoder`, ``_h2internals.FrameBuffer`` and the linear
+    ``_h2internals.HuffmanEncoder``."""
     conn = h2.connection.H2Connection(
         h2.config.H2Configuration(
             client_side=False,
@@ -72,6 +79,7 @@ def server_connection(config: Config) -> h2.connection.H2Connection:
         **({} if config.rfc7540_priorities else {SETTINGS_NO_RFC7540_PRIORITIES: 1}),
     })
     use_frame_buffer(conn)
+    use_linear_huffman(conn)
     replace_decoder(conn, Decoder(max_header_list_size=config.max_header_list_size,
                                   max_fields=config.max_header_fields))
     return conn

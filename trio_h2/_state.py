@@ -42,6 +42,7 @@ from ._h2internals import (
     connection_closed,
     data_frame_header,
     fields_dropped,
+    limit_encoder_table,
     response_headers_frame,
     stream_live,
 )
@@ -70,6 +71,13 @@ from ._scope import priority_extension
 from ._stream import StreamState
 
 log = logging.getLogger("trio_h2")
+
+# The most our HPACK encoder table holds, whatever SETTINGS_HEADER_TABLE_SIZE
+# the client announces (up to 2^32-1): every distinct response field is
+# indexed into it, and hpack searches it linearly for each field it encodes.
+# nghttp2's max_deflate_dynamic_table_size and Go's maxEncoderHeaderTableSize
+# are 4096, the RFC 7541 default.
+MAX_ENCODER_TABLE_SIZE = 4096
 
 # The opaque data of the PING between the two GOAWAYs of a graceful close.
 DRAIN_PING = b"trio_h2\x00"
@@ -293,6 +301,8 @@ class ConnectionState:
                     len(self.h2.remote_settings) > 2 * MAX_SETTINGS:
                 self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM,
                                        f"SETTINGS with more than {MAX_SETTINGS} entries")
+            if h2.settings.SettingCodes.HEADER_TABLE_SIZE in event.changed_settings:
+                limit_encoder_table(self.h2, MAX_ENCODER_TABLE_SIZE)
             if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
                 self._refresh_all()
             if self._handover is not None and not self.terminated:
