@@ -25,6 +25,7 @@ import trio_h2
 from trio_h2 import Config
 from trio_h2._headers import response_headers
 from trio_h2._state import ConnectionState
+from trio_h2._stream import Chunk
 
 REQUEST = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"),
            (b":authority", b"127.0.0.1:8000"), (b"user-agent", b"h2load nghttp2/1.52.0")]
@@ -51,11 +52,15 @@ def replay(requests: int) -> float:
         wire.append(client.data_to_send())
         del client.streams[stream_id]  # the client never reads: keep it cheap
 
+    chunk = Chunk(b"Hello, world", True)
+
     def serve(data: bytes) -> None:
         (stream,) = server.receive_data(data)
         server.send_headers(stream, response_headers(200, RESPONSE), end_stream=False)
-        server.offer(stream, b"Hello, world", end_stream=True)
-        server.taken(server.pull(128 * 1024))
+        chunks = [chunk]
+        stream.take = chunks.pop  # the channel's receive_nowait, as _handoff sets it
+        server.offer(stream, len(chunk.data), end_stream=True)
+        server.pull(128 * 1024)
         server.handler_finished(stream)
         server.data_to_send()
 

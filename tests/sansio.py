@@ -8,11 +8,26 @@ import h2.events
 import h2.settings
 
 from trio_h2 import Config
+from trio_h2._protocol import ProtocolCore
 from trio_h2._state import ConnectionState
-from trio_h2._stream import StreamState
+from trio_h2._stream import Chunk, StreamState
 
 GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"x")]
 POST = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/up"), (b":authority", b"x")]
+
+
+def offer(core: ProtocolCore, stream: StreamState, data: bytes, *, end_stream: bool,
+          trailers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """What a handler does (``_asgi``), minus the channel: offer ``data``;
+    the core takes it, once, when the sender chooses the stream."""
+    chunks = [Chunk(data, end_stream, trailers)]
+    stream.take = lambda: chunks.pop() if chunks else None
+    core.offer(stream, len(data), end_stream=end_stream)
+
+
+def taken(stream: StreamState) -> bool:
+    """The handler's last chunk has been taken (its ``send`` returned)."""
+    return stream.offered is None
 
 
 class Pair:
@@ -56,13 +71,11 @@ class Pair:
 
     def respond(self, stream: StreamState, body: bytes) -> None:
         self.server.send_headers(stream, [(b":status", b"200")], end_stream=False)
-        self.server.offer(stream, body, end_stream=True)
+        offer(self.server, stream, body, end_stream=True)
 
-    def drain_output(self, budget: int = 1 << 30) -> list[StreamState]:
-        done = self.server.pull(budget)
-        self.server.taken(done)
+    def drain_output(self, budget: int = 1 << 30) -> None:
+        self.server.pull(budget)
         self.pump()
-        return done
 
 
 def received(events: list[h2.events.Event], stream_id: int) -> bytes:

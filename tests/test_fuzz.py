@@ -71,6 +71,7 @@ from .attack_client import (
     settings as settings_frame,
 )
 from .rawh2 import PREFACE, raw_frame
+from .sansio import offer
 
 EXAMPLES = int(os.environ.get("TRIO_H2_FUZZ_EXAMPLES", "60"))
 LONG_RUN = "TRIO_H2_FUZZ_EXAMPLES" in os.environ
@@ -391,9 +392,9 @@ def _drive(state: ConnectionState, chunks: Iterable[bytes]) -> None:
     for stream in started:
         if not stream.disconnected and not stream.headers_sent:
             state.send_headers(stream, [(b":status", b"200")], end_stream=False)
-            state.offer(stream, b"ok", end_stream=True)
+            offer(state, stream, b"ok", end_stream=True)
     for _ in range(10):
-        state.taken(state.pull(65536))
+        state.pull(65536)
         state.data_to_send()
     for stream in started:
         state.handler_finished(stream)

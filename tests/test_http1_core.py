@@ -12,6 +12,7 @@ from trio_h2._stream import StreamState
 
 from . import h1raw
 from .h1raw import Response
+from .sansio import offer
 
 GET = b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nX-One: 1\r\n\r\n"
 POST = b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world"
@@ -52,7 +53,7 @@ class Core:
 
     def flush(self) -> bytes:
         while True:
-            self.server.taken(self.server.pull(1 << 20))
+            self.server.pull(1 << 20)
             data = self.server.data_to_send()
             if not data:
                 return self.out
@@ -64,7 +65,7 @@ class Core:
         fields = headers if headers is not None else [(b"content-length", b"%d" % len(body))]
         self.server.send_headers(stream, [(b":status", b"%d" % status), *fields],
                                  end_stream=False)
-        self.server.offer(stream, body, end_stream=True)
+        offer(self.server, stream, body, end_stream=True)
         self.flush()
         if finish:
             self.server.handler_finished(stream)
@@ -161,9 +162,9 @@ def test_streaming_response_is_chunked_on_11_with_trailers() -> None:
     [stream] = core.feed(GET)
     core.server.send_headers(stream, [(b":status", b"200")], end_stream=False)
     for part in (b"ab", b"cd"):
-        core.server.offer(stream, part, end_stream=False)
+        offer(core.server, stream, part, end_stream=False)
         core.flush()
-    core.server.offer(stream, b"", end_stream=True, trailers=[(b"x-sum", b"4")])
+    offer(core.server, stream, b"", end_stream=True, trailers=[(b"x-sum", b"4")])
     core.flush()
     [response] = parse(core.out, [b"GET"])
     assert response.headers[b"transfer-encoding"] == b"chunked"
@@ -174,9 +175,9 @@ def test_streaming_response_is_close_delimited_on_10() -> None:
     core = Core()
     [stream] = core.feed(b"GET / HTTP/1.0\r\n\r\n")
     core.server.send_headers(stream, [(b":status", b"200")], end_stream=False)
-    core.server.offer(stream, b"abc", end_stream=False)
+    offer(core.server, stream, b"abc", end_stream=False)
     core.flush()
-    core.server.offer(stream, b"def", end_stream=True, trailers=[(b"x-dropped", b"1")])
+    offer(core.server, stream, b"def", end_stream=True, trailers=[(b"x-dropped", b"1")])
     core.flush()
     core.server.handler_finished(stream)
     assert core.server.finished
@@ -224,8 +225,8 @@ def test_head_response_has_no_body() -> None:
     core.server.send_headers(stream, [(b":status", b"200"), (b"content-length", b"1000")],
                              end_stream=False)
     with pytest.raises(LocalProtocolError):
-        core.server.offer(stream, b"x", end_stream=True)
-    core.server.offer(stream, b"", end_stream=True)
+        offer(core.server, stream, b"x", end_stream=True)
+    offer(core.server, stream, b"", end_stream=True)
     core.flush()
     [response] = parse(core.out, [b"HEAD"])
     assert response.headers[b"content-length"] == b"1000" and response.body == b""
@@ -238,7 +239,7 @@ def test_body_that_breaks_its_content_length_is_the_apps_error(body: bytes) -> N
     core.server.send_headers(stream, [(b":status", b"200"), (b"content-length", b"4")],
                              end_stream=False)
     with pytest.raises(LocalProtocolError, match="content-length"):
-        core.server.offer(stream, body, end_stream=True)
+        offer(core.server, stream, body, end_stream=True)
 
 
 def test_handler_gone_mid_response_closes_the_connection() -> None:

@@ -15,7 +15,7 @@ from trio_h2._priority_field import ExtensiblePriority, parse_priority
 from trio_h2._scheduler import Scheduler
 from trio_h2._stream import StreamState
 
-from .sansio import GET, Pair
+from .sansio import GET, Pair, offer, taken
 
 
 def open_pair(config: Config | None = None) -> Pair:
@@ -29,21 +29,27 @@ def open_pair(config: Config | None = None) -> Pair:
 def run(pair: Pair, producers: dict[StreamState, int], total: int,
         budget: int = 16393) -> dict[int, int]:
     """Producers that refill at once with ``chunk`` bytes whenever their last
-    chunk is taken; frame ``total`` bytes; return bytes per stream."""
-    for stream, chunk in producers.items():
+    chunk is taken (when the sender yields to them, or after a write); frame
+    ``total`` bytes; return bytes per stream."""
+    for stream in producers:
         if not stream.headers_sent:
             pair.server.send_headers(stream, [(b":status", b"200")], end_stream=False)
-        if not stream.in_flight:
-            pair.server.offer(stream, b"x" * chunk, end_stream=False)
+    pair.client.receive_data(pair.server.data_to_send())  # header blocks: writes hold DATA alone
     sent = {stream.stream_id: 0 for stream in producers}
+
+    def refill() -> None:
+        for stream, chunk in producers.items():
+            if taken(stream):
+                offer(pair.server, stream, b"x" * chunk, end_stream=False)
+
+    refill()
     while sum(sent.values()) < total:
-        done = pair.server.pull(budget)
-        pair.server.taken(done)
+        while pair.server.pull(budget):
+            refill()  # what the sender's yield lets the producers do
         for event in pair.client.receive_data(pair.server.data_to_send()):
             if isinstance(event, h2.events.DataReceived):
                 sent[event.stream_id] += event.flow_controlled_length
-        for stream in done:
-            pair.server.offer(stream, b"x" * producers[stream], end_stream=False)
+        refill()
     return sent
 
 

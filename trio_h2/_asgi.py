@@ -5,13 +5,13 @@ alone, so it serves HTTP/2 streams and HTTP/1.1 exchanges alike; the scope's
 ``http_version`` says which.
 
 When ``send`` returns: for ``http.response.body``, once the connection's
-sender has taken every byte of that body (HTTP/2: framed it as DATA within
-the client's flow-control windows; HTTP/1.1: framed it for h11) into the
-write it is about to make (at most 128 KiB per connection). Until then the
-chunk is the only response data of the exchange that trio_h2 holds, by
-reference, never copied into a queue. So an app that streams to a slow
-client waits, and one exchange's bytes are never reordered: its next chunk
-cannot be offered before the last is taken.
+sender has taken the body from the exchange's zero-buffer channel
+(``_handoff``), which it does only when the scheduler chooses the exchange
+and (HTTP/2) the client's flow-control windows allow at least one byte. The
+sender then holds that chunk, by reference, until it is framed; the app
+makes its next one meanwhile, and waits with it until that one is taken.
+So an app that streams to a slow client waits, and one exchange's bytes are
+never reordered: its next chunk is not taken before the last is framed.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from h2.errors import ErrorCodes
 from ._config import Config
 from ._connection import Connection, StreamHandler
 from ._errors import ClientDisconnected, LocalProtocolError
+from ._handoff import HandOff, HandOffs
 from ._headers import Headers, http_date, response_headers, trailer_headers
 from ._scope import Address, build_scope
-from ._stream import StreamState
+from ._stream import Chunk, StreamState
 
 log = logging.getLogger("trio_h2")
 
@@ -53,6 +54,7 @@ def asgi_handler(
     state: dict[str, Any] | None,
 ) -> StreamHandler:
     """The stream handler that runs ``app`` for each request of one connection."""
+    handoffs = HandOffs()
 
     async def handle(conn: Connection, stream: StreamState) -> None:
         extensions: dict[str, Any]
@@ -66,7 +68,11 @@ def asgi_handler(
             stream.head, http_version=stream.http_version, scheme=scheme, server=server,
             client=client, root_path=config.root_path, state=state, extensions=extensions,
         )
-        await _Exchange(conn, stream, scope).run(app)
+        handoff = handoffs.acquire(stream)
+        try:
+            await _Exchange(conn, stream, scope, handoff).run(app)
+        finally:
+            handoffs.release(stream, handoff)
 
     return handle
 
@@ -75,13 +81,16 @@ def asgi_handler(
 class _Exchange:
     """One request and its response, as the application sees them."""
 
-    def __init__(self, conn: Connection, stream: StreamState, scope: Scope) -> None:
+    def __init__(self, conn: Connection, stream: StreamState, scope: Scope,
+                 handoff: HandOff) -> None:
         self._conn = conn
         self._state = conn.state
         self._stream = stream
         self._scope = scope
-        # A ParkingLot, not a Waker: an application may wait in receive()
-        # in one task (for http.disconnect) while it sends in another.
+        self._handoff = handoff
+        # For receive(). A ParkingLot, not a Waker: an application may wait
+        # in receive() in one task (for http.disconnect) while it sends in
+        # another.
         self._lot = trio.lowlevel.ParkingLot()
         stream.wake = self._lot.unpark_all
         self._is_head = stream.head.method == b"HEAD"
@@ -106,6 +115,11 @@ class _Exchange:
                 log.error("%s: stream %d: application returned without completing the response",
                           self._conn.peer, stream.stream_id)
                 await self._fail()
+        # The last send() returned when its chunk was taken; stay until the
+        # core has framed it, so that the handler's exit (handler_finished)
+        # finds the response either ended or abandoned.
+        while stream.outbox is not None and not stream.closed:
+            await self._lot.park()
 
     async def _fail(self) -> None:
         """500 if nothing was sent yet, else RST_STREAM INTERNAL_ERROR."""
@@ -122,11 +136,12 @@ class _Exchange:
             self._send_headers(headers, end_stream=self._is_head)
         except ClientDisconnected:
             return  # h2 failed and the connection is closing
-        if not self._is_head:
-            self._state.offer(stream, _ERROR_BODY, end_stream=True)
         self._complete = True
-        with suppress(ClientDisconnected):
-            await self._taken()
+        if not self._is_head:
+            with suppress(ClientDisconnected):
+                await self._hand_over(_ERROR_BODY, end_stream=True)
+        else:
+            self._conn.wake_sender()
 
     async def receive(self) -> Message:
         stream = self._stream
@@ -180,7 +195,7 @@ class _Exchange:
         if not isinstance(body, bytes | bytearray | memoryview):
             raise LocalProtocolError(f"http.response.body body must be bytes, not {type(body)}")
         more = bool(message.get("more_body", False))
-        if stream.in_flight:
+        if stream.offered is not None:
             raise LocalProtocolError("http.response.body sent while another send() of this "
                                      "stream is still waiting")
         self._check_connected()
@@ -201,8 +216,7 @@ class _Exchange:
                 return
         elif not body and not end:
             return
-        self._state.offer(stream, bytes(body), end_stream=end)
-        await self._taken()
+        await self._hand_over(bytes(body), end_stream=end)
 
     async def _send_trailers(self, message: Message) -> None:
         if not self._trailers_expected or not self._body_done or self._complete:
@@ -214,8 +228,7 @@ class _Exchange:
         headers = trailer_headers(message.get("headers", ()))
         self._check_connected()
         self._complete = True
-        self._state.offer(self._stream, b"", end_stream=True, trailers=headers)
-        await self._taken()
+        await self._hand_over(b"", end_stream=True, trailers=headers)
 
     def _send_headers(self, headers: Headers, *, end_stream: bool) -> None:
         try:
@@ -228,13 +241,21 @@ class _Exchange:
         if self._stream.disconnected:
             raise ClientDisconnected(f"stream {self._stream.stream_id}: client disconnected")
 
-    async def _taken(self) -> None:
-        """Wait until the sender has taken (framed) our offer; raise if it never will."""
+    async def _hand_over(self, data: bytes, *, end_stream: bool,
+                         trailers: Headers | None = None) -> None:
+        """Offer ``data`` and wait in the channel until the sender takes it.
+        Raises :exc:`ClientDisconnected` if it never will. If cancelled
+        first, the response has a gap and cannot go on: the stream is reset
+        (HTTP/1.1: the connection closes)."""
         stream = self._stream
+        self._state.offer(stream, len(data), end_stream=end_stream)
         self._conn.wake_sender()
-        while stream.in_flight:
-            self._check_connected()
-            await self._lot.park()
+        try:
+            await self._handoff.put(Chunk(data, end_stream, trailers))
+        except trio.Cancelled:
+            self._state.reset(stream, ErrorCodes.INTERNAL_ERROR)
+            self._conn.wake_sender()
+            raise
 
 
 def _completed(headers: Headers, length: int | None) -> Headers:

@@ -5,21 +5,23 @@ The protocol is a sans-IO core (``_protocol.ProtocolCore``: HTTP/2's
 does the I/O its decisions call for, the same way for either. All three kinds
 of task live in one nursery, so nothing outlives the connection::
 
-    reader  --bytes-->  protocol core (sans-IO)  <--offer/take--  handlers
-                              |
-    sender  <--pull/data_to_send--  (HTTP/2: asks the scheduler before every frame)
+    reader  --bytes-->  protocol core (sans-IO)  <--offer, take_body--  handlers
+                              |                                         |
+    sender  <--pull/data_to_send--     receive_nowait (take) <-- channel: send(chunk)
+                  (HTTP/2: asks the scheduler before every frame)
 
 * The **reader** feeds socket bytes to the core and starts handlers. It never
   awaits an application, so PING, SETTINGS, WINDOW_UPDATE and RST_STREAM are
   answered however slow the handlers are. It pauses only when the core says
   it holds as much input as it may (``reading_paused``).
 * The **sender** is the only task that calls ``send_all``. Before each write
-  it lets the core take the offered response data (for HTTP/2 the scheduler
-  picks, frame by frame, whose data goes next).
+  it lets the core frame the offered response data (for HTTP/2 the
+  scheduler picks, frame by frame, whose data goes next), taking each chunk
+  from its handler's channel when it is that handler's turn.
 * A **handler** (``_asgi``) runs the application for one exchange. Its
-  ``send`` hands one chunk to the sender and waits until that chunk is
-  taken: a zero-buffer hand-off, so no response data queues up behind a slow
-  client.
+  ``send`` offers one chunk and waits in a zero-buffer memory channel
+  (``_handoff``) until the sender takes it, so no response data queues up
+  behind a slow client.
 """
 
 from __future__ import annotations
@@ -201,13 +203,23 @@ class Connection:
             else:
                 self.check_deadlines()  # the idle timeout, after the last stream
 
+    async def _fill(self) -> None:
+        """Let the core frame a write's worth of response data. Taking a
+        chunk releases its handler; when the core stops for one that is
+        making its next chunk and would be chosen next, yield to it so that
+        this chunk joins the same write (so 64 KiB chunks make 128 KiB
+        writes) and the producer keeps its turn. Twice if nothing is ready
+        after the first: trio runs the tasks it woke in random order."""
+        state = self.state
+        while state.pull(SEND_BATCH):
+            await trio.lowlevel.checkpoint()
+            if not state.ready_to_send:
+                await trio.lowlevel.checkpoint()
+
     async def _send_loop(self) -> None:
         state = self.state
         while True:
-            done = state.pull(SEND_BATCH)
-            # Hand the chunks back at once: their handlers offer the next
-            # ones while this batch is written, ready for the next decision.
-            state.taken(done)
+            await self._fill()
             data = state.data_to_send()
             if data:
                 guard = state.guard
@@ -221,12 +233,6 @@ class Connection:
                     return
                 guard.writing_since = None
                 self._reader_waker.wake()
-            if done and state.ready_to_send:
-                # trio runs woken tasks in random order: yield once more so
-                # that the handlers just released offer their next chunks
-                # before the next decision, instead of looking idle to it.
-                await trio.lowlevel.checkpoint()
-            if data or done:
                 continue
             if state.finished:
                 if not state.terminated:

@@ -307,24 +307,21 @@ class H1State:
         if end_stream:
             self._end_response(stream, None)
 
-    def offer(self, stream: StreamState, data: bytes, *, end_stream: bool,
-              trailers: Headers | None = None) -> None:
-        """Hand one chunk of response body to the sender. Raises
+    def offer(self, stream: StreamState, size: int, *, end_stream: bool) -> None:
+        """The handler waits to hand over a chunk of ``size`` bytes of
+        response body; :meth:`pull` takes it with ``stream.take``. Raises
         :exc:`LocalProtocolError` if it goes past the response's
         ``content-length`` (or, when it ends the body, falls short of it)."""
-        assert stream.headers_sent and not stream.in_flight and not stream.response_ended
+        assert stream.headers_sent and stream.offered is None and not stream.response_ended
         remaining = self._remaining
         if remaining is not None:
-            if len(data) > remaining or (end_stream and len(data) < remaining):
+            if size > remaining or (end_stream and size < remaining):
                 what = "HEAD, 204 or 304" if remaining == 0 else "content-length"
                 raise LocalProtocolError(
-                    f"response body of {len(data)} more bytes where its {what} "
+                    f"response body of {size} more bytes where its {what} "
                     f"leaves {remaining}")
-            self._remaining = remaining - len(data)
-        stream.outbox = memoryview(data)
-        stream.outbox_end = end_stream
-        stream.trailers = trailers
-        stream.in_flight = True
+            self._remaining = remaining - size
+        stream.offered = size
 
     def reset(self, stream: StreamState, code: ErrorCodes) -> None:
         """An HTTP/1.1 exchange cannot be reset alone: the connection closes."""
@@ -349,28 +346,41 @@ class H1State:
 
     # ---------------------------------------------------------------- output
 
-    def pull(self, budget: int) -> list[StreamState]:
-        """Take up to ``budget`` bytes of the current offer into the output."""
+    def pull(self, budget: int) -> bool:
+        """Frame the current response body until the output holds about
+        ``budget`` bytes, taking each chunk from the handler as the last one
+        is framed. Returns whether it stopped with room left because the
+        handler is making its next chunk (see ``_state.ConnectionState.pull``)."""
         stream = self.current
-        if stream is None or stream.outbox is None or self.terminated:
-            return []
-        outbox = stream.outbox
-        size = min(len(outbox), budget)
-        if size:
-            # h11 takes any bytes-like object (its docs); typed as bytes.
-            self._send(h11.Data(data=cast(bytes, outbox[:size])))
-        if size < len(outbox):
-            stream.outbox = outbox[size:]
-            return []
-        stream.outbox = None
-        if stream.outbox_end:
-            self._end_response(stream, stream.trailers)
-        return [stream]
-
-    def taken(self, streams: list[StreamState]) -> None:
-        for stream in streams:
-            stream.in_flight = False
-            stream.wake()
+        if stream is None:
+            return False
+        out = self._out
+        took = False
+        while not self.terminated and len(out) < budget:
+            outbox = stream.outbox
+            if outbox is None:
+                if stream.offered is None:
+                    return took and not stream.response_ended
+                took = True
+                chunk = stream.take()
+                stream.offered = None
+                if chunk is None:  # its send() was cancelled: the exchange ends
+                    return False
+                outbox = memoryview(chunk.data)
+                stream.outbox_end = chunk.end_stream
+                stream.trailers = chunk.trailers
+            size = min(len(outbox), budget - len(out))
+            if size:
+                # h11 takes any bytes-like object (its docs); typed as bytes.
+                self._send(h11.Data(data=cast(bytes, outbox[:size])))
+            if size < len(outbox):
+                stream.outbox = outbox[size:]
+                return False
+            stream.outbox = None
+            if stream.outbox_end:
+                self._end_response(stream, stream.trailers)
+                return False
+        return False
 
     def data_to_send(self) -> bytes:
         return self._out.take()
@@ -387,6 +397,7 @@ class H1State:
         stream.trailers = None
         stream.response_ended = True
         self._maybe_complete()
+        stream.wake()  # a handler that returned waits for its last chunk to be framed
 
     def _maybe_complete(self) -> None:
         """Once request and response are both complete: the exchange is over;
@@ -421,7 +432,7 @@ class H1State:
     @property
     def ready_to_send(self) -> bool:
         stream = self.current
-        return stream is not None and stream.outbox is not None
+        return stream is not None and (stream.outbox is not None or stream.offered is not None)
 
     @property
     def output_backlog(self) -> int:
@@ -539,8 +550,10 @@ class H1State:
         if stream is not None and not stream.closed:
             stream.closed = stream.disconnected = stream.response_ended = True
             stream.outbox = None
+            stream.offered = None
             stream.body.clear()
             self.guard.body_wanted(stream.stream_id, False)
+            stream.hang_up()
             stream.wake()
 
     def stats(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ Bytes in, exchanges started, bytes out::
 
     reader:   receive_data(bytes) -> [StreamState]   (start a handler for each)
               reading_paused / receive_buffered()     (the reader's brake)
-    sender:   pull(budget) -> [StreamState], taken(...), data_to_send()
+    sender:   pull(budget) -> bool, data_to_send()
     watchdog: check_timeouts() -> next deadline, guard
     handler:  take_body, body_wanted, send_headers, offer, reset
     lifetime: initiate, start_drain, close, abort, connection_lost,
@@ -90,12 +90,13 @@ class ProtocolCore(Protocol):
     def data_to_send(self) -> bytes:
         """Everything queued for the socket, in order."""
 
-    def pull(self, budget: int) -> list[StreamState]:
-        """Take up to about ``budget`` bytes of offered response data into
-        the output; return the exchanges whose offer is now entirely taken."""
-
-    def taken(self, streams: list[StreamState]) -> None:
-        """Release the handlers of ``streams`` (from :meth:`pull`)."""
+    def pull(self, budget: int) -> bool:
+        """Frame offered response data until the output holds about
+        ``budget`` bytes, taking each chunk from its handler
+        (``StreamState.take``) when it is that exchange's turn. Returns
+        whether it stopped with room left for a producer making its next
+        chunk that would be chosen next (the sender may yield, then call
+        again)."""
 
     def check_timeouts(self) -> float:
         """Act on the timers that ran out; return the next deadline."""
@@ -125,10 +126,10 @@ class ProtocolCore(Protocol):
     def send_headers(self, stream: StreamState, headers: Headers, *, end_stream: bool) -> None:
         """Queue the response head (``:status`` first, as ``_headers`` makes it)."""
 
-    def offer(self, stream: StreamState, data: bytes, *, end_stream: bool,
-              trailers: Headers | None = None) -> None:
-        """Hand one chunk of response body to the sender; the handler waits
-        until :attr:`StreamState.in_flight` clears."""
+    def offer(self, stream: StreamState, size: int, *, end_stream: bool) -> None:
+        """The handler of ``stream`` waits to hand over a chunk of ``size``
+        bytes of response body (the last if ``end_stream``); :meth:`pull`
+        takes it with :attr:`StreamState.take` when it is its turn."""
 
     def reset(self, stream: StreamState, code: ErrorCodes) -> None:
         """Abandon ``stream``'s exchange; its handler sees a disconnect."""

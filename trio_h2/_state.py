@@ -13,9 +13,11 @@ Flow control, both ways:
   goes back only as the application consumes the body. The connection window
   is ``max_concurrent_streams x initial_window_size``, so streams that are not
   read can never use it up and stall the others.
-* Outbound: a handler offers one chunk at a time (:meth:`offer`); the chunk
-  stays here, unframed, until the scheduler picks the stream and h2's window
-  allows. :meth:`pull` frames DATA one scheduling decision per frame.
+* Outbound: a handler offers one chunk at a time (:meth:`offer`) and waits
+  to hand it over; :meth:`pull` takes it (``StreamState.take``) only once
+  the scheduler picks the stream, which it does only while the client's
+  windows allow at least one byte, and frames DATA one scheduling decision
+  per frame. What is taken stays here, unframed, until the windows allow.
 """
 
 from __future__ import annotations
@@ -504,15 +506,13 @@ class ConnectionState:
         if end_stream:
             self._response_ended(stream)
 
-    def offer(self, stream: StreamState, data: bytes, *, end_stream: bool,
-              trailers: Headers | None = None) -> None:
-        """Hand one chunk of response body to the sender. The handler then waits
-        until :attr:`StreamState.in_flight` clears (or the stream disconnects)."""
-        assert stream.headers_sent and not stream.in_flight and not stream.response_ended
-        stream.outbox = memoryview(data)
-        stream.outbox_end = end_stream
-        stream.trailers = trailers
-        stream.in_flight = True
+    def offer(self, stream: StreamState, size: int, *, end_stream: bool) -> None:
+        """The handler of ``stream`` waits to hand over a chunk of ``size``
+        bytes: the stream is ready once the client's windows allow a byte
+        (at once if ``size`` is 0), and :meth:`pull` takes the chunk with
+        ``stream.take`` when the scheduler chooses it."""
+        assert stream.headers_sent and stream.offered is None and not stream.response_ended
+        stream.offered = size
         self._refresh(stream)
 
     def handler_finished(self, stream: StreamState) -> bool:
@@ -545,32 +545,52 @@ class ConnectionState:
 
     # ---------------------------------------------------------------- output
 
-    def pull(self, budget: int) -> list[StreamState]:
-        """Frame up to about ``budget`` bytes of DATA, asking the scheduler
-        before each frame. Returns the streams whose offered chunk is now
-        entirely framed: the sender hands them back with :meth:`taken`."""
-        done: list[StreamState] = []
+    def pull(self, budget: int) -> bool:
+        """Frame DATA until the output holds about ``budget`` bytes, asking
+        the scheduler before each frame, and taking a stream's next chunk
+        from its handler when the scheduler chooses it. Returns whether it
+        stopped for a producer that is making its next chunk (released when
+        its last one was taken) and would be chosen next: the sender may
+        let it run and call again, to put that chunk in the same write."""
+        budget -= len(self._out)
         refilling: list[int] = []
         scheduler = self.scheduler
         while budget > 0 and not self.terminated:
-            if any(map(scheduler.would_choose, refilling)):
-                # A producer that refills while this batch is written would
-                # be chosen now: end the batch, so that it is back for the
-                # next decision instead of looking idle to the scheduler.
-                break
+            if refilling and any(map(scheduler.would_choose, refilling)):
+                # A producer between two chunks would be chosen now: stop,
+                # so that it is back for the next decision instead of
+                # looking idle to the scheduler.
+                return True
             stream_id = scheduler.next()
             if stream_id is None:
                 break
             stream = self.streams[stream_id]
+            if stream.outbox is None and not self._take(stream):
+                continue
             sent = self._send_frame(stream, min(budget, scheduler.credit(stream_id)))
             budget -= sent + 9  # and the frame header
             if not stream.closed:  # (closed: END_STREAM went out, it left the scheduler)
-                scheduler.charge(stream_id, sent, drained=not self._refresh(stream))
-            if stream.outbox is None:
-                done.append(stream)
-                if not stream.response_ended:
+                # Its producer ran dry, or this write is full: either way the
+                # rest of its turn comes first next time (the header blocks
+                # and control frames in a write cut turns anywhere).
+                scheduler.charge(stream_id, sent,
+                                 drained=not self._refresh(stream) or budget <= 0)
+                if stream.outbox is None and stream.offered is None and \
+                        not stream.response_ended:
                     refilling.append(stream_id)
-        return done
+        return False
+
+    def _take(self, stream: StreamState) -> bool:
+        """Take the chunk ``stream``'s handler offered, releasing the handler."""
+        chunk = stream.take()
+        stream.offered = None
+        if chunk is None:  # its send() was cancelled: the handler resets the stream
+            self._refresh(stream)
+            return False
+        stream.outbox = memoryview(chunk.data)
+        stream.outbox_end = chunk.end_stream
+        stream.trailers = chunk.trailers
+        return True
 
     def _send_frame(self, stream: StreamState, limit: int) -> int:
         """Frame up to ``limit`` bytes of ``stream``'s offer; return how many."""
@@ -600,13 +620,6 @@ class ConnectionState:
             self.h2.send_data(stream_id, payload, end_stream=end_stream)
             return
         self._queue(header, payload)
-
-    def taken(self, streams: list[StreamState]) -> None:
-        """The sender has framed every byte offered for ``streams``:
-        their handlers may offer the next chunk (while this one is written)."""
-        for stream in streams:
-            stream.in_flight = False
-            stream.wake()
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket, in order."""
@@ -748,6 +761,7 @@ class ConnectionState:
     def _response_ended(self, stream: StreamState) -> None:
         stream.response_ended = True
         self._maybe_close(stream)
+        stream.wake()  # a handler that returned waits for its last chunk to be framed
 
     def _maybe_close(self, stream: StreamState) -> None:
         if stream.body_ended and stream.response_ended and not stream.closed:
@@ -767,7 +781,9 @@ class ConnectionState:
             self.orphans += 1  # until handler_finished
             stream.response_ended = True
             stream.outbox = None
+            stream.offered = None
             self._discard_body(stream)
+            stream.hang_up()
         stream.wake()
 
     def _discard_body(self, stream: StreamState) -> None:
@@ -782,16 +798,17 @@ class ConnectionState:
         if stream.closed:
             return False
         outbox = stream.outbox
-        ready = outbox is not None and (
-            len(outbox) == 0 or self.h2.local_flow_control_window(stream.stream_id) > 0
+        size = len(outbox) if outbox is not None else stream.offered
+        ready = size is not None and (
+            size == 0 or self.h2.local_flow_control_window(stream.stream_id) > 0
         )
         self.scheduler.set_ready(stream.stream_id, ready)
-        self.guard.stream_stalled(stream.stream_id, outbox is not None and not ready)
+        self.guard.stream_stalled(stream.stream_id, size is not None and not ready)
         return ready
 
     def _refresh_all(self) -> None:
         for stream in self.streams.values():
-            if stream.outbox is not None:
+            if stream.outbox is not None or stream.offered is not None:
                 self._refresh(stream)
 
     def stats(self) -> dict[str, Any]:
