@@ -107,18 +107,20 @@ async def test_request_body_per_connection_is_at_most_streams_times_window(
                 nursery.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize("chunk", [16 * KiB, 256 * KiB])
 async def test_closed_window_holds_a_large_download_at_one_chunk(
-    h2_server: H2ServerFactory,
+    h2_server: H2ServerFactory, chunk: int
 ) -> None:
     """Guarantee 1: an app streaming 1 GiB to a client whose 64 KiB window
-    stays closed gets at most one chunk past ``send`` beyond the window."""
-    chunk = 256 * KiB
+    stays closed gets exactly ceil(window / chunk) chunks past ``send``: a
+    chunk is taken only while the window allows a byte, the next only once
+    it is framed. At most the window plus one chunk less one byte."""
     passed = 0
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         nonlocal passed
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        for _ in range(4096):  # 1 GiB
+        for _ in range(1024 * 1024 * KiB // chunk):  # 1 GiB
             await send({"type": "http.response.body", "body": b"g" * chunk, "more_body": True})
             passed += chunk
         await send({"type": "http.response.body", "body": b""})
@@ -130,7 +132,7 @@ async def test_closed_window_holds_a_large_download_at_one_chunk(
         with trio.fail_after(10):
             async with client.stream("GET", "/") as response:
                 await trio.testing.wait_all_tasks_blocked(0.05)
-                assert passed <= window + chunk < 1024 * KiB
+                assert passed == -(-window // chunk) * chunk <= window + chunk - 1
                 # Opening the window resumes exactly where it stopped.
                 await client.open_window(3 * chunk)
                 await client.open_window(3 * chunk, response.stream_id)

@@ -208,13 +208,12 @@ class Connection:
         chunk releases its handler; when the core stops for one that is
         making its next chunk and would be chosen next, yield to it so that
         this chunk joins the same write (so 64 KiB chunks make 128 KiB
-        writes) and the producer keeps its turn. Twice if nothing is ready
-        after the first: trio runs the tasks it woke in random order."""
+        writes) and the producer keeps its turn. Twice: trio runs the tasks
+        it woke in random order, so the producer has run once after two."""
         state = self.state
         while state.pull(SEND_BATCH):
             await trio.lowlevel.checkpoint()
-            if not state.ready_to_send:
-                await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint()
 
     async def _send_loop(self) -> None:
         state = self.state

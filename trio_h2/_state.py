@@ -569,6 +569,10 @@ class ConnectionState:
                 continue
             sent = self._send_frame(stream, min(budget, scheduler.credit(stream_id)))
             budget -= sent + 9  # and the frame header
+            if sent and not self.h2.outbound_flow_control_window:
+                # The connection window is used up: no other stream may be
+                # chosen (nor its chunk taken) until a WINDOW_UPDATE.
+                self._refresh_all()
             if not stream.closed:  # (closed: END_STREAM went out, it left the scheduler)
                 # Its producer ran dry, or this write is full: either way the
                 # rest of its turn comes first next time (the header blocks
