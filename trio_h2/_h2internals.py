@@ -42,7 +42,8 @@ events, exceptions, ``h2.errors``, ``h2.settings``):
   (``SERVER_OPEN``, ``CLOSED``): :func:`connection_closed`, the fast paths.
 * ``H2Connection.outbound_flow_control_window`` and, per stream,
   ``outbound_flow_control_window`` and ``max_outbound_frame_size``: read and
-  debited by :func:`data_frame_header` as ``send_data`` would.
+  debited by :func:`data_frame_header` as ``send_data`` would; a stream's
+  window alone read by :func:`stream_window`.
 * ``h2.stream``, an undocumented module: ``StreamState`` (``OPEN``,
   ``HALF_CLOSED_REMOTE``), ``StreamInputs`` (``SEND_HEADERS``,
   ``SEND_END_STREAM``), and each stream's ``state_machine``: its ``state``,
@@ -462,6 +463,14 @@ def stream_live(conn: h2.connection.H2Connection, stream_id: int) -> bool:
     """Whether h2 knows ``stream_id`` and has not closed it."""
     stream = conn.streams.get(stream_id)
     return stream is not None and not stream.closed
+
+
+def stream_window(conn: h2.connection.H2Connection, stream_id: int) -> int:
+    """The client's flow-control window for ``stream_id`` alone (h2's
+    ``local_flow_control_window`` is the smaller of it and the
+    connection's); 0 for a stream h2 does not know. Read only."""
+    stream = conn.streams.get(stream_id)
+    return 0 if stream is None else stream.outbound_flow_control_window
 
 
 def connection_closed(conn: h2.connection.H2Connection) -> bool:

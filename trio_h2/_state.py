@@ -45,6 +45,7 @@ from ._h2internals import (
     fields_dropped,
     response_headers_frame,
     stream_live,
+    stream_window,
 )
 from ._headers import (
     HeaderMemory,
@@ -565,20 +566,28 @@ class ConnectionState:
             if stream_id is None:
                 break
             stream = self.streams[stream_id]
-            if stream.outbox is None and not self._take(stream):
+            outbox = stream.outbox
+            if not self.h2.outbound_flow_control_window and (
+                    len(outbox) if outbox is not None else stream.offered):
+                # Ready by its own window, but the connection's is used up:
+                # nothing is taken or framed until a WINDOW_UPDATE, and the
+                # turn it was given is kept for then. (Readiness leaves the
+                # connection window out: streams made unready and ready
+                # again at every window would lose their order.)
+                scheduler.charge(stream_id, 0, drained=True)
+                self._stall_all()
+                break
+            if outbox is None and not self._take(stream):
                 continue
             sent = self._send_frame(stream, min(budget, scheduler.credit(stream_id)))
             budget -= sent + 9  # and the frame header
-            if sent and not self.h2.outbound_flow_control_window:
-                # The connection window is used up: no other stream may be
-                # chosen (nor its chunk taken) until a WINDOW_UPDATE.
-                self._refresh_all()
             if not stream.closed:  # (closed: END_STREAM went out, it left the scheduler)
-                # Its producer ran dry, or this write is full: either way the
-                # rest of its turn comes first next time (the header blocks
-                # and control frames in a write cut turns anywhere).
-                scheduler.charge(stream_id, sent,
-                                 drained=not self._refresh(stream) or budget <= 0)
+                # Its producer ran dry, a window closed, or this write is
+                # full: the rest of its turn comes first next time (the
+                # header blocks and control frames in a write cut turns
+                # anywhere).
+                cut = budget <= 0 or not self.h2.outbound_flow_control_window
+                scheduler.charge(stream_id, sent, drained=not self._refresh(stream) or cut)
                 if stream.outbox is None and stream.offered is None and \
                         not stream.response_ended:
                     refilling.append(stream_id)
@@ -803,12 +812,25 @@ class ConnectionState:
             return False
         outbox = stream.outbox
         size = len(outbox) if outbox is not None else stream.offered
-        ready = size is not None and (
-            size == 0 or self.h2.local_flow_control_window(stream.stream_id) > 0
-        )
+        if size is None:
+            self.scheduler.set_ready(stream.stream_id, False)
+            self.guard.stream_stalled(stream.stream_id, False)
+            return False
+        # Its own window: the connection's is checked before each frame
+        # (pull). Stalled (send_timeout runs) if either is closed.
+        ready = size == 0 or stream_window(self.h2, stream.stream_id) > 0
         self.scheduler.set_ready(stream.stream_id, ready)
-        self.guard.stream_stalled(stream.stream_id, size is not None and not ready)
+        self.guard.stream_stalled(stream.stream_id, not ready or (
+            size > 0 and self.h2.outbound_flow_control_window <= 0))
         return ready
+
+    def _stall_all(self) -> None:
+        """The connection window is closed: every stream with data to send
+        is stalled (send_timeout runs) until a WINDOW_UPDATE."""
+        for stream in self.streams.values():
+            outbox = stream.outbox
+            if (len(outbox) if outbox is not None else stream.offered):
+                self.guard.stream_stalled(stream.stream_id, True)
 
     def _refresh_all(self) -> None:
         for stream in self.streams.values():
