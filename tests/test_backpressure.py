@@ -12,10 +12,11 @@ import h2.events
 import pytest
 import trio
 import trio.testing
+from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
 from trio_h2._connection import SEND_BATCH
-from trio_h2.testing import H2ServerFactory, open_h2_client
+from trio_h2.testing import H2ServerFactory, StreamReset, open_h2_client
 
 from .apps import http_only, read_body
 from .sansio import GET, Pair, offer
@@ -144,6 +145,40 @@ async def test_closed_window_holds_a_large_download_at_one_chunk(
                         break
                 await trio.testing.wait_all_tasks_blocked(0.05)
                 assert 3 * chunk <= passed <= window + 4 * chunk
+
+
+async def test_a_send_cancelled_before_its_chunk_is_taken_resets_the_stream(
+    h2_server: H2ServerFactory,
+) -> None:
+    """docs/backpressure.rst: a ``send`` cancelled while it waits leaves a gap
+    in the response, so the stream is reset (RST_STREAM INTERNAL_ERROR), and
+    the chunk never goes out; the connection serves on."""
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/ok":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"a" * 65535, "more_body": True})
+        with trio.move_on_after(0.2):  # the window is closed: this chunk waits
+            await send({"type": "http.response.body", "body": b"b" * 10, "more_body": True})
+        try:
+            await send({"type": "http.response.body", "body": b"c"})
+        except OSError as exc:
+            seen.append(type(exc).__name__)
+
+    server = await h2_server(http_only(app))
+    async with open_h2_client(server.host, server.port, initial_window_size=65535,
+                              auto_window=False) as client:
+        with trio.fail_after(10):
+            with pytest.raises(StreamReset) as reset:
+                await client.request("GET", "/")
+            assert reset.value.error_code == ErrorCodes.INTERNAL_ERROR
+            await client.open_window(65535)  # the connection's, which stream 1 used up
+            assert (await client.get("/ok")).body == b"ok"
+    assert seen == ["ClientDisconnected"]
 
 
 async def test_a_vanished_client_disconnects_handlers_and_leaves_no_task(
