@@ -12,7 +12,7 @@ With ``--against DIR`` (another checkout of trio_h2, for example
 ``git worktree add /tmp/base HEAD~1``) it alternates DIR and this checkout
 and prints both, medians of ``--repeat`` runs.
 
-Run: ``python bench/cpu_cost.py`` (every load, h2c), ``--tls``, ``--only c100``,
+Run: ``python bench/cpu_cost.py`` (every load, h2c; ``h1-*``: HTTP/1.1), ``--tls``, ``--only c100``,
 ``--against /tmp/base --repeat 3``. Needs h2load (nghttp2-client) and Linux.
 """
 
@@ -51,6 +51,11 @@ LOADS = [
     Load("c100", "/", ("-c100", "-m1"), 20_000, "request"),
     Load("download", "/download", ("-c1", "-m4"), 2_000, "MiB"),
     Load("echo", "/echo", ("-c1", "-m4"), 1_000, "MiB"),
+    # HTTP/1.1 (h2load --h1: one request at a time per connection).
+    Load("h1-c1", "/", ("--h1", "-c1"), 20_000, "request"),
+    Load("h1-c10", "/", ("--h1", "-c10"), 20_000, "request"),
+    Load("h1-download", "/download", ("--h1", "-c1"), 1_000, "MiB"),
+    Load("h1-echo", "/echo", ("--h1", "-c1"), 500, "MiB"),
 ]
 
 UPLOAD_SIZE = 1 * MiB
