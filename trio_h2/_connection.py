@@ -142,19 +142,44 @@ class Connection:
 
     async def _watchdog(self) -> None:
         """Runs the connection's timers (``_guard``): sleeps until the next
-        deadline, or until a new one appears."""
+        deadline, or until a new one appears. Once the core has terminated,
+        only writes are left (the last output, GOAWAY included): it goes on
+        bounding each by ``send_timeout`` until the sender ends the connection."""
         with self._fatal_errors():
             while not self.state.terminated:
                 deadline = self.state.check_timeouts()
                 if self.state.guard.writing_since is not None and self.state.terminated:
                     # The client stopped reading: the write cannot finish and
                     # no GOAWAY can get through. Cancel everything.
-                    self.state.connection_lost()
-                    self._end()
+                    self._cut_off()
                     return
                 self.wake_sender()
                 with trio.move_on_at(deadline):
                     await self._timer_waker.sleep()
+            await self._bound_last_writes()
+
+    async def _bound_last_writes(self) -> None:
+        """After the core terminated (a budget, the client's error, a close):
+        a client that does not read would otherwise hold the last write, and
+        with it the socket and the tasks, for as long as it stays connected."""
+        guard = self.state.guard
+        timeout = guard.config.send_timeout
+        while True:
+            since = guard.writing_since
+            if since is not None and guard.clock() - since >= timeout:
+                log.info("%s: the client has not read the last output for %ss; closing",
+                         self.peer, timeout)
+                self._cut_off()
+                return
+            # writing_since is set without waking anyone: look at least every
+            # half send_timeout, as before termination (_guard.next_deadline).
+            await trio.sleep_until(guard.clock() + timeout / 2 if since is None
+                                   else since + timeout)
+
+    def _cut_off(self) -> None:
+        """The write in progress cannot finish: drop the output, cancel everything."""
+        self.state.connection_lost()
+        self._end()
 
     async def _read_loop(self, received: bytes) -> None:
         state = self.state
