@@ -1,0 +1,255 @@
+"""CPU per ``receive_data`` call of the sans-IO core under hostile input.
+
+Issue 11's bound: no single ``ConnectionState.receive_data`` call may take
+more than 50 ms of CPU for 64 KiB of input, whatever the client sends. This
+script makes hostile inputs by class, cuts each into 64 KiB reads, feeds them
+to a fresh ``ConnectionState`` (no sockets, no trio) and measures
+``time.process_time()`` around every call. After every read it also makes one
+scheduling decision with data waiting on every open stream (``pull`` of one
+frame), since the priority tree's deferred work lands there.
+
+Classes:
+
+* ``baseline``: PRIORITY frames that only change weights of open streams
+  (no tree is built): what h2 and the core cost per frame, the floor;
+* ``priority-idle``: PRIORITY churn among 1000 idle streams, exclusive one
+  time in three (the CVE-2019-9513 pattern);
+* ``priority-open``: random PRIORITY frames among 100 open uploads, onto each
+  other (dependents included), idle and unknown streams, exclusive or not;
+* ``deep-chain``: idle streams chained each under the previous, then the top
+  of the chain reprioritized onto its deepest dependent, over and over;
+* ``exclusive-shuffle``: a wide fan of streams moved whole by exclusive
+  dependencies and moved back by the eviction of the idle stream holding it;
+* ``header-blocks``: requests whose HEADERS carry exclusive dependencies
+  (Chrome's chains), reset at once, within the reset budget;
+* ``mixed``: all of the above, interleaved frame by frame.
+
+Run: ``python bench/receive_cost.py [--repeat N]``; prints, per class, the
+worst and the median CPU per call (and per decision) over every call of
+every repeat, and how many reads each run took before the connection ended
+(the control-frame budget ends a pure PRIORITY flood after 10,000 frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+# This checkout's trio_h2 and test helpers, whatever is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import trio_h2
+from tests.attack_client import (
+    MAX_WINDOW,
+    headers,
+    priority,
+    request_block,
+    rst_stream,
+    settings,
+    window_update,
+)
+from tests.rawh2 import PREFACE
+from trio_h2 import Config
+from trio_h2._state import ConnectionState
+from trio_h2._stream import StreamState
+
+READ = 65536
+"""Bytes per ``receive_data`` call: what the trio layer reads at once."""
+OPEN = 99
+"""Open uploads in the classes that need them (max_concurrent_streams is 100)."""
+
+POST = request_block("POST", "/up")
+
+
+def opened(count: int = OPEN) -> bytes:
+    """``count`` uploads whose body has not arrived, on streams 1, 3, 5..."""
+    return b"".join(headers(2 * i + 1, POST, end_stream=False) for i in range(count))
+
+
+def baseline(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
+    def frames() -> Iterator[bytes]:
+        for _ in range(40_000):  # weights only: the tree is never built
+            yield priority(rng.randrange(1, 2 * OPEN, 2), 0, rng.randrange(1, 257))
+    return opened(), frames()
+
+
+def priority_idle(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
+    def frames() -> Iterator[bytes]:
+        for i in range(40_000):
+            stream_id = 1001 + 2 * (i % 1000)
+            depends_on = 1001 + 2 * ((i * 7919) % 1000)
+            yield priority(stream_id, 0 if depends_on == stream_id else depends_on,
+                           weight=i % 256 + 1, exclusive=i % 3 == 0)
+    return b"", frames()
+
+
+def priority_open(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
+    targets = [0, *range(1, 2 * OPEN, 2), 1001, 1003, 2**31 - 1]
+
+    def frames() -> Iterator[bytes]:
+        for _ in range(40_000):
+            stream_id = rng.randrange(1, 2 * OPEN, 2)
+            depends_on = rng.choice(targets)
+            if depends_on == stream_id:
+                depends_on = 0
+            yield priority(stream_id, depends_on, rng.randrange(1, 257), rng.random() < 0.5)
+    return opened(), frames()
+
+
+def deep_chain(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
+    def frames() -> Iterator[bytes]:
+        chain = [2 * OPEN + 1 + 2 * i for i in range(100)]  # idle streams
+        yield from (priority(s, p) for p, s in zip([1, *chain], chain, strict=False))
+        for i in range(40_000):
+            top, deepest = chain[0], chain[-1]
+            yield priority(top, deepest, exclusive=i % 2 == 0)
+            chain = [deepest, *chain[1:-1], top] if i % 2 else [deepest, top, *chain[1:-1]]
+    return opened(), frames()
+
+
+def exclusive_shuffle(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
+    def frames() -> Iterator[bytes]:
+        # The open streams and 100 idle ones all hang from stream 1; then, over
+        # and over, an idle stream takes the whole fan exclusively and a new
+        # idle stream evicts the one holding it, so the fan moves back.
+        yield from (priority(s, 1) for s in range(3, 2 * OPEN, 2))
+        fresh = iter(range(10_001, 2**31 - 1, 2))
+        idle = [next(fresh) for _ in range(100)]
+        yield from (priority(s, 1) for s in idle)
+        for _ in range(20_000):
+            holder = idle.pop(0)
+            yield priority(holder, 1, exclusive=True)
+            new = next(fresh)
+            idle.append(new)
+            yield priority(new, 1)
+    return opened(), frames()
+
+
+def header_blocks(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
+    get = request_block("GET", "/")
+
+    def frames() -> Iterator[bytes]:
+        previous = 0
+        for i in range(900):  # under the reset budget (1000)
+            stream_id = 2 * i + 1
+            block = (previous | 0x80000000).to_bytes(4, "big") + bytes([rng.randrange(256)])
+            yield _priority_headers(stream_id, block + get)
+            if i % 2:
+                yield rst_stream(stream_id)
+            else:
+                previous = stream_id
+    return b"", frames()
+
+
+def _priority_headers(stream_id: int, fragment: bytes) -> bytes:
+    frame = bytearray(headers(stream_id, fragment, end_stream=True))
+    frame[4] |= 0x20  # PRIORITY flag
+    return bytes(frame)
+
+
+def mixed(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
+    makers = [priority_idle, priority_open, deep_chain, exclusive_shuffle]
+    parts = [maker(random.Random(rng.random())) for maker in makers]
+    setup = opened()
+
+    def frames() -> Iterator[bytes]:
+        streams = [frames for _, frames in parts]
+        while streams:
+            source = rng.choice(streams)
+            frame = next(source, None)
+            if frame is None:
+                streams.remove(source)
+            else:
+                yield frame
+    return setup, frames()
+
+
+CLASSES: dict[str, Callable[[random.Random], tuple[bytes, Iterator[bytes]]]] = {
+    "baseline": baseline,
+    "priority-idle": priority_idle,
+    "priority-open": priority_open,
+    "deep-chain": deep_chain,
+    "exclusive-shuffle": exclusive_shuffle,
+    "header-blocks": header_blocks,
+    "mixed": mixed,
+}
+
+
+def reads(frames: Iterator[bytes]) -> Iterator[bytes]:
+    """Frames packed into reads of at most :data:`READ` bytes."""
+    batch = bytearray()
+    for frame in frames:
+        if len(batch) + len(frame) > READ:
+            yield bytes(batch)
+            batch.clear()
+        batch += frame
+    if batch:
+        yield bytes(batch)
+
+
+def run(make: Callable[[random.Random], tuple[bytes, Iterator[bytes]]],
+        seed: int) -> tuple[list[float], list[float], int]:
+    """CPU seconds of every ``receive_data`` and every decision, and the reads
+    taken before the connection ended."""
+    server = ConnectionState(Config())
+    server.initiate()
+    setup, frames = make(random.Random(seed))
+    server.receive_data(PREFACE + settings([(0x4, MAX_WINDOW)])
+                        + window_update(0, MAX_WINDOW - 65535))
+    server.data_to_send()
+    for stream in server.receive_data(setup):
+        _give_data(server, stream)
+    server.data_to_send()
+    receive_costs, decide_costs = [], []
+    count = 0
+    for data in reads(frames):
+        start = time.process_time()
+        started = server.receive_data(data)
+        receive_costs.append(time.process_time() - start)
+        count += 1
+        for stream in started:
+            _give_data(server, stream)
+        start = time.process_time()
+        server.taken(server.pull(16384))
+        decide_costs.append(time.process_time() - start)
+        server.data_to_send()
+        if server.terminated:
+            break
+    return receive_costs, decide_costs, count
+
+
+def _give_data(server: ConnectionState, stream: StreamState) -> None:
+    if not stream.closed:
+        server.send_headers(stream, [(b":status", b"200")], end_stream=False)
+        server.offer(stream, b"x" * (1 << 20), end_stream=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    logging.getLogger("trio_h2").setLevel(logging.ERROR)  # one line per flood ended: expected
+    print(f"CPU per receive_data of up to {READ // 1024} KiB, and per decision after it "
+          f"(ms; {args.repeat} runs each; {trio_h2.__file__})")
+    print(f"{'class':<18} {'reads':>6} {'worst':>7} {'median':>7}   "
+          f"{'decision worst':>14} {'median':>7}")
+    for name, make in CLASSES.items():
+        receive, decide, counts = [], [], []
+        for seed in range(args.repeat):
+            r, d, n = run(make, seed)
+            receive += r
+            decide += d
+            counts.append(n)
+        print(f"{name:<18} {max(counts):>6} {max(receive) * 1e3:>7.1f} "
+              f"{statistics.median(receive) * 1e3:>7.1f}   {max(decide) * 1e3:>14.2f} "
+              f"{statistics.median(decide) * 1e3:>7.2f}")
+
+
+if __name__ == "__main__":
+    main()
