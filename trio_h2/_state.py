@@ -34,7 +34,7 @@ from hyperframe.frame import ExtensionFrame, RstStreamFrame
 
 from ._config import Config
 from ._errors import ClientDisconnected, RemoteProtocolError
-from ._guard import ConnectionGuard
+from ._guard import ConnectionGuard, FrameSlicer
 from ._h2extras import code_name, goaway, server_connection
 from ._h2internals import (
     change_local_settings,
@@ -125,6 +125,8 @@ class ConnectionState:
         self._early_updates: OrderedDict[int, ExtensiblePriority] = OrderedDict()
         self.error: RemoteProtocolError | None = None
         """Set when the connection ended because of the client; GOAWAY is queued."""
+        self.bad_requests = 0
+        """Requests refused as malformed or with too many fields (see :meth:`_bad_request`)."""
         self.terminated = False
         """No more frames will be exchanged after what is queued now."""
         self.draining = False
@@ -137,6 +139,7 @@ class ConnectionState:
         reading and the handlers caused (acknowledgements, WINDOW_UPDATE,
         RST_STREAM, header blocks); its size is the reader's brake."""
         self.h2 = server_connection(config)
+        self._slicer = FrameSlicer()
 
     # ------------------------------------------------------------------ input
 
@@ -156,15 +159,22 @@ class ConnectionState:
             self.h2, {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAM_ID})
 
     def receive_data(self, data: bytes | bytearray) -> list[StreamState]:
-        """Process bytes from the client. Returns the streams whose handlers to start."""
+        """Process bytes from the client. Returns the streams whose handlers to
+        start. h2 gets them a few frames at a time (``_guard.FrameSlicer``),
+        and nothing more once the connection is terminated."""
         if self.terminated:
             return []
+        started: list[StreamState] = []
         try:
-            return self._receive(data)
+            for piece in self._slicer.slices(data):
+                if self.terminated:
+                    break
+                started += self._receive(piece)
         finally:
             self._queue()  # what reading made h2 queue
+        return started
 
-    def _receive(self, data: bytes | bytearray) -> list[StreamState]:
+    def _receive(self, data: memoryview) -> list[StreamState]:
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -308,13 +318,13 @@ class ConnectionState:
             # A malformed request is that first, even if it is cut short too.
             head = validate_request(fields[1:] if total else fields)
         except MalformedRequest as exc:
-            log.info("%s: stream %d: malformed request: %s", self.peer, stream_id, exc)
+            self._bad_request(stream_id, f"malformed request: {exc}")
             self._send_reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
             self._spend(self.guard.resets, "malformed requests")
             return None
         if total:
-            log.info("%s: stream %d: %d header fields, over max_header_fields (%d); "
-                     "answering 431", self.peer, stream_id, total, self.config.max_header_fields)
+            self._bad_request(stream_id, f"{total} header fields, over max_header_fields "
+                                         f"({self.config.max_header_fields}); answering 431")
             self._answer_431(stream_id, request_ended=event.stream_ended is not None)
             self._spend(self.guard.resets, "requests with too many header fields")
             return None
@@ -348,6 +358,15 @@ class ConnectionState:
         if event.stream_ended is not None:
             stream.body_ended = True
         return stream
+
+    def _bad_request(self, stream_id: int, what: str) -> None:
+        """One clear line for a connection's first bad request; the next
+        ones at DEBUG, counted, and the count logged when the connection
+        ends: a flood of them (thousands per read) is summarised, not
+        written out line by line at a cost to every other connection."""
+        self.bad_requests += 1
+        log.log(logging.INFO if self.bad_requests == 1 else logging.DEBUG,
+                "%s: stream %d: %s", self.peer, stream_id, what)
 
     def _answer_431(self, stream_id: int, *, request_ended: bool) -> None:
         """RFC 9113 section 10.5.1 (and RFC 6585): ``431 Request Header Fields
@@ -739,6 +758,9 @@ class ConnectionState:
             self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, f"too many {what}")
 
     def _terminate(self) -> None:
+        if self.bad_requests > 1 and not self.terminated:
+            log.info("%s: %d bad requests on this connection (the first logged above)",
+                     self.peer, self.bad_requests)
         self.terminated = True
         for stream in list(self.streams.values()):
             self._close(stream, disconnected=True)
