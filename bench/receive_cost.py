@@ -22,9 +22,21 @@ Classes:
   dependencies and moved back by the eviction of the idle stream holding it;
 * ``header-blocks``: requests whose HEADERS carry exclusive dependencies
   (Chrome's chains), reset at once, within the reset budget;
-* ``mixed``: all of the above, interleaved frame by frame.
+* ``mixed``: all of the above, interleaved frame by frame;
 
-Run: ``python bench/receive_cost.py [--repeat N]``; prints, per class, the
+and the floods of ``tests/test_attacks_floods.py`` (issue 11): Rapid Reset
+(``reset-flood``), requests without ``:scheme`` (``malformed-flood``),
+SETTINGS and PING floods, CONTINUATION frames of 1 byte and of 16 KiB, empty
+DATA frames, requests over ``max_header_fields`` (``header-count-bomb``); and
+for HTTP/1.1 (``H1State``), pipelined requests, garbage pipelined behind a
+request, and a request head that never ends.
+
+The trio layer hands the core 16 KiB at a time (``_connection.READ_SLICE``)
+with a checkpoint between: what other tasks wait for is about a quarter of
+the cost per 64 KiB shown here.
+
+Run: ``python bench/receive_cost.py [--repeat N] [--log-info] [WORD...]``
+(only the classes whose names contain a WORD); prints, per class, the
 worst and the median CPU per call (and per decision) over every call of
 every repeat, and how many reads each run took before the connection ended
 (the control-frame budget ends a pure PRIORITY flood after 10,000 frames).
