@@ -210,10 +210,12 @@ class FrameSlicer:
         self._header = b""
         """The start of a frame header cut by the end of a read."""
 
-    def slices(self, data: bytes | bytearray) -> list[memoryview]:
+    def slices(self, data: bytes | bytearray) -> list[bytes]:
+        """``data`` in slices, as ``bytes`` (what h2 documents it takes): a
+        copy of each piece, or ``data`` itself when it is one slice."""
         view = memoryview(data)
         size = len(view)
-        cuts: list[memoryview] = []
+        cuts: list[bytes] = []
         start = position = frames = 0
         while True:
             if self._skip:
@@ -225,7 +227,7 @@ class FrameSlicer:
             if position > start:
                 frames += 1  # (the preface counts as one)
                 if frames == SLICE_FRAMES:
-                    cuts.append(view[start:position])
+                    cuts.append(bytes(view[start:position]))
                     start, frames = position, 0
             missing = 9 - len(self._header)
             if size - position < missing:
@@ -237,7 +239,10 @@ class FrameSlicer:
             position += missing
             self._skip = int.from_bytes(header[:3], "big")
         if position > start:
-            cuts.append(view[start:position])
+            if start == 0 and isinstance(data, bytes):
+                cuts.append(data)
+            else:
+                cuts.append(bytes(view[start:position]))
         return cuts
 
 

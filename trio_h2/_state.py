@@ -174,7 +174,7 @@ class ConnectionState:
             self._queue()  # what reading made h2 queue
         return started
 
-    def _receive(self, data: memoryview) -> list[StreamState]:
+    def _receive(self, data: bytes) -> list[StreamState]:
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
