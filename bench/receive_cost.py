@@ -22,9 +22,21 @@ Classes:
   dependencies and moved back by the eviction of the idle stream holding it;
 * ``header-blocks``: requests whose HEADERS carry exclusive dependencies
   (Chrome's chains), reset at once, within the reset budget;
-* ``mixed``: all of the above, interleaved frame by frame.
+* ``mixed``: all of the above, interleaved frame by frame;
 
-Run: ``python bench/receive_cost.py [--repeat N]``; prints, per class, the
+and the floods of ``tests/test_attacks_floods.py`` (issue 11): Rapid Reset
+(``reset-flood``), requests without ``:scheme`` (``malformed-flood``),
+SETTINGS and PING floods, CONTINUATION frames of 1 byte and of 16 KiB, empty
+DATA frames, requests over ``max_header_fields`` (``header-count-bomb``); and
+for HTTP/1.1 (``H1State``), pipelined requests, garbage pipelined behind a
+request, and a request head that never ends.
+
+The trio layer hands the core 16 KiB at a time (``_connection.READ_SLICE``)
+with a checkpoint between: what other tasks wait for is about a quarter of
+the cost per 64 KiB shown here.
+
+Run: ``python bench/receive_cost.py [--repeat N] [--log-info] [WORD...]``
+(only the classes whose names contain a WORD); prints, per class, the
 worst and the median CPU per call (and per decision) over every call of
 every repeat, and how many reads each run took before the connection ended
 (the control-frame budget ends a pure PRIORITY flood after 10,000 frames).
@@ -33,29 +45,40 @@ every repeat, and how many reads each run took before the connection ended
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import os
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from itertools import chain, repeat
 from pathlib import Path
 
 # This checkout's trio_h2 and test helpers, whatever is installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from h2.settings import SettingCodes
+
 import trio_h2
 from tests.attack_client import (
     MAX_WINDOW,
+    block,
+    continuation,
     headers,
+    literal,
+    ping,
     priority,
     request_block,
     rst_stream,
     settings,
     window_update,
 )
+from tests.attack_client import data as data_frame
 from tests.rawh2 import PREFACE
 from trio_h2 import Config
+from trio_h2._h1state import H1State
 from trio_h2._state import ConnectionState
 from trio_h2._stream import StreamState
 
@@ -170,6 +193,60 @@ def mixed(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
     return setup, frames()
 
 
+# The floods of tests/test_attacks_floods.py and test_header_bombs.py (issue 11).
+
+SLOW = request_block("GET", "/slow")
+NO_SCHEME = block([(":method", "GET"), (":path", "/"), (":authority", "localhost")])
+
+
+def reset_flood(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
+    """Rapid Reset (CVE-2023-44487): HEADERS and RST_STREAM, stream after stream."""
+    return b"", (headers(s, SLOW) + rst_stream(s) for s in range(1, 400_000, 2))
+
+
+def malformed_flood(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
+    """CVE-2019-9514: requests without ``:scheme``, each answered with RST_STREAM."""
+    return b"", (headers(s, NO_SCHEME) for s in range(1, 400_000, 2))
+
+
+def settings_flood(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
+    """CVE-2019-9515: SETTINGS frames, each acknowledged."""
+    return b"", repeat(settings([(SettingCodes.ENABLE_PUSH, 0)]), 50_000)
+
+
+def ping_flood(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
+    """CVE-2019-9512: PINGs, each acknowledged."""
+    return b"", repeat(ping(b"flooding"), 100_000)
+
+
+def continuation_flood(fragment: int) -> Callable[[random.Random],
+                                                   tuple[bytes, Iterator[bytes]]]:
+    """A header block that never ends, in CONTINUATION frames of ``fragment``
+    bytes of real fields (the 2024 CONTINUATION flood)."""
+    fields = literal(b"x-pad", b"v" * 1000) * 20
+
+    def make(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
+        frames = (continuation(1, fields[:fragment]) for _ in range(100_000))
+        return b"", chain([headers(1, request_block(), end_headers=False)], frames)
+    return make
+
+
+def empty_data(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
+    """CVE-2019-9518: empty DATA frames on an open upload."""
+    return (headers(1, request_block("POST", "/echo"), end_stream=False),
+            repeat(data_frame(1), 100_000))
+
+
+def header_count_bomb(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
+    """Requests of 1,950 one-byte fields each (a dynamic table entry, indexed
+    again and again), over max_header_fields: each answered 431."""
+    def frames() -> Iterator[bytes]:
+        for i in range(900):  # under the reset budget (1000)
+            entry = literal(b"a", b"", indexed=True) if i == 0 else b""
+            yield headers(2 * i + 1, request_block("GET", "/") + entry + b"\xbe" * 1950)
+    return b"", frames()
+
+
 CLASSES: dict[str, Callable[[random.Random], tuple[bytes, Iterator[bytes]]]] = {
     "baseline": baseline,
     "priority-idle": priority_idle,
@@ -178,6 +255,38 @@ CLASSES: dict[str, Callable[[random.Random], tuple[bytes, Iterator[bytes]]]] = {
     "exclusive-shuffle": exclusive_shuffle,
     "header-blocks": header_blocks,
     "mixed": mixed,
+    "reset-flood": reset_flood,
+    "malformed-flood": malformed_flood,
+    "settings-flood": settings_flood,
+    "ping-flood": ping_flood,
+    "continuation-1B": continuation_flood(1),
+    "continuation-16K": continuation_flood(16384),
+    "empty-data": empty_data,
+    "header-count-bomb": header_count_bomb,
+}
+
+H1_GET = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"
+
+
+def h1_pipelined(rng: random.Random) -> Iterator[bytes]:
+    """HTTP/1.1: requests pipelined without waiting, each answered in turn."""
+    return repeat(H1_GET, 40_000)
+
+
+def h1_garbage(rng: random.Random) -> Iterator[bytes]:
+    """HTTP/1.1: a request, then lines of garbage pipelined behind it."""
+    return chain([H1_GET], (b"%x garbage\r\n" % rng.randrange(2**32) for _ in range(40_000)))
+
+
+def h1_long_head(rng: random.Random) -> Iterator[bytes]:
+    """HTTP/1.1: a request head of ever more header lines that never ends."""
+    return chain([b"GET / HTTP/1.1\r\n"], repeat(b"x-pad: 1\r\n", 40_000))
+
+
+H1_CLASSES: dict[str, Callable[[random.Random], Iterator[bytes]]] = {
+    "h1-pipelined": h1_pipelined,
+    "h1-pipelined-garbage": h1_garbage,
+    "h1-long-head": h1_long_head,
 }
 
 
@@ -224,6 +333,34 @@ def run(make: Callable[[random.Random], tuple[bytes, Iterator[bytes]]],
     return receive_costs, decide_costs, count
 
 
+def run_h1(make: Callable[[random.Random], Iterator[bytes]], seed: int) -> tuple[
+        list[float], list[float], int]:
+    """As :func:`run`, for HTTP/1.1: every read, and every parse of held
+    (pipelined) input once an exchange is answered, is one measured call."""
+    server = H1State(Config())
+    server.initiate()
+    receive_costs: list[float] = []
+    count = 0
+    for data in reads(make(random.Random(seed))):
+        count += 1
+        calls = 0
+        while calls == 0 or (server.reading_paused and not server.terminated):
+            start = time.process_time()
+            started = server.receive_buffered() if calls else server.receive_data(data)
+            receive_costs.append(time.process_time() - start)
+            calls += 1
+            if not started:
+                break
+            for stream in started:  # answered at once, as the app would
+                server.send_headers(stream, [(b":status", b"200")], end_stream=True)
+                server.taken(server.pull(16384))
+                server.handler_finished(stream)
+            server.data_to_send()
+        if server.terminated:
+            break
+    return receive_costs, [], count
+
+
 def _give_data(server: ConnectionState, stream: StreamState) -> None:
     if not stream.closed:
         server.send_headers(stream, [(b":status", b"200")], end_stream=False)
@@ -233,22 +370,37 @@ def _give_data(server: ConnectionState, stream: StreamState) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("only", nargs="*", help="only the classes whose names contain one "
+                        "of these words")
+    parser.add_argument("--log-info", action="store_true",
+                        help="log trio_h2 at INFO (to /dev/null), as python -m trio_h2 "
+                             "--log-level info does, instead of at ERROR")
     args = parser.parse_args()
-    logging.getLogger("trio_h2").setLevel(logging.ERROR)  # one line per flood ended: expected
+    if args.log_info:
+        logging.basicConfig(stream=open(os.devnull, "w"))  # noqa: SIM115 (for the whole run)
+        logging.getLogger("trio_h2").setLevel(logging.INFO)
+    else:
+        logging.getLogger("trio_h2").setLevel(logging.ERROR)  # one line per flood ended
     print(f"CPU per receive_data of up to {READ // 1024} KiB, and per decision after it "
           f"(ms; {args.repeat} runs each; {trio_h2.__file__})")
-    print(f"{'class':<18} {'reads':>6} {'worst':>7} {'median':>7}   "
+    print(f"{'class':<20} {'reads':>6} {'worst':>7} {'median':>7}   "
           f"{'decision worst':>14} {'median':>7}")
-    for name, make in CLASSES.items():
+    runs: list[tuple[str, Callable[[int], tuple[list[float], list[float], int]]]] = [
+        *((name, functools.partial(run, make)) for name, make in CLASSES.items()),
+        *((name, functools.partial(run_h1, make)) for name, make in H1_CLASSES.items())]
+    for name, measure in runs:
+        if args.only and not any(word in name for word in args.only):
+            continue
         receive, decide, counts = [], [], []
         for seed in range(args.repeat):
-            r, d, n = run(make, seed)
+            r, d, n = measure(seed)
             receive += r
             decide += d
             counts.append(n)
-        print(f"{name:<18} {max(counts):>6} {max(receive) * 1e3:>7.1f} "
-              f"{statistics.median(receive) * 1e3:>7.1f}   {max(decide) * 1e3:>14.2f} "
-              f"{statistics.median(decide) * 1e3:>7.2f}")
+        decisions = (f"{max(decide) * 1e3:>14.2f} {statistics.median(decide) * 1e3:>7.2f}"
+                     if decide else f"{'-':>14} {'-':>7}")
+        print(f"{name:<20} {max(counts):>6} {max(receive) * 1e3:>7.1f} "
+              f"{statistics.median(receive) * 1e3:>7.1f}   {decisions}")
 
 
 if __name__ == "__main__":

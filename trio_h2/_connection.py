@@ -55,6 +55,12 @@ READ_SIZE = 65536
 # 32 KiB: 64 KiB writes took 20% more CPU per byte of a 1 MiB download.
 SEND_BATCH = 128 * 1024
 
+# The reader hands a read to the core this much at a time, and lets the other
+# tasks run between the pieces: whatever 64 KiB a client sends (thousands of
+# SETTINGS, PINGs or refused requests, each answered), the rest of the
+# server waits for a quarter of it at most (issue 11; bench/receive_cost.py).
+READ_SLICE = 16384
+
 StreamHandler = Callable[["Connection", StreamState], Awaitable[None]]
 
 
@@ -148,24 +154,49 @@ class Connection:
 
     async def _watchdog(self) -> None:
         """Runs the connection's timers (``_guard``): sleeps until the next
-        deadline, or until a new one appears."""
+        deadline, or until a new one appears. Once the core has terminated,
+        only writes are left (the last output, GOAWAY included): it goes on
+        bounding each by ``send_timeout`` until the sender ends the connection."""
         with self._fatal_errors():
             while not self.state.terminated:
                 deadline = self.state.check_timeouts()
                 if self.state.guard.writing_since is not None and self.state.terminated:
                     # The client stopped reading: the write cannot finish and
                     # no GOAWAY can get through. Cancel everything.
-                    self.state.connection_lost()
-                    self._end()
+                    self._cut_off()
                     return
                 self.wake_sender()
                 with trio.move_on_at(deadline):
                     await self._timer_waker.sleep()
+            await self._bound_last_writes()
+
+    async def _bound_last_writes(self) -> None:
+        """After the core terminated (a budget, the client's error, a close):
+        a client that does not read would otherwise hold the last write, and
+        with it the socket and the tasks, for as long as it stays connected."""
+        guard = self.state.guard
+        timeout = guard.config.send_timeout
+        while True:
+            since = guard.writing_since
+            if since is not None and guard.clock() - since >= timeout:
+                log.info("%s: the client has not read the last output for %ss; closing",
+                         self.peer, timeout)
+                self._cut_off()
+                return
+            # writing_since is set without waking anyone: look at least every
+            # half send_timeout, as before termination (_guard.next_deadline).
+            await trio.sleep_until(guard.clock() + timeout / 2 if since is None
+                                   else since + timeout)
+
+    def _cut_off(self) -> None:
+        """The write in progress cannot finish: drop the output, cancel everything."""
+        self.state.connection_lost()
+        self._end()
 
     async def _read_loop(self, received: bytes) -> None:
         state = self.state
         if received:
-            state = self._start(state.receive_data(received))
+            state = await self._receive(received)
         while not state.terminated:
             if state.reading_paused:
                 # The core holds as much input as it may: HTTP/2 output the
@@ -185,7 +216,22 @@ class Connection:
                 state.connection_lost()
                 self._end()
                 return
-            state = self._start(state.receive_data(data))
+            state = await self._receive(data)
+
+    async def _receive(self, data: bytes | bytearray) -> ProtocolCore:
+        """Feed ``data`` to the core in pieces of :data:`READ_SLICE` bytes,
+        with a checkpoint between them. TCP may cut a stream anywhere, so the
+        core takes any split of its input; the cuts change only who runs when.
+        Returns the core that serves the connection from now on (after a
+        hand-over, the rest of ``data`` goes to the new one)."""
+        for start in range(0, len(data), READ_SLICE):
+            if start:
+                await trio.lowlevel.checkpoint()
+                if self.state.terminated:
+                    break
+            piece = data if len(data) <= READ_SLICE else data[start:start + READ_SLICE]
+            self._start(self.state.receive_data(piece))
+        return self.state
 
     def _start(self, streams: list[StreamState]) -> ProtocolCore:
         """Start a handler for each exchange; wake the sender if reading gave

@@ -249,10 +249,12 @@ class _Server:
 
 
 async def _goaway(conn: Connection, stream: trio.abc.Stream) -> None:
+    """GOAWAY INTERNAL_ERROR after a bug, within ``send_timeout`` and at most
+    :data:`LINGER_SECONDS`: the one write outside the sender, as bounded."""
     try:
         conn.state.abort(ErrorCodes.INTERNAL_ERROR, "internal error")
         data = conn.state.data_to_send()
-        with trio.move_on_after(LINGER_SECONDS):
+        with trio.move_on_after(min(conn.state.guard.config.send_timeout, LINGER_SECONDS)):
             await stream.send_all(data)
     except Exception as exc:  # the connection is already lost or broken
         log.debug("%s: could not send GOAWAY: %r", conn.peer, exc)

@@ -35,7 +35,7 @@ from hyperframe.frame import ExtensionFrame, RstStreamFrame
 
 from ._config import Config
 from ._errors import ClientDisconnected, RemoteProtocolError
-from ._guard import ConnectionGuard
+from ._guard import ConnectionGuard, FrameSlicer
 from ._h2extras import MAX_SETTINGS, code_name, goaway, server_connection
 from ._h2internals import (
     change_local_settings,
@@ -136,6 +136,8 @@ class ConnectionState:
         self._early_updates: OrderedDict[int, ExtensiblePriority] = OrderedDict()
         self.error: RemoteProtocolError | None = None
         """Set when the connection ended because of the client; GOAWAY is queued."""
+        self.bad_requests = 0
+        """Requests refused as malformed or with too many fields (see :meth:`_bad_request`)."""
         self.terminated = False
         """No more frames will be exchanged after what is queued now."""
         self.draining = False
@@ -148,6 +150,7 @@ class ConnectionState:
         reading and the handlers caused (acknowledgements, WINDOW_UPDATE,
         RST_STREAM, header blocks); its size is the reader's brake."""
         self.h2 = server_connection(config)
+        self._slicer = FrameSlicer()
         self.successor: ProtocolCore | None = None
         """Always None: HTTP/2 hands its connection to no other protocol."""
         self._handover = handover
@@ -186,15 +189,22 @@ class ConnectionState:
         self._queue()
 
     def receive_data(self, data: bytes | bytearray) -> list[StreamState]:
-        """Process bytes from the client. Returns the streams whose handlers to start."""
+        """Process bytes from the client. Returns the streams whose handlers to
+        start. h2 gets them a few frames at a time (``_guard.FrameSlicer``),
+        and nothing more once the connection is terminated."""
         if self.terminated:
             return []
+        started: list[StreamState] = []
         try:
-            return self._receive(data)
+            for piece in self._slicer.slices(data):
+                if self.terminated:
+                    break
+                started += self._receive(piece)
         finally:
             self._queue()  # what reading made h2 queue
+        return started
 
-    def _receive(self, data: bytes | bytearray) -> list[StreamState]:
+    def _receive(self, data: bytes) -> list[StreamState]:
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -356,14 +366,14 @@ class ConnectionState:
             # A malformed request is that first, even if it is cut short too.
             head = validate_request(fields[1:] if total else fields)
         except MalformedRequest as exc:
-            log.info("%s: stream %d: malformed request: %s", self.peer, stream_id, exc)
+            self._bad_request(stream_id, f"malformed request: {exc}")
             self._send_reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
             self._spend(self.guard.resets, "malformed requests")
             return None
         if total:
             reason = (f"{total} header fields, over max_header_fields "
                       f"{self.config.max_header_fields}")
-            log.info("%s: stream %d: %s; answering 431", self.peer, stream_id, reason)
+            self._bad_request(stream_id, f"{reason}; answering 431")
             self._answer_431(stream_id, head, reason,
                              request_ended=event.stream_ended is not None)
             self._spend(self.guard.resets, "requests with too many header fields")
@@ -403,6 +413,15 @@ class ConnectionState:
         self.guard.streams_running(self.running)
         stream.body_ended = ended
         return stream
+
+    def _bad_request(self, stream_id: int, what: str) -> None:
+        """One clear line for a connection's first bad request; the next
+        ones at DEBUG, counted, and the count logged when the connection
+        ends: a flood of them (thousands per read) is summarised, not
+        written out line by line at a cost to every other connection."""
+        self.bad_requests += 1
+        log.log(logging.INFO if self.bad_requests == 1 else logging.DEBUG,
+                "%s: stream %d: %s", self.peer, stream_id, what)
 
     def _answer_431(self, stream_id: int, head: RequestHead, reason: str, *,
                     request_ended: bool) -> None:
@@ -822,6 +841,9 @@ class ConnectionState:
             self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, f"too many {what}")
 
     def _terminate(self) -> None:
+        if self.bad_requests > 1 and not self.terminated:
+            log.info("%s: %d bad requests on this connection (the first logged above)",
+                     self.peer, self.bad_requests)
         self.terminated = True
         for stream in list(self.streams.values()):
             self._close(stream, disconnected=True)
