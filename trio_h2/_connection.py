@@ -106,8 +106,19 @@ class Connection:
         self.wake_sender()
 
     def wake_sender(self) -> None:
+        """A handler queued something: let the sender look. A hand-over the
+        handler caused (HTTP/1.1's 101 to a WebSocket) takes effect here,
+        before any other task can look at the old core."""
+        self._current()
         self._sender_waker.wake()
         self.check_deadlines()
+
+    def _current(self) -> ProtocolCore:
+        """The core that serves the connection now, after any hand-over."""
+        state = self.state
+        if state.successor is not None:
+            state = self._hand_over(state.successor)
+        return state
 
     def body_taken(self) -> None:
         """A handler took request body: the core may owe the client credit
@@ -166,7 +177,7 @@ class Connection:
         state = self.state
         if received:
             state = self._start(state.receive_data(received))
-        while not state.terminated:
+        while not (state := self._current()).terminated:
             if state.reading_paused:
                 # The core holds as much input as it may: HTTP/2 output the
                 # client is not reading, HTTP/1.1 request body the app has
@@ -174,12 +185,13 @@ class Connection:
                 # reads meets send_timeout; an app that never takes body
                 # keeps its client waiting, not our memory growing.
                 await self._reader_waker.sleep()
-                state = self._start(state.receive_buffered())
+                state = self._start(self._current().receive_buffered())
                 continue
             try:
                 data = await self._stream.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
+            state = self._current()  # a handler may have handed over meanwhile
             if not data:
                 log.debug("%s: connection closed by client", self.peer)
                 state.connection_lost()
@@ -222,7 +234,7 @@ class Connection:
 
     async def _send_loop(self) -> None:
         while True:
-            state = self.state  # afresh: the reader may have swapped in a successor
+            state = self._current()  # afresh: the core may have been handed over
             done = state.pull(SEND_BATCH)
             # Hand the chunks back at once: their handlers offer the next
             # ones while this batch is written, ready for the next decision.
