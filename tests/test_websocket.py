@@ -119,26 +119,36 @@ async def test_denial_is_a_real_http_response(server: H2TestServer, http2: bool)
     assert rejected.value.status == 403
 
 
+class Listener:
+    """Accepts, then records what one ``receive`` returns."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self.done = trio.Event()
+        self.scope: dict[str, Any] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        self.scope = scope
+        await receive()
+        await send({"type": "websocket.accept"})
+        self.seen.append(await receive())
+        self.done.set()
+
+
 @pytest.mark.parametrize("http2", TRANSPORTS)
 async def test_client_close_code_reaches_the_app(h2_server: H2ServerFactory,
                                                  http2: bool) -> None:
-    seen: list[dict[str, Any]] = []
-    done = trio.Event()
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        assert scope["type"] == "websocket"
-        assert scope["scheme"] == "ws" and scope["http_version"] == ("2" if http2 else "1.1")
-        await receive()
-        await send({"type": "websocket.accept"})
-        seen.append(await receive())
-        done.set()
-
+    app = Listener()
     server = await h2_server(app)
     async with open_websocket(ws_url(server, "/"), http2=http2) as ws:
         assert await ws.close(4321, "done") == 4321
     with trio.fail_after(LIVENESS):
-        await done.wait()
-    assert seen == [{"type": "websocket.disconnect", "code": 4321, "reason": "done"}]
+        await app.done.wait()
+    assert app.seen == [{"type": "websocket.disconnect", "code": 4321, "reason": "done"}]
+    assert app.scope["scheme"] == "ws"
+    assert app.scope["http_version"] == ("2" if http2 else "1.1")
 
 
 # ------------------------------------------------------------- protocol errors
@@ -374,23 +384,13 @@ async def test_send_to_a_client_that_reads_nothing_blocks(h2_server: H2ServerFac
 
 @pytest.mark.parametrize("http2", TRANSPORTS)
 async def test_vanished_client_is_a_disconnect(h2_server: H2ServerFactory, http2: bool) -> None:
-    seen: list[dict[str, Any]] = []
-    done = trio.Event()
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "websocket":
-            return
-        await receive()
-        await send({"type": "websocket.accept"})
-        seen.append(await receive())
-        done.set()
-
+    app = Listener()
     server = await h2_server(app)
     async with open_websocket(ws_url(server, "/"), http2=http2) as ws:
         await ws.abort()
         with trio.fail_after(LIVENESS):
-            await done.wait()
-    assert seen == [{"type": "websocket.disconnect", "code": 1006, "reason": ""}]
+            await app.done.wait()
+    assert app.seen == [{"type": "websocket.disconnect", "code": 1006, "reason": ""}]
 
 
 async def test_pings_never_read_are_bounded(nursery: trio.Nursery) -> None:
