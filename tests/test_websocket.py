@@ -232,6 +232,13 @@ async def test_h2_settings_advertise_extended_connect(server: H2TestServer,
     # Not advertised: :protocol is the unknown pseudo-header it then is.
     await client.send_headers(1, connect_headers())
     assert await client.expect_rst(1) == 1  # PROTOCOL_ERROR
+    # And over HTTP/1.1 a WebSocket handshake is a plain request.
+    raw = await RawClient.connect(off.host, off.port)
+    await raw.send(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade, "
+                   b"close\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   b"Sec-WebSocket-Version: 13\r\n\r\n")
+    answer = await raw.eof()
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"http"), answer
 
 
 async def test_h2_extended_connect_edge_cases(server: H2TestServer) -> None:
