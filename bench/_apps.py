@@ -5,7 +5,8 @@ No framework, so the figures are the servers' own cost:
 * ``/`` answers 12 bytes of text;
 * ``/download`` answers 1 MiB in 64 KiB chunks, as Starlette's ``FileResponse``
   and ``StreamingResponse`` over a file do;
-* ``/echo`` reads the whole request body, then answers it in one piece.
+* ``/echo`` reads the whole request body, then answers it in one piece;
+* a WebSocket (any path) echoes every message (``bench/websocket.py``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        await _echo_websocket(receive, send)
+        return
     if scope["type"] != "http":
         return
     path = scope["path"]
@@ -65,3 +69,16 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         return
     await send(_start(len(HELLO), b"text/plain"))
     await send({"type": "http.response.body", "body": HELLO})
+
+
+async def _echo_websocket(receive: Receive, send: Send) -> None:
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        if message.get("bytes") is not None:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+        else:
+            await send({"type": "websocket.send", "text": message["text"]})

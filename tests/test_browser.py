@@ -70,3 +70,25 @@ def test_chromium_gets_the_demo_over_http11_on_plain_http(tmp_path: Path) -> Non
     assert "<code>python -m trio_h2 --self-signed</code>" in load.dom
     assert resource_protocols(load.dom) == dict.fromkeys(DEMO_RESOURCES, "http/1.1")
     assert load.alpn == [] and load.http2_sessions == []
+
+
+def test_chromium_websocket_over_http2_and_http11(tmp_path: Path) -> None:
+    """A page opens a WebSocket and writes what came back into its DOM.
+    Over TLS, Chromium finds SETTINGS_ENABLE_CONNECT_PROTOCOL on its HTTP/2
+    connection and opens the WebSocket as an extended CONNECT stream (RFC
+    8441): the server says HTTP/2 carries it, and the net log has one HTTP/2
+    session, no second connection. Over plain http://, HTTP/1.1's 101."""
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "plain").mkdir()
+    app = "tests.wsapps:browser_app"
+    with run_server("--self-signed", "--bind", "127.0.0.1:0", app, cwd=tmp_path) as server:
+        run = read_self_signed(server)
+        over_tls = load_page(f"https://localhost:{run.port}/", tmp_path / "tls",
+                             spki_sha256=run.spki_sha256)
+    with run_server("--bind", "127.0.0.1:0", app, cwd=tmp_path) as server:
+        plain = load_page(server.url + "/", tmp_path / "plain")
+    assert over_tls.error is None and plain.error is None
+    assert '<p id="result" data-version="2">|2|ping from the browser</p>' in over_tls.dom
+    assert set(over_tls.alpn) == {"h2"}
+    assert over_tls.http2_sessions == [f"localhost:{run.port}"]
+    assert '<p id="result" data-version="1.1">|1.1|ping from the browser</p>' in plain.dom

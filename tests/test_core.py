@@ -31,8 +31,8 @@ def test_core_imports_without_trio() -> None:
         "sys.modules['trio_h2'] = package\n"
         "import trio_h2._state, trio_h2._scheduler, trio_h2._headers, trio_h2._scope, "
         "trio_h2._stream, trio_h2._h2extras, trio_h2._guard, trio_h2._limits, "
-        "trio_h2._priority_field, trio_h2._h1state, trio_h2._protocol, "
-        "trio_h2._proxy_protocol, trio_h2._forwarded\n"
+        "trio_h2._priority_field, trio_h2._h1state, trio_h2._protocol, trio_h2._wscore, "
+        "trio_h2._tunnel, trio_h2._proxy_protocol, trio_h2._forwarded\n"
         "print(trio_h2._state.ConnectionState)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -1,4 +1,5 @@
-"""Starlette and FastAPI apps (anyio on trio) served over HTTP/2, unchanged."""
+"""Starlette and FastAPI apps (anyio on trio) served over HTTP/2, unchanged;
+their WebSocket routes over HTTP/1.1 and HTTP/2."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from pathlib import Path
 
 import anyio
 import anyio.lowlevel
-from fastapi import FastAPI
+import pytest
+import trio
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
-from trio_h2.testing import H2ServerFactory
+from trio_h2.testing import H2ServerFactory, WebSocketClosed, WebSocketRejected, open_websocket
 
 from .test_interop import curl_args, run
 
@@ -92,3 +95,65 @@ async def test_fastapi(h2_server: H2ServerFactory, tmp_path: Path) -> None:
     assert json.loads(out) == {"name": "pen", "price": 1.5}
     out = await run(*curl, "-o", "/dev/null", "-w", "%{http_code}", server.url + "/items/nope")
     assert out == "422"
+
+
+def starlette_ws_app(disconnects: list[int], gone: trio.Event) -> Starlette:
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept(subprotocol="chat")
+        try:
+            while True:
+                text = await websocket.receive_text()
+                await websocket.send_text(f"{websocket.scope['http_version']}: {text}")
+        except WebSocketDisconnect as exc:
+            disconnects.append(exc.code)
+            gone.set()
+
+    async def private(websocket: WebSocket) -> None:
+        await websocket.close(code=1008)
+
+    return Starlette(routes=[WebSocketRoute("/ws", echo), WebSocketRoute("/private", private)])
+
+
+def fastapi_ws_app() -> FastAPI:
+    api = FastAPI()
+
+    @api.websocket("/ws/{room}")
+    async def room(websocket: WebSocket, room: str) -> None:
+        await websocket.accept()
+        data = await websocket.receive_json()
+        await websocket.send_json({"room": room, **data})
+        await websocket.close(code=4000)
+
+    return api
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
+async def test_starlette_and_fastapi_websocket_routes(h2_server: H2ServerFactory,
+                                                      http2: bool) -> None:
+    disconnects: list[int] = []
+    gone = trio.Event()
+    server = await h2_server(starlette_ws_app(disconnects, gone), tls=True)
+    base = f"wss://localhost:{server.port}"
+    async with open_websocket(base + "/ws", http2=http2, subprotocols=["chat"],
+                              ssl_context=server.client_ssl_context()) as ws:
+        assert ws.subprotocol == "chat"
+        await ws.send("hi")
+        assert await ws.receive() == f"{'2' if http2 else '1.1'}: hi"
+        assert await ws.close(1001) == 1001
+    with pytest.raises(WebSocketRejected) as rejected:  # closed before accepting
+        async with open_websocket(base + "/private", http2=http2,
+                                  ssl_context=server.client_ssl_context()):
+            pass
+    assert rejected.value.status == 403
+    with trio.fail_after(10):
+        await gone.wait()
+    assert disconnects == [1001]
+
+    server = await h2_server(fastapi_ws_app())
+    async with open_websocket(f"ws://{server.host}:{server.port}/ws/blue",
+                              http2=http2) as ws:
+        await ws.send(json.dumps({"who": "me"}))
+        assert json.loads(await ws.receive()) == {"room": "blue", "who": "me"}
+        with pytest.raises(WebSocketClosed) as closed:
+            await ws.receive()
+    assert closed.value.code == 4000

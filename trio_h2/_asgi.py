@@ -30,6 +30,7 @@ from ._errors import ClientDisconnected, LocalProtocolError
 from ._headers import Headers, http_date, response_headers, trailer_headers
 from ._scope import Address, build_scope
 from ._stream import StreamState
+from ._websocket import serve_websocket, websocket_scope
 
 log = logging.getLogger("trio_h2")
 
@@ -66,6 +67,9 @@ def asgi_handler(
             stream.head, http_version=stream.http_version, scheme=scheme, server=server,
             client=client, root_path=config.root_path, state=state, extensions=extensions,
         )
+        if stream.head.protocol is not None:  # a WebSocket handshake (HTTP/1.1 or 2)
+            await serve_websocket(conn, stream, websocket_scope(scope, stream), app, config)
+            return
         await _Exchange(conn, stream, scope).run(app)
 
     return handle

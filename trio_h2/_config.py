@@ -163,6 +163,35 @@ class Config:
     advertises SETTINGS_NO_RFC7540_PRIORITIES (RFC 9218 section 2.1) and
     ignores RFC 7540 signals, as nghttp2 1.65 and later do."""
 
+    websocket: bool = True
+    """Serve WebSockets: over HTTP/1.1 with ``Upgrade: websocket`` (RFC 6455)
+    and over HTTP/2 with extended CONNECT (RFC 8441: the server advertises
+    SETTINGS_ENABLE_CONNECT_PROTOCOL = 1). ``False`` advertises nothing,
+    treats ``:protocol`` as the unknown pseudo-header it then is (RST_STREAM
+    PROTOCOL_ERROR) and ``Upgrade: websocket`` as a plain request."""
+
+    websocket_max_message_size: int = 1024 * 1024
+    """Bytes one WebSocket message may have, after permessage-deflate
+    inflates it, summed over its fragments. A frame that declares more is
+    answered with close code 1009 before any of it is buffered; a message
+    that inflates past it, as soon as it does. It is also what one
+    WebSocket holds of an incoming message (see :doc:`websocket`).
+    1 MiB is the ``websockets`` library's ``max_size``; uvicorn
+    (``ws_max_size``) and Hypercorn (``websocket_max_message_size``) allow
+    16 MiB."""
+
+    websocket_ping_interval: float = 20.0
+    """Seconds between the keepalive PINGs the server sends on each open
+    WebSocket. 20 s is the ``websockets`` library's ``ping_interval`` and
+    uvicorn's ``ws_ping_interval``."""
+
+    websocket_ping_timeout: float = 20.0
+    """Seconds the client has to answer a keepalive PING with a PONG (not
+    counting time in which the application holds the client's last message
+    unread, since the PONG is then queued behind it); then the WebSocket is
+    closed with 1011 and its transport ended. 20 s is the ``websockets``
+    library's ``ping_timeout`` and uvicorn's ``ws_ping_timeout``."""
+
     root_path: str = ""
     """The ASGI ``root_path``: the prefix under which the app is mounted, for
     apps behind a proxy that strips it."""
@@ -181,8 +210,12 @@ class Config:
         # Node's minimum for maxHeaderListPairs: the four request pseudo-headers.
         _check_range("max_header_fields", self.max_header_fields, 4, 2**31 - 1)
         _check_range("max_header_memory", self.max_header_memory, 1, 2**63 - 1)
+        # RFC 6455 section 5.2: a frame's payload length is at most 2^63 - 1.
+        _check_range("websocket_max_message_size", self.websocket_max_message_size, 1,
+                     2**63 - 1)
         for name in ("tls_handshake_timeout", "preface_timeout", "idle_timeout",
-                     "header_timeout", "body_timeout", "send_timeout"):
+                     "header_timeout", "body_timeout", "send_timeout",
+                     "websocket_ping_interval", "websocket_ping_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
@@ -193,8 +226,9 @@ class Config:
             raise ValueError(f"shutdown_timeout must be >= 0, not {self.shutdown_timeout}")
         if self.root_path.endswith("/"):
             raise ValueError(f"root_path must not end with '/': {self.root_path!r}")
-        if not isinstance(self.http1, bool):
-            raise ValueError(f"http1 must be True or False, not {self.http1!r}")
+        for name in ("http1", "websocket"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.lifespan not in ("auto", "on", "off"):
             raise ValueError(f"lifespan must be 'auto', 'on' or 'off', not {self.lifespan!r}")
 

@@ -112,8 +112,19 @@ class Connection:
         self.wake_sender()
 
     def wake_sender(self) -> None:
+        """A handler queued something: let the sender look. A hand-over the
+        handler caused (HTTP/1.1's 101 to a WebSocket) takes effect here,
+        before any other task can look at the old core."""
+        self._current()
         self._sender_waker.wake()
         self.check_deadlines()
+
+    def _current(self) -> ProtocolCore:
+        """The core that serves the connection now, after any hand-over."""
+        state = self.state
+        if state.successor is not None:
+            state = self._hand_over(state.successor)
+        return state
 
     def body_taken(self) -> None:
         """A handler took request body: the core may owe the client credit
@@ -196,8 +207,8 @@ class Connection:
     async def _read_loop(self, received: bytes) -> None:
         state = self.state
         if received:
-            state = await self._receive(received)
-        while not state.terminated:
+            await self._receive(received)
+        while not (state := self._current()).terminated:
             if state.reading_paused:
                 # The core holds as much input as it may: HTTP/2 output the
                 # client is not reading, HTTP/1.1 request body the app has
@@ -205,12 +216,13 @@ class Connection:
                 # reads meets send_timeout; an app that never takes body
                 # keeps its client waiting, not our memory growing.
                 await self._reader_waker.sleep()
-                state = self._start(state.receive_buffered())
+                state = self._start(self._current().receive_buffered())
                 continue
             try:
                 data = await self._stream.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
+            state = self._current()  # a handler may have handed over meanwhile
             if not data:
                 log.debug("%s: connection closed by client", self.peer)
                 state.connection_lost()
@@ -227,11 +239,11 @@ class Connection:
         for start in range(0, len(data), READ_SLICE):
             if start:
                 await trio.lowlevel.checkpoint()
-                if self.state.terminated:
+                if self._current().terminated:
                     break
             piece = data if len(data) <= READ_SLICE else data[start:start + READ_SLICE]
-            self._start(self.state.receive_data(piece))
-        return self.state
+            self._start(self._current().receive_data(piece))
+        return self._current()
 
     def _start(self, streams: list[StreamState]) -> ProtocolCore:
         """Start a handler for each exchange; wake the sender if reading gave
@@ -268,7 +280,7 @@ class Connection:
 
     async def _send_loop(self) -> None:
         while True:
-            state = self.state  # afresh: the reader may have swapped in a successor
+            state = self._current()  # afresh: the core may have been handed over
             done = state.pull(SEND_BATCH)
             # Hand the chunks back at once: their handlers offer the next
             # ones while this batch is written, ready for the next decision.

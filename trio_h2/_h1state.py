@@ -46,15 +46,25 @@ be taken (HTTP/1.0, a drain, a handler of an earlier exchange still
 running), the request is served over HTTP/1.1 as if ``Upgrade`` were absent,
 as RFC 7540 allows. Apache's mod_http2 never upgrades a request with a body;
 h2o and Go's h2c read the body first, as here. A malformed ``HTTP2-Settings``
-is answered 400. Other ``Upgrade`` tokens (WebSocket) are ignored for now:
-they will hand over at the same point.
+is answered 400.
+
+``Upgrade: websocket`` (RFC 6455 section 4) on a ``GET`` that names
+``upgrade`` in ``Connection`` (with ``Config.websocket``): the handshake is
+checked here (``_wscore.handshake_problem``: a missing or malformed
+``Sec-WebSocket-Key`` is answered 400, a ``Sec-WebSocket-Version`` other
+than 13 is answered 426 with ``Sec-WebSocket-Version: 13``, never a 101),
+then the exchange starts with ``RequestHead.protocol`` set, for the ASGI
+websocket adapter. When it accepts (a 200 response head, as over HTTP/2),
+``101 Switching Protocols`` is queued with ``Sec-WebSocket-Accept`` and the
+connection is handed to ``_tunnel.TunnelCore`` with the running exchange;
+any other response denies the WebSocket as a plain HTTP/1.1 response.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast, final
 
 import h11
@@ -67,7 +77,9 @@ from ._h2extras import decode_settings_header
 from ._headers import CONNECTION_SPECIFIC, Headers, RequestHead, error_page, reason_phrase
 from ._output import Output
 from ._protocol import Handover, ProtocolCore
-from ._stream import StreamState
+from ._stream import StreamState, drain_body, release, take_offered
+from ._tunnel import TunnelCore
+from ._wscore import accept_key, handshake_problem
 
 log = logging.getLogger("trio_h2")
 
@@ -264,6 +276,17 @@ class H1State:
         if head is None:
             self._bad_request(400, f"invalid request-target {event.target[:64]!r}")
             return None
+        if self.config.websocket and version == "1.1" and \
+                b"websocket" in _tokens(fields, b"upgrade") and \
+                b"upgrade" in _tokens(fields, b"connection"):
+            problem = handshake_problem(fields, need_key=True)
+            if event.method != b"GET":
+                problem = 400, f"WebSocket handshake with method {event.method!r}", []
+            if problem is not None:
+                self._bad_request(*problem)
+                return None
+            head = RequestHead(head.method, head.scheme, head.authority, head.path,
+                               head.headers, b"websocket")
         if self.draining:
             self._closing = True  # the drain began while this head arrived
             return None
@@ -297,7 +320,8 @@ class H1State:
         taken; None to serve it over HTTP/1.1. Raises :exc:`ValueError` for a
         malformed ``HTTP2-Settings``."""
         if self._upgrade is None or version != "1.1" or \
-                b"h2c" not in _tokens(fields, b"upgrade"):
+                b"h2c" not in _tokens(fields, b"upgrade") or \
+                b"websocket" in _tokens(fields, b"upgrade"):
             return None  # (HTTP/1.0: RFC 9110 section 7.8 ignores its Upgrade)
         connection = _tokens(fields, b"connection")
         values = [value for name, value in fields if name == b"http2-settings"]
@@ -386,14 +410,30 @@ class H1State:
             protocol="h2c", head=head, body=self.take_body(stream), settings=settings,
             output=self._out.take(), received=received, guard=self.guard))
 
+    def _switch_to_websocket(self, stream: StreamState, fields: Headers) -> None:
+        """The application accepted the WebSocket: ``101 Switching
+        Protocols`` with ``Sec-WebSocket-Accept`` and the fields it chose,
+        and the connection goes to a tunnel that carries ``stream``'s bytes
+        both ways (RFC 6455 section 4.2.2)."""
+        self._out.append(self._h11.send(h11.InformationalResponse(
+            status_code=101, reason=b"Switching Protocols", headers=[
+                (b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
+                (b"sec-websocket-accept", accept_key(stream.head.headers)), *fields])))
+        received, _ = self._h11.trailing_data
+        self.current = None
+        self.terminated = True
+        log.debug("%s: switched to WebSocket", self.peer)
+        self.successor = TunnelCore(self.config, Handover(
+            protocol="websocket", head=stream.head, body=b"", settings=b"",
+            output=self._out.take(), received=received, guard=self.guard, exchange=stream),
+            peer=self.peer)
+
     # ------------------------------------------------------ handler requests
 
     def take_body(self, stream: StreamState) -> bytes:
         """Everything buffered for ``stream``; the reader may read again."""
-        data = b"".join(chunk for chunk, _ in stream.body)
-        stream.body.clear()
         self._unread = 0
-        return data
+        return drain_body(stream)
 
     def body_wanted(self, stream: StreamState, wanted: bool) -> None:
         """The application (or an upgrade) waits for body: ``body_timeout``
@@ -409,6 +449,9 @@ class H1State:
         stream.headers_sent = True
         status = int(headers[0][1])
         fields = headers[1:]
+        if status == 200 and stream.head.protocol == b"websocket":
+            self._switch_to_websocket(stream, fields)
+            return
         if self._h11.they_are_waiting_for_100_continue:
             # Answered without reading: the client may send its body after
             # all (curl does after 1 s) or not at all, so its next bytes are
@@ -488,23 +531,18 @@ class H1State:
         stream = self.current
         if stream is None or stream.outbox is None or self.terminated:
             return []
-        outbox = stream.outbox
-        size = min(len(outbox), budget)
-        if size:
+        piece = take_offered(stream, budget)
+        if piece:
             # h11 takes any bytes-like object (its docs); typed as bytes.
-            self._send(h11.Data(data=cast(bytes, outbox[:size])))
-        if size < len(outbox):
-            stream.outbox = outbox[size:]
+            self._send(h11.Data(data=cast(bytes, piece)))
+        if stream.outbox is not None:
             return []
-        stream.outbox = None
         if stream.outbox_end:
             self._end_response(stream, stream.trailers)
         return [stream]
 
     def taken(self, streams: list[StreamState]) -> None:
-        for stream in streams:
-            stream.in_flight = False
-            stream.wake()
+        release(streams)
 
     def data_to_send(self) -> bytes:
         return self._out.take()
@@ -635,17 +673,19 @@ class H1State:
         log.debug("%s: %s; closing the connection", self.peer, why)
         self._terminate()
 
-    def _bad_request(self, status: int, reason: str) -> None:
+    def _bad_request(self, status: int, reason: str,
+                     extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
         """The client broke HTTP/1.1: ``status``, one log line, then close."""
         if self.terminated:
             return
         log.info("%s: bad request, answered %d: %s", self.peer, status, reason)
         self.error = RemoteProtocolError(reason, error_code=ErrorCodes.PROTOCOL_ERROR,
                                          status=status)
-        self._error_response(status, reason)
+        self._error_response(status, reason, extra)
         self._terminate()
 
-    def _error_response(self, status: int, reason: str) -> None:
+    def _error_response(self, status: int, reason: str,
+                        extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
         """A small plain-text response saying what was wrong, if the current
         exchange (if any) has not started its own response."""
         stream = self.current
@@ -654,6 +694,7 @@ class H1State:
         if self._h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         fields, body = error_page(status, reason)
+        fields += extra
         fields.append((b"connection", b"close"))
         try:
             self._out.append(self._h11.send(h11.Response(status_code=status, headers=fields,

@@ -77,6 +77,8 @@ def server_connection(config: Config) -> h2.connection.H2Connection:
         h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: config.max_header_list_size,
         # RFC 9218 section 2.1: say so only if RFC 7540 signals are ignored.
         **({} if config.rfc7540_priorities else {SETTINGS_NO_RFC7540_PRIORITIES: 1}),
+        # RFC 8441 section 3: WebSockets over extended CONNECT.
+        **({h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1} if config.websocket else {}),
     })
     use_frame_buffer(conn)
     use_linear_huffman(conn)

@@ -53,12 +53,19 @@ class RequestHead:
     path: bytes
     headers: Headers
     """Regular fields, pseudo-headers removed, in the order received."""
+    protocol: bytes | None = None
+    """The protocol the request opens a tunnel for: ``b"websocket"`` for a
+    WebSocket handshake (HTTP/2 extended CONNECT's ``:protocol``, RFC 8441;
+    HTTP/1.1 ``Upgrade: websocket``, RFC 6455), else None."""
 
 
-def validate_request(fields: Headers) -> RequestHead:
+def validate_request(fields: Headers, *, extended_connect: bool = False) -> RequestHead:
     """Check a request header block and split off its pseudo-headers.
 
-    Raises :exc:`MalformedRequest` naming the first rule broken.
+    ``:protocol`` (RFC 8441 section 4) is a pseudo-header only once we have
+    sent SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (``extended_connect``), and
+    only on CONNECT, which then has ``:scheme`` and ``:path`` like any
+    request. Raises :exc:`MalformedRequest` naming the first rule broken.
     """
     pseudo: dict[bytes, bytes] = {}
     regular: Headers = []
@@ -69,7 +76,7 @@ def validate_request(fields: Headers) -> RequestHead:
         if name[:1] == b":":
             if regular:
                 raise MalformedRequest(f"pseudo-header {name!r} after a regular field")
-            if name not in REQUEST_PSEUDO:
+            if name not in REQUEST_PSEUDO and not (extended_connect and name == b":protocol"):
                 raise MalformedRequest(f"unknown pseudo-header {name!r}")
             if name in pseudo:
                 raise MalformedRequest(f"duplicate pseudo-header {name!r}")
@@ -84,7 +91,13 @@ def validate_request(fields: Headers) -> RequestHead:
     if not method:
         raise MalformedRequest("missing :method")
     authority = pseudo.get(b":authority")
-    if method == b"CONNECT":
+    protocol = pseudo.get(b":protocol")
+    if protocol is not None:
+        if method != b"CONNECT":
+            raise MalformedRequest(f":protocol with method {method!r} (only CONNECT)")
+        if not protocol or not authority:
+            raise MalformedRequest("extended CONNECT needs :protocol and :authority")
+    elif method == b"CONNECT":
         # RFC 9113 section 8.5: :scheme and :path are omitted, :authority required.
         if b":scheme" in pseudo or b":path" in pseudo or not authority:
             raise MalformedRequest("CONNECT needs :authority and no :scheme or :path")
@@ -105,7 +118,7 @@ def validate_request(fields: Headers) -> RequestHead:
             # RFC 9113 section 8.3.1: a Host that differs from :authority.
             if name == b"host" and value != authority:
                 raise MalformedRequest("host and :authority differ")
-    return RequestHead(method, scheme, authority, path, regular)
+    return RequestHead(method, scheme, authority, path, regular, protocol)
 
 
 # What one request header field costs while its request is in progress,

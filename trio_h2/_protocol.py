@@ -16,7 +16,8 @@ Bytes in, exchanges started, bytes out::
     lifetime: initiate, start_drain, close, abort, connection_lost,
               handler_finished, terminated, finished
     hand-over: successor (HTTP/1.1 ``Upgrade``: the core that serves the
-              connection from now on, fed by the same reader and sender)
+              connection from now on, fed by the same reader and sender;
+              h2c as a request arrives, websocket as its handler accepts)
 
 No method blocks. A client's mistake never raises: the core answers it on
 the wire and records it in :attr:`ProtocolCore.error`.
@@ -44,7 +45,7 @@ class Handover:
     sender, and ``guard`` (the connection's timers and budgets go on)."""
 
     protocol: str
-    """The protocol switched to: ``"h2c"``."""
+    """The protocol switched to: ``"h2c"`` or ``"websocket"``."""
     head: RequestHead
     """The request that asked, its connection-specific fields removed: the
     new protocol's first exchange (HTTP/2: stream 1)."""
@@ -58,6 +59,9 @@ class Handover:
     received: bytes
     """Bytes that arrived after the request: the new protocol's."""
     guard: ConnectionGuard
+    exchange: StreamState | None = None
+    """``websocket``: the exchange that asked, whose handler runs on; the new
+    core (``_tunnel``) owns it from now on."""
 
 
 class ProtocolCore(Protocol):

@@ -68,7 +68,8 @@ from ._priority_field import (
 from ._protocol import Handover, ProtocolCore
 from ._scheduler import DEFAULT_WEIGHT, Scheduler, SchedulerError
 from ._scope import priority_extension
-from ._stream import StreamState
+from ._stream import StreamState, release
+from ._wscore import handshake_problem
 
 log = logging.getLogger("trio_h2")
 
@@ -364,7 +365,8 @@ class ConnectionState:
         total = fields_dropped(fields)
         try:
             # A malformed request is that first, even if it is cut short too.
-            head = validate_request(fields[1:] if total else fields)
+            head = validate_request(fields[1:] if total else fields, extended_connect=bool(
+                self.h2.local_settings.enable_connect_protocol))
         except MalformedRequest as exc:
             self._bad_request(stream_id, f"malformed request: {exc}")
             self._send_reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
@@ -374,10 +376,20 @@ class ConnectionState:
             reason = (f"{total} header fields, over max_header_fields "
                       f"{self.config.max_header_fields}")
             self._bad_request(stream_id, f"{reason}; answering 431")
-            self._answer_431(stream_id, head, reason,
-                             request_ended=event.stream_ended is not None)
+            self._answer_status(stream_id, head, 431, reason,
+                                request_ended=event.stream_ended is not None)
             self._spend(self.guard.resets, "requests with too many header fields")
             return None
+        if head.protocol is not None:
+            problem = self._tunnel_problem(head, ended=event.stream_ended is not None)
+            if problem is not None:
+                status, reason, extra = problem
+                log.info("%s: stream %d: extended CONNECT answered %d: %s", self.peer,
+                         stream_id, status, reason)
+                self._answer_status(stream_id, head, status, reason, extra=extra,
+                                    request_ended=event.stream_ended is not None)
+                self._spend(self.guard.resets, "refused extended CONNECTs")
+                return None
         return self._open(stream_id, head, event.priority_updated,
                           ended=event.stream_ended is not None)
 
@@ -423,24 +435,40 @@ class ConnectionState:
         log.log(logging.INFO if self.bad_requests == 1 else logging.DEBUG,
                 "%s: stream %d: %s", self.peer, stream_id, what)
 
-    def _answer_431(self, stream_id: int, head: RequestHead, reason: str, *,
-                    request_ended: bool) -> None:
-        """RFC 9113 section 10.5.1 (and RFC 6585): ``431 Request Header Fields
-        Too Large``, which a browser shows, where RST_STREAM would look like a
-        network error, with the plain-text body HTTP/1.1 gives (if the
-        client's windows take it in one frame). The HPACK table is in step
-        (the Decoder decoded every field), so only the stream ends. A request
-        still sending is then reset with NO_ERROR (RFC 9113 section 8.1)."""
+    @staticmethod
+    def _tunnel_problem(head: RequestHead, *, ended: bool) -> tuple[int, str, Headers] | None:
+        """Why an extended CONNECT (RFC 8441) cannot open its tunnel: the
+        status, reason and extra fields to answer with; None if it can."""
+        if head.protocol != b"websocket":
+            return 501, f":protocol {head.protocol!r} is not supported (websocket is)", []
+        if ended:
+            # END_STREAM on the CONNECT: the client closed its side of a
+            # tunnel before it began; nothing could ever be received.
+            return 400, "extended CONNECT with END_STREAM", []
+        return handshake_problem(head.headers, need_key=False)
+
+    def _answer_status(self, stream_id: int, head: RequestHead, status: int, reason: str, *,
+                       request_ended: bool, extra: Headers | None = None) -> None:
+        """A status of our own with the plain-text body HTTP/1.1 gives (if
+        the client's windows take it in one frame), where RST_STREAM would
+        look like a network error to a browser: RFC 9113 section 10.5.1's
+        ``431 Request Header Fields Too Large`` (RFC 6585), a WebSocket
+        handshake refused (RFC 6455 section 4.4's 426, RFC 8441). The HPACK
+        table is in step (the Decoder decoded every field), so only the
+        stream ends. A request still sending is then reset with NO_ERROR
+        (RFC 9113 section 8.1)."""
         if not stream_live(self.h2, stream_id) or connection_closed(self.h2):
             return  # reset by the client, or its GOAWAY, later in the same read
-        fields, body = error_page(431, reason)
+        fields, body = error_page(status, reason)
+        fields += extra or []
         room = min(self.h2.local_flow_control_window(stream_id),
                    self.h2.max_outbound_frame_size)
         if len(body) > room:
-            fields, body = [], b""  # no window for it: the status alone
+            fields, body = list(extra or []), b""  # no window for it: the status alone
         elif head.method == b"HEAD":
             body = b""  # the fields a GET would get (RFC 9110 section 9.3.2)
-        self.h2.send_headers(stream_id, [(b":status", b"431"), *fields], end_stream=not body)
+        self.h2.send_headers(stream_id, [(b":status", str(status).encode()), *fields],
+                             end_stream=not body)
         if body:
             self.h2.send_data(stream_id, body, end_stream=True)
         if not request_ended:
@@ -690,9 +718,7 @@ class ConnectionState:
     def taken(self, streams: list[StreamState]) -> None:
         """The sender has framed every byte offered for ``streams``:
         their handlers may offer the next chunk (while this one is written)."""
-        for stream in streams:
-            stream.in_flight = False
-            stream.wake()
+        release(streams)
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket, in order."""

@@ -60,3 +60,30 @@ class StreamState:
 
     wake: Callable[[], object] = _noop
     """Called whenever something a handler may be waiting on changes."""
+
+
+def take_offered(stream: StreamState, budget: int) -> memoryview:
+    """Up to ``budget`` bytes of ``stream``'s offer, removed from it: the
+    cores that write an offer as it is (HTTP/1.1, the tunnel). ``outbox``
+    is None once it is all taken."""
+    outbox = stream.outbox
+    assert outbox is not None
+    piece = outbox[:budget]
+    stream.outbox = outbox[budget:] if budget < len(outbox) else None
+    return piece
+
+
+def release(streams: list[StreamState]) -> None:
+    """The sender has taken every byte offered for ``streams``: their
+    handlers may offer their next chunks (``ProtocolCore.taken``)."""
+    for stream in streams:
+        stream.in_flight = False
+        stream.wake()
+
+
+def drain_body(stream: StreamState) -> bytes:
+    """All of ``stream``'s buffered request body, removed: for the cores
+    with no flow-control credit to return (HTTP/1.1, the tunnel)."""
+    data = b"".join(chunk for chunk, _ in stream.body)
+    stream.body.clear()
+    return data

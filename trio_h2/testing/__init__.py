@@ -1,4 +1,5 @@
-"""Test HTTP/2 servers from the client side: a trio HTTP/2 client, and the
+"""Test HTTP/2 servers from the client side: a trio HTTP/2 client, a
+WebSocket client (:func:`open_websocket`, over HTTP/1.1 or HTTP/2), and the
 types of the ``h2_server`` and ``h2_client`` pytest fixtures.
 
 Open a connection with :func:`open_h2_client`, an async context manager::
@@ -18,6 +19,10 @@ from ._client import open_h2_client as open_h2_client
 from ._servers import H2ClientFactory as H2ClientFactory
 from ._servers import H2ServerFactory as H2ServerFactory
 from ._servers import H2TestServer as H2TestServer
+from ._websocket import WebSocket as WebSocket
+from ._websocket import WebSocketClosed as WebSocketClosed
+from ._websocket import WebSocketRejected as WebSocketRejected
+from ._websocket import open_websocket as open_websocket
 
 __all__ = [
     "ConnectionClosed",
@@ -30,5 +35,9 @@ __all__ = [
     "Response",
     "StreamReset",
     "StreamingResponse",
+    "WebSocket",
+    "WebSocketClosed",
+    "WebSocketRejected",
     "open_h2_client",
+    "open_websocket",
 ]

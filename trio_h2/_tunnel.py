@@ -1,0 +1,188 @@
+"""The sans-IO core of an HTTP/1.1 connection after ``101 Switching
+Protocols`` to a WebSocket: a byte tunnel. Imports no trio.
+
+``_h1state.H1State`` hands the connection over (``_protocol.Handover``,
+``protocol="websocket"``) when the application accepts the handshake; this
+core then serves the one exchange that asked, the same ``StreamState``
+whose handler is running: the connection's bytes are its request body, and
+its response body is written as it is, unframed. So the ASGI websocket
+adapter reads and writes the same way whether an HTTP/2 stream's DATA or
+this connection carries it, and it is the single owner of that exchange
+from the hand-over on.
+
+Bounds, as for an HTTP/1.1 request body: the reader pauses once
+``Config.initial_window_size`` bytes wait for the application, so at most
+that plus one read (64 KiB) is held; a client that sends faster than the
+application reads is stopped by TCP. Output is one offer at a time, as
+everywhere. The connection ends when the exchange does (its response
+ends, its handler returns, or the client goes away).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, final
+
+from h2.errors import ErrorCodes
+
+from ._config import Config
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._guard import ConnectionGuard
+from ._headers import Headers
+from ._output import Output
+from ._protocol import Handover, ProtocolCore
+from ._stream import StreamState, drain_body, release, take_offered
+
+log = logging.getLogger("trio_h2")
+
+
+@final
+class TunnelCore:
+    """One exchange's bytes, both ways, as the whole connection."""
+
+    def __init__(self, config: Config, handover: Handover, *, peer: str = "?") -> None:
+        assert handover.exchange is not None
+        self.config = config
+        self.peer = peer
+        self.stream: StreamState = handover.exchange
+        # The handshake request ended; the connection's bytes are its body now.
+        self.stream.body_ended = False
+        self.guard: ConnectionGuard = handover.guard
+        self.error: RemoteProtocolError | None = None
+        self.terminated = False
+        self.successor: ProtocolCore | None = None
+        """Always None: nothing follows a tunnel."""
+        self._out = Output()
+        self._out.append(handover.output)  # the 101 goes first
+        self._early = handover.received
+        self._unread = 0
+        self._running = True
+        """The exchange's handler has not returned."""
+
+    def initiate(self) -> None:
+        """Nothing to say first: the 101 is already queued."""
+
+    def receive_data(self, data: bytes | bytearray) -> list[StreamState]:
+        stream = self.stream
+        if not self.terminated and not stream.disconnected and not stream.body_ended:
+            stream.body.append((bytes(data), len(data)))
+            self._unread += len(data)
+            stream.wake()
+        return []
+
+    def receive_buffered(self) -> list[StreamState]:
+        """The bytes that followed the handshake request, once."""
+        data, self._early = self._early, b""
+        return self.receive_data(data) if data else []
+
+    @property
+    def reading_paused(self) -> bool:
+        return self._unread >= self.config.initial_window_size
+
+    def take_body(self, stream: StreamState) -> bytes:
+        self._unread = 0
+        return drain_body(stream)
+
+    def body_wanted(self, stream: StreamState, wanted: bool) -> None:
+        self.guard.body_wanted(stream.stream_id, wanted and not stream.closed)
+
+    def send_headers(self, stream: StreamState, headers: Headers, *, end_stream: bool) -> None:
+        raise LocalProtocolError("the response head of a tunnel has gone out already")
+
+    def offer(self, stream: StreamState, data: bytes, *, end_stream: bool,
+              trailers: Headers | None = None) -> None:
+        assert not stream.in_flight and not stream.response_ended
+        stream.outbox = memoryview(data)
+        stream.outbox_end = end_stream
+        stream.in_flight = True
+
+    def reset(self, stream: StreamState, code: ErrorCodes) -> None:
+        if not self.terminated:
+            log.debug("%s: tunnel abandoned (%s)", self.peer, code.name)
+            self._terminate()
+
+    def handler_finished(self, stream: StreamState) -> bool:
+        self._running = False
+        stream.body.clear()
+        self._unread = 0
+        self.guard.streams_running(0)
+        if not stream.response_ended:
+            self._terminate()
+        return True
+
+    def pull(self, budget: int) -> list[StreamState]:
+        stream = self.stream
+        if stream.outbox is None or self.terminated:
+            return []
+        self._out.append(take_offered(stream, budget))
+        if stream.outbox is not None:
+            return []
+        if stream.outbox_end:
+            stream.response_ended = True
+        return [stream]
+
+    def taken(self, streams: list[StreamState]) -> None:
+        release(streams)
+
+    def data_to_send(self) -> bytes:
+        return self._out.take()
+
+    @property
+    def sender_has_work(self) -> bool:
+        return bool(self._out) or self.ready_to_send or self.finished
+
+    @property
+    def ready_to_send(self) -> bool:
+        return self.stream.outbox is not None and not self.terminated
+
+    @property
+    def output_backlog(self) -> int:
+        return len(self._out)
+
+    @property
+    def finished(self) -> bool:
+        """The tunnel's response has ended and its handler returned."""
+        return self.terminated or (self.stream.response_ended and not self._running)
+
+    @property
+    def linger(self) -> bool:
+        """The client may still be sending (its close frame after ours):
+        read and drop a little before closing, so no TCP reset destroys our
+        last bytes (RFC 6455 section 7.1.1: the server closes first)."""
+        return not self.stream.body_ended
+
+    def check_timeouts(self) -> float:
+        reason, _, _ = self.guard.expired()
+        if reason is not None and reason != "idle":
+            log.info("%s: closing WebSocket connection: %s", self.peer, reason)
+            self._terminate()
+        return self.guard.next_deadline()
+
+    def start_drain(self) -> None:
+        """Nothing to announce: the exchange runs to its end (or until
+        ``shutdown_timeout`` cancels it)."""
+
+    def close(self) -> None:
+        self._terminate()
+
+    def abort(self, code: ErrorCodes, reason: str) -> None:
+        self._terminate()
+
+    def connection_lost(self) -> None:
+        self._out.clear()
+        self._terminate()
+
+    def _terminate(self) -> None:
+        self.terminated = True
+        stream = self.stream
+        if not stream.closed:
+            stream.closed = True
+            stream.disconnected = not stream.response_ended
+            stream.response_ended = True
+            stream.outbox = None
+            stream.body.clear()
+            stream.wake()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for tests and debugging."""
+        return {"buffered_body_bytes": self._unread, "output": len(self._out)}
