@@ -25,8 +25,6 @@ def app() -> App:
     return App()
 
 
-@pytest.mark.xfail(strict=True, reason="request body is bounded per connection "
-                   "(max_concurrent_streams x initial_window_size, 25 MiB), not per process")
 async def test_request_bodies_held_across_connections(h2_server: H2ServerFactory,
                                                       app: App) -> None:
     """Each connection may have max_concurrent_streams x initial_window_size
@@ -52,8 +50,6 @@ async def test_request_bodies_held_across_connections(h2_server: H2ServerFactory
         app.release.set()
 
 
-@pytest.mark.xfail(strict=True, reason="unfinished request heads are bounded per connection "
-                   "(max_header_list_size), not per process")
 @pytest.mark.parametrize(("protocol", "connections"), [("h2", 500), ("http/1.1", 600)])
 async def test_unfinished_heads_across_hundreds_of_connections(
         h2_server: H2ServerFactory, app: App, protocol: str, connections: int) -> None:

@@ -72,7 +72,10 @@ class Connection:
         handler: StreamHandler,
         *,
         peer: str,
+        received: bytes = b"",
     ) -> None:
+        """``received`` are bytes already read from ``stream`` (to choose the
+        protocol); the core gets them first."""
         self.state = core
         self.peer = peer
         self._stream = stream
@@ -81,12 +84,10 @@ class Connection:
         self._reader_waker = Waker()  # the reader's brake: after a write, or body taken
         self._timer_waker = Waker()
         self._nursery: trio.Nursery | None = None
+        self._received = received
 
-    async def run(self, received: bytes = b"") -> None:
+    async def run(self) -> None:
         """Serve until the connection ends; then every task of it has exited.
-
-        ``received`` are bytes already read from ``stream`` (to choose the
-        protocol); the core gets them first.
 
         Returns normally on an orderly close, a client error (answered on the
         wire) or a lost peer. Raises only for bugs, which the server logs.
@@ -96,7 +97,7 @@ class Connection:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._sender)
-            nursery.start_soon(self._reader, received)
+            nursery.start_soon(self._reader)
             nursery.start_soon(self._watchdog)
 
     def drain(self) -> None:
@@ -138,9 +139,9 @@ class Connection:
             self.state.abort(ErrorCodes.INTERNAL_ERROR, "internal error")
             raise
 
-    async def _reader(self, received: bytes) -> None:
+    async def _reader(self) -> None:
         with self._fatal_errors():
-            await self._read_loop(received)
+            await self._read_loop()
 
     async def _sender(self) -> None:
         with self._fatal_errors():
@@ -162,10 +163,14 @@ class Connection:
                 with trio.move_on_at(deadline):
                     await self._timer_waker.sleep()
 
-    async def _read_loop(self, received: bytes) -> None:
+    async def _read_loop(self) -> None:
         state = self.state
+        received, self._received = self._received, b""
         if received:
             state = self._start(state.receive_data(received))
+        # Neither the first read nor the last (up to READ_SIZE each) is kept
+        # while the next is awaited: the core holds what it needs of them.
+        del received
         while not state.terminated:
             if state.reading_paused:
                 # The core holds as much input as it may: HTTP/2 output the
@@ -186,6 +191,7 @@ class Connection:
                 self._end()
                 return
             state = self._start(state.receive_data(data))
+            del data
 
     def _start(self, streams: list[StreamState]) -> ProtocolCore:
         """Start a handler for each exchange; wake the sender if reading gave
