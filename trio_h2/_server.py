@@ -214,6 +214,12 @@ class _Server:
             await _goaway(conn, stream)
             raise
         if conn.state.linger:
+            # Lingering keeps the socket, not the connection's state: h2's
+            # buffers may hold a whole header block (issue 11: a second of
+            # lingering after each closed connection held 35 MiB under a
+            # flood of connections closed for their heads).
+            self._connections[scope] = None  # (drain() cancels the linger)
+            del conn, core
             await _linger(tcp)
 
     def _turn_away(self, peer: str) -> None:
