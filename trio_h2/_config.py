@@ -90,7 +90,52 @@ class Config:
     and values) at once. Without it, 8 connections of 100 streams could
     hold 8 x 100 x (56 KiB of names and values + 256 x 230 bytes), 93 MB.
     Envoy's overload manager likewise refuses new streams past a heap
+    threshold.
+
+    Request heads still arriving (a slow head may take :attr:`header_timeout`)
+    may hold a quarter of it, counted at twice the bytes h2 or h11 holds of
+    them: past that, a connection holding more than 8 KiB of a head is
+    closed (GOAWAY ENHANCE_YOUR_CALM; ``431`` over HTTP/1.1). 400
+    connections each sending a 60 KB head held 62 MiB before this."""
+
+    max_body_memory: int = 32 * 1024 * 1024
+    """Bytes of request body the whole server (one process) may have
+    buffered for applications that have not read it yet. An HTTP/2 stream
+    that may carry a body (its HEADERS do not end the request) is charged
+    the body it may send without asking when it opens: its window,
+    :attr:`initial_window_size`, or its ``content-length`` if smaller. The
+    charge is released once its body is read to the end, or the stream is
+    done. Past the limit such streams are refused with RST_STREAM
+    REFUSED_STREAM (RFC 9113 section 8.7: safe to retry) and one WARNING
+    line, except on connections that hold less than one window, so one
+    upload per connection always proceeds; requests without a body are
+    never refused for it. An HTTP/1.1 connection holds at most one window
+    and one read, so it is never refused.
+
+    Each connection may buffer :attr:`connection_window_size` (25 MiB with
+    the defaults): three connections of 100 streams held 89 MiB before this
+    limit. 32 MiB is 128 full windows, a connection and a quarter; with it
+    the server holds at most 32 MiB plus one window per connection (see
+    :attr:`max_connections`). Go's HTTP/2 server bounds a connection's
+    uploads at 1 MiB (MaxUploadBufferPerConnection), nginx buffers
+    client_body_buffer_size (16 KiB) per request in memory and the rest on
+    disk, and Envoy's overload manager refuses new streams past a heap
     threshold."""
+
+    max_connections: int = 1000
+    """Connections the server (one process) serves at once. A connection
+    accepted past it is closed at once, with one WARNING line per run of
+    them; the listen backlog and the client's retry do the rest.
+
+    Every other bound is per connection or holds with one allowance per
+    connection (:attr:`max_header_memory`, :attr:`max_body_memory`); this
+    makes their product finite. 1000 connections idle cost about 40 MB,
+    and at most 1000 x (256 KiB of body + 8 KiB of unfinished head + 64 KiB
+    of headers in progress) beyond the server-wide limits (see
+    :doc:`hardening`). 1000 is about what the common open-file limit (1024)
+    allows anyway; nginx's worker_connections is 512 by default (768 in
+    Debian's nginx.conf) and uvicorn's --limit-concurrency is unbounded by
+    default (Hypercorn has none)."""
 
     preface_timeout: float = 10.0
     """Seconds a new connection gets to send the HTTP/2 preface and its first
@@ -213,6 +258,8 @@ class Config:
         # RFC 6455 section 5.2: a frame's payload length is at most 2^63 - 1.
         _check_range("websocket_max_message_size", self.websocket_max_message_size, 1,
                      2**63 - 1)
+        _check_range("max_body_memory", self.max_body_memory, 1, 2**63 - 1)
+        _check_range("max_connections", self.max_connections, 1, 2**31 - 1)
         for name in ("tls_handshake_timeout", "preface_timeout", "idle_timeout",
                      "header_timeout", "body_timeout", "send_timeout",
                      "websocket_ping_interval", "websocket_ping_timeout"):

@@ -78,7 +78,10 @@ class Connection:
         handler: StreamHandler,
         *,
         peer: str,
+        received: bytes = b"",
     ) -> None:
+        """``received`` are bytes already read from ``stream`` (to choose the
+        protocol); the core gets them first."""
         self.state = core
         self.peer = peer
         self._stream = stream
@@ -87,12 +90,10 @@ class Connection:
         self._reader_waker = Waker()  # the reader's brake: after a write, or body taken
         self._timer_waker = Waker()
         self._nursery: trio.Nursery | None = None
+        self._received = received
 
-    async def run(self, received: bytes = b"") -> None:
+    async def run(self) -> None:
         """Serve until the connection ends; then every task of it has exited.
-
-        ``received`` are bytes already read from ``stream`` (to choose the
-        protocol); the core gets them first.
 
         Returns normally on an orderly close, a client error (answered on the
         wire) or a lost peer. Raises only for bugs, which the server logs.
@@ -102,7 +103,7 @@ class Connection:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._sender)
-            nursery.start_soon(self._reader, received)
+            nursery.start_soon(self._reader)
             nursery.start_soon(self._watchdog)
 
     def drain(self) -> None:
@@ -155,9 +156,9 @@ class Connection:
             self.state.abort(ErrorCodes.INTERNAL_ERROR, "internal error")
             raise
 
-    async def _reader(self, received: bytes) -> None:
+    async def _reader(self) -> None:
         with self._fatal_errors():
-            await self._read_loop(received)
+            await self._read_loop()
 
     async def _sender(self) -> None:
         with self._fatal_errors():
@@ -204,10 +205,13 @@ class Connection:
         self.state.connection_lost()
         self._end()
 
-    async def _read_loop(self, received: bytes) -> None:
-        state = self.state
+    async def _read_loop(self) -> None:
+        received, self._received = self._received, b""
         if received:
             await self._receive(received)
+        # Neither the first read nor the last (up to READ_SIZE each) is kept
+        # while the next is awaited: the core holds what it needs of them.
+        del received
         while not (state := self._current()).terminated:
             if state.reading_paused:
                 # The core holds as much input as it may: HTTP/2 output the
@@ -228,7 +232,8 @@ class Connection:
                 state.connection_lost()
                 self._end()
                 return
-            state = await self._receive(data)
+            await self._receive(data)
+            del data
 
     async def _receive(self, data: bytes | bytearray) -> ProtocolCore:
         """Feed ``data`` to the core in pieces of :data:`READ_SLICE` bytes,

@@ -60,6 +60,8 @@ class ConnectionGuard:
         Set and cleared around every write, so it must stay this cheap: no
         deadline is announced for it; :meth:`next_deadline` looks at least
         every half ``send_timeout`` instead."""
+        self.head_size = 0
+        """Bytes h2 holds of a header block still arriving (after the last read)."""
         self.new_deadline = False
         """A deadline earlier than :attr:`wake_at` appeared: the watchdog must
         look again (otherwise it would only see it at its next wake-up)."""
@@ -93,14 +95,16 @@ class ConnectionGuard:
                     f"frame of {announced} bytes announced, over SETTINGS_MAX_FRAME_SIZE "
                     f"{conn.max_inbound_frame_size}")
         if not self.header_pending(_header_block_pending(conn)):
+            self.head_size = 0
             return None
+        self.head_size = _header_block_size(conn)
         # Encoders use Huffman only where it is shorter (RFC 7541 section
         # 5.2), so an honest block is at most its raw fields plus a few
         # bytes each, less than what max_header_list_size counts (name,
         # value and 32 per field): past twice the limit it can only fail.
         # h2 stops at 64 CONTINUATION frames, but with large frames allowed
         # that is megabytes (the 2024 CONTINUATION flood).
-        if _header_block_size(conn) > 2 * self.config.max_header_list_size:
+        if self.head_size > 2 * self.config.max_header_list_size:
             return (ErrorCodes.ENHANCE_YOUR_CALM,
                     f"header block over {2 * self.config.max_header_list_size} bytes "
                     f"(max_header_list_size is {self.config.max_header_list_size})")

@@ -74,7 +74,9 @@ from ._config import Config
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._guard import ConnectionGuard
 from ._h2extras import decode_settings_header
+from ._h2internals import h11_buffered
 from ._headers import CONNECTION_SPECIFIC, Headers, RequestHead, error_page, reason_phrase
+from ._memory import Holding, ServerMemory
 from ._output import Output
 from ._protocol import Handover, ProtocolCore
 from ._stream import StreamState, drain_body, release, take_offered
@@ -116,10 +118,13 @@ class H1State:
 
     def __init__(self, config: Config, *, peer: str = "?",
                  clock: Callable[[], float] = time.monotonic,
+                 memory: ServerMemory | None = None,
                  upgrade: Upgrade | None = None) -> None:
         """``upgrade`` builds the HTTP/2 core an ``Upgrade: h2c`` request
         hands the connection to; None where HTTP/2 cannot follow (over TLS,
-        RFC 7540 section 3.2 leaves h2 to ALPN): the upgrade is ignored."""
+        RFC 7540 section 3.2 leaves h2 to ALPN): the upgrade is ignored.
+        Heads still arriving draw on the server's ``memory`` (request bodies
+        need not: one window and one read per connection is its floor)."""
         self.config = config
         self.peer = peer
         self.guard = ConnectionGuard(config, clock)
@@ -141,6 +146,8 @@ class H1State:
         the reader pauses until the current exchange completes."""
         self._head_started = False
         """Bytes of a request head have arrived and the head is not complete."""
+        self.head = Holding((memory or ServerMemory(config)).heads)
+        """What the head still arriving holds of the server's header memory."""
         self._unread = 0
         """Bytes of the current request body waiting for the application."""
         self._discard: int | None = None
@@ -237,8 +244,14 @@ class H1State:
                 break
             if stream is not None:
                 started.append(stream)
-        self.guard.header_pending(self._head_started and not self.terminated
-                                  and conn.their_state is h11.IDLE)
+        pending = self.guard.header_pending(self._head_started and not self.terminated
+                                            and conn.their_state is h11.IDLE)
+        if not self.head.hold(h11_buffered(conn) if pending else 0):
+            memory = self.head.account
+            self._bad_request(431, f"a request head of {h11_buffered(conn)} bytes still "
+                                   f"arriving while heads arriving hold {memory.held} bytes "
+                                   f"(a quarter of max_header_memory: {memory.limit})",
+                              level=logging.WARNING if memory.warn else logging.DEBUG)
         return started
 
     def _request(self, event: h11.Request) -> StreamState | None:
@@ -674,11 +687,13 @@ class H1State:
         self._terminate()
 
     def _bad_request(self, status: int, reason: str,
-                     extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        """The client broke HTTP/1.1: ``status``, one log line, then close."""
+                     extra: Sequence[tuple[bytes, bytes]] = (), *,
+                     level: int = logging.INFO) -> None:
+        """The client broke HTTP/1.1 (or a limit): ``status``, one log line
+        (at ``level``), then close."""
         if self.terminated:
             return
-        log.info("%s: bad request, answered %d: %s", self.peer, status, reason)
+        log.log(level, "%s: bad request, answered %d: %s", self.peer, status, reason)
         self.error = RemoteProtocolError(reason, error_code=ErrorCodes.PROTOCOL_ERROR,
                                          status=status)
         self._error_response(status, reason, extra)
@@ -707,6 +722,7 @@ class H1State:
 
     def _terminate(self) -> None:
         self.terminated = True
+        self.head.hold(0)
         stream = self.current
         if stream is not None and not stream.closed:
             stream.closed = stream.disconnected = stream.response_ended = True

@@ -74,6 +74,13 @@ hpack:
   hpack's own ``decode``. Installing it is the ``H2Connection.decoder``
   hook above.
 
+h11 (documented: ``Connection``'s methods and attributes, the events):
+
+* ``Connection._receive_buffer``: bytes received and not yet parsed into an
+  event, of which :func:`h11_buffered` reads the length (the head still
+  arriving, for ``max_header_memory``). The public ``trailing_data`` is a
+  copy of it: up to 64 KiB copied per read of a slow head.
+
 priority: nothing private. ``_scheduler`` uses ``PriorityTree``'s public
 methods and exceptions, all exported by ``priority`` itself (importing
 them from ``priority.priority`` is not needed). A hook added here would go in
@@ -96,6 +103,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import h11
 import hpack
 import hyperframe.frame
 from h2.errors import ErrorCodes
@@ -111,7 +119,7 @@ except ImportError as exc:
     raise ImportError(f"trio_h2 needs h2's module {exc.name}, which h2 "
                       f"{metadata.version('h2')} does not have") from exc
 
-LIBRARIES = ("h2", "hpack", "hyperframe", "priority")
+LIBRARIES = ("h2", "hpack", "hyperframe", "priority", "h11")
 
 HeaderBlockFrame = HeadersFrame | ContinuationFrame | PushPromiseFrame
 
@@ -220,6 +228,8 @@ HOOKS = (
     Hook("hpack.Decoder", "_decode_literal_no_index", False, _takes(2)),
     Hook("hpack.Decoder", "_update_encoding_context", False, _takes(2)),
     Hook("hpack.Decoder", "_assert_valid_table_size", False, _takes(1)),
+    # h11: a server connection's.
+    Hook("h11.Connection", "_receive_buffer", True, _is("h11._receivebuffer.ReceiveBuffer")),
     # priority: none (see the module docstring).
 )
 """What :func:`check_hooks` looks for, in order: classes and functions, then
@@ -243,6 +253,7 @@ def check_hooks() -> None:
         _CONNECTION_MACHINE: lambda: server.state_machine,
         _STREAM: stream,
         _STREAM_MACHINE: lambda: stream().state_machine,
+        "h11.Connection": lambda: h11.Connection(h11.SERVER),
     }
     for hook in HOOKS:
         if hook.on_instance:
@@ -255,6 +266,8 @@ def check_hooks() -> None:
         _check_frame_buffer()
     with _hook("hpack.huffman.HuffmanEncoder, matched by trio_h2's HuffmanEncoder"):
         _check_huffman()
+    with _hook("h11.Connection._receive_buffer holding an unfinished head"):
+        _check_h11_buffer()
 
 
 def _check(hook: Hook, holder: Callable[[], object]) -> None:
@@ -343,6 +356,15 @@ def _check_frame_buffer() -> None:
     frames = pending_header_frames(server)
     if [frame.data for frame in frames] != [b"\x82"] or unparsed_bytes(server) != b"\x00\x00":
         raise AssertionError(f"buffer holds {frames!r} and {bytes(unparsed_bytes(server))!r}")
+
+
+def _check_h11_buffer() -> None:
+    conn = h11.Connection(h11.SERVER)
+    head = b"GET / HTTP/1.1\r\nhost: x\r\n"
+    conn.receive_data(head)
+    if conn.next_event() is not h11.NEED_DATA or h11_buffered(conn) != len(head):
+        raise AssertionError(f"h11 holds {h11_buffered(conn)} bytes of a "
+                             f"{len(head)}-byte head")
 
 
 def _check_huffman() -> None:
@@ -525,6 +547,11 @@ def pending_header_frames(conn: h2.connection.H2Connection) -> Sequence[HeaderBl
     """The frames of the header block h2 is still receiving (HEADERS, then
     CONTINUATION), none if no block is unfinished. Read only."""
     return conn.incoming_buffer._headers_buffer
+
+
+def h11_buffered(conn: h11.Connection) -> int:
+    """Bytes h11 holds that no event has taken yet (a head still arriving)."""
+    return len(conn._receive_buffer)
 
 
 def stream_live(conn: h2.connection.H2Connection, stream_id: int) -> bool:

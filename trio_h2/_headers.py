@@ -131,13 +131,6 @@ def validate_request(fields: Headers, *, extended_connect: bool = False) -> Requ
 # one table entry. 230 plus the name and value covers both; the RFC's 32
 # bytes a field (max_header_list_size) is a seventh of it.
 FIELD_COST = 230
-# Header memory a connection may always hold, whatever the server-wide
-# account says: one request at max_header_list_size's default, or a dozen
-# browser requests, so that while an attacker holds the budget, light
-# clients are still served. Bounded in total by the connection count.
-CONNECTION_FLOOR = 64 * 1024
-
-
 def head_cost(head: RequestHead) -> int:
     """Bytes ``head`` holds while its request is in progress (see :data:`FIELD_COST`)."""
     cost = FIELD_COST * (len(head.headers) + 4) + len(head.method) + len(head.scheme)
@@ -145,40 +138,6 @@ def head_cost(head: RequestHead) -> int:
     for name, value in head.headers:
         cost += len(name) + len(value)
     return cost
-
-
-@final
-class HeaderMemory:
-    """The server's account of request header memory held by requests in
-    progress, shared by all its connections (``max_header_memory``).
-
-    A connection charges a request's :func:`head_cost` when it arrives and
-    releases it when its handler returns, so the total is bounded across
-    connections, not only per connection: ``limit``, plus at most
-    :data:`CONNECTION_FLOOR` per connection.
-    """
-
-    __slots__ = ("held", "limit", "refusals")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.held = 0
-        self.refusals = 0
-        """Requests refused since the last one admitted: the first of a run
-        is logged at WARNING, the rest at DEBUG."""
-
-    def charge(self, cost: int, held_by_connection: int) -> bool:
-        """Admit a request of ``cost`` bytes from a connection that holds
-        ``held_by_connection``; False (nothing charged) if it must be refused."""
-        if self.held + cost > self.limit and held_by_connection + cost > CONNECTION_FLOOR:
-            self.refusals += 1
-            return False
-        self.held += cost
-        self.refusals = 0
-        return True
-
-    def release(self, cost: int) -> None:
-        self.held -= cost
 
 
 def validate_trailers(fields: Headers) -> None:

@@ -19,7 +19,7 @@ import trio
 
 from ._config import Config
 from ._h1state import H1State
-from ._headers import HeaderMemory
+from ._memory import ServerMemory
 from ._protocol import Handover, ProtocolCore
 from ._state import ConnectionState
 
@@ -49,19 +49,18 @@ def alpn_protocol(selected: str | None, config: Config) -> str | None:
 
 
 def new_core(protocol: str, config: Config, peer: str, *,
-             header_memory: HeaderMemory | None = None, tls: bool = False) -> ProtocolCore:
-    """The sans-IO core of ``protocol``, on trio's clock; HTTP/2 requests
-    draw on the server's ``header_memory``. HTTP/1.1 on plain TCP (not
-    ``tls``) may hand over to HTTP/2 (``Upgrade: h2c``)."""
+             memory: ServerMemory | None = None, tls: bool = False) -> ProtocolCore:
+    """The sans-IO core of ``protocol``, on trio's clock; requests draw on
+    the server's ``memory``. HTTP/1.1 on plain TCP (not ``tls``) may hand
+    over to HTTP/2 (``Upgrade: h2c``)."""
     if protocol == H2:
-        return ConnectionState(config, peer=peer, clock=trio.current_time,
-                               header_memory=header_memory)
+        return ConnectionState(config, peer=peer, clock=trio.current_time, memory=memory)
 
     def upgrade(handover: Handover) -> ProtocolCore:
-        return ConnectionState(config, peer=peer, clock=trio.current_time,
-                               header_memory=header_memory, handover=handover)
+        return ConnectionState(config, peer=peer, clock=trio.current_time, memory=memory,
+                               handover=handover)
 
-    return H1State(config, peer=peer, clock=trio.current_time,
+    return H1State(config, peer=peer, clock=trio.current_time, memory=memory,
                    upgrade=None if tls else upgrade)
 
 

@@ -15,8 +15,8 @@ from h2.errors import ErrorCodes
 from ._asgi import ASGIApp, asgi_handler
 from ._config import Config
 from ._connection import Connection
-from ._headers import HeaderMemory
 from ._lifespan import Lifespan, LifespanFailure
+from ._memory import ServerMemory
 from ._scope import Address
 from ._select import H2, alpn_protocol, new_core, sniff_protocol
 
@@ -28,6 +28,12 @@ log = logging.getLogger("trio_h2")
 # client reads it. nginx's lingering_time serves the same purpose (30 s);
 # a GOAWAY needs one round trip, so 1 s is plenty on any sane path.
 LINGER_SECONDS = 1.0
+
+# At most one WARNING line per this many seconds for connections turned away
+# at max_connections (the rest at DEBUG): a client that keeps reconnecting
+# must not fill the log. nginx logs "worker_connections are not enough" once
+# per event; a minute of such lines is noise, one every 10 s is a signal.
+TURNED_AWAY_LOG_PERIOD = 10.0
 
 __all__ = ["serve", "serve_listeners"]
 
@@ -126,15 +132,19 @@ class _Server:
         self._config = config
         self._ssl_context = ssl_context
         self._lifespan = lifespan
-        # One account of request header memory for all connections: the
-        # bound holds for the server, not per connection (max_header_memory).
-        self._header_memory = HeaderMemory(config.max_header_memory)
+        # One account of request header and body memory for all connections:
+        # the bounds hold for the server, not per connection
+        # (max_header_memory, max_body_memory).
+        self._memory = ServerMemory(config)
         # Each connection runs in its own shielded scope so that cancelling
         # serve() does not cut it off mid-response; drain() and cancel_all()
         # decide its end instead.
         self._connections: dict[trio.CancelScope, Connection | None] = {}
         self._emptied = trio.lowlevel.ParkingLot()
         self._draining = False
+        self._turned_away = 0
+        """Connections closed at max_connections since the last WARNING."""
+        self._warned_at = -TURNED_AWAY_LOG_PERIOD
 
     async def handle(self, tcp: trio.SocketStream) -> None:
         """Serve one accepted connection, from the moment trio accepted it to
@@ -149,6 +159,10 @@ class _Server:
         peer = _describe(client)
         with trio.CancelScope(shield=True) as scope:
             if self._draining:
+                await trio.aclose_forcefully(tcp)
+                return
+            if len(self._connections) >= self._config.max_connections:
+                self._turn_away(peer)
                 await trio.aclose_forcefully(tcp)
                 return
             self._connections[scope] = None
@@ -183,21 +197,45 @@ class _Server:
         if selected is None:
             return
         protocol, received = selected
-        core = new_core(protocol, self._config, peer, header_memory=self._header_memory,
+        core = new_core(protocol, self._config, peer, memory=self._memory,
                         tls=self._ssl_context is not None)
-        conn = Connection(stream, core, handler, peer=peer)
+        conn = Connection(stream, core, handler, peer=peer, received=received)
+        # The first read (up to 64 KiB) is the connection's to drop once its
+        # core has it: not kept here for the connection's whole life.
+        del selected, received
         self._connections[scope] = conn
         if self._draining:
             conn.drain()
         try:
-            await conn.run(received)
+            await conn.run()
         except Exception:
             # A bug in trio_h2, h2 or priority, not the client's doing: this
             # connection ends with GOAWAY INTERNAL_ERROR (handle() logs it).
             await _goaway(conn, stream)
             raise
         if conn.state.linger:
+            # Lingering keeps the socket, not the connection's state: h2's
+            # buffers may hold a whole header block (issue 11: a second of
+            # lingering after each closed connection held 35 MiB under a
+            # flood of connections closed for their heads).
+            self._connections[scope] = None  # (drain() cancels the linger)
+            del conn, core
             await _linger(tcp)
+
+    def _turn_away(self, peer: str) -> None:
+        """One line for a connection closed at ``max_connections``: WARNING at
+        most every :data:`TURNED_AWAY_LOG_PERIOD`, saying how many since."""
+        self._turned_away += 1
+        now = trio.current_time()
+        if now - self._warned_at < TURNED_AWAY_LOG_PERIOD:
+            log.debug("%s: closed at once: %d connections open (max_connections)", peer,
+                      len(self._connections))
+            return
+        log.warning("%s: closed at once: %d connections open (max_connections is %d); "
+                    "%d turned away since the last such line", peer, len(self._connections),
+                    self._config.max_connections, self._turned_away)
+        self._warned_at = now
+        self._turned_away = 0
 
     async def _handshake(self, tcp: trio.SocketStream, peer: str) -> trio.SSLStream[
             trio.SocketStream] | None:

@@ -47,7 +47,6 @@ from ._h2internals import (
     stream_live,
 )
 from ._headers import (
-    HeaderMemory,
     Headers,
     MalformedRequest,
     RequestHead,
@@ -57,6 +56,7 @@ from ._headers import (
     validate_trailers,
 )
 from ._limits import TokenBucket
+from ._memory import Holding, MemoryAccount, ServerMemory
 from ._output import Output
 from ._priority_field import (
     PRIORITY_UPDATE,
@@ -105,17 +105,23 @@ class ConnectionState:
 
     def __init__(self, config: Config, *, peer: str = "?",
                  clock: Callable[[], float] = time.monotonic,
-                 header_memory: HeaderMemory | None = None,
+                 memory: ServerMemory | None = None,
                  handover: Handover | None = None) -> None:
         """``handover``: the connection comes from HTTP/1.1 with ``Upgrade:
         h2c`` (RFC 7540 section 3.2); its request becomes stream 1."""
         self.config = config
         self.peer = peer
-        self.header_memory = header_memory or HeaderMemory(config.max_header_memory)
-        """The server's account of request header memory (shared by its
-        connections; this connection's own without a server)."""
+        memory = memory or ServerMemory(config)
+        """The server's accounts (shared by its connections; this
+        connection's own without a server)."""
+        self.header_memory = memory.headers
         self.header_bytes = 0
         """What this connection's requests in progress hold of it."""
+        self.head = Holding(memory.heads)
+        """What the header block still arriving holds of it."""
+        self.body_memory = memory.bodies
+        self.body_bytes = 0
+        """What this connection's streams that may carry a body hold of it."""
         self.streams: dict[int, StreamState] = {}
         self.guard = ConnectionGuard(config, clock) if handover is None else handover.guard
         self.running = 0
@@ -214,6 +220,15 @@ class ConnectionState:
         doomed = self.guard.input_parsed(self.h2)
         if doomed is not None:
             self._connection_error(*doomed)
+            return []
+        if not self.head.hold(self.guard.head_size):
+            # Newest first: the connection whose head pushed the account over.
+            self._connection_error(
+                ErrorCodes.ENHANCE_YOUR_CALM,
+                f"a request head of {self.guard.head_size} bytes still arriving while "
+                f"heads arriving hold {self.head.account.held} bytes (a quarter of "
+                f"max_header_memory: {self.head.account.limit})",
+                quiet=not self.head.account.warn)
             return []
         started: list[StreamState] = []
         for event in events:
@@ -399,10 +414,18 @@ class ConnectionState:
         refused (``max_header_memory``) or the connection ends."""
         cost = head_cost(head)
         if not self.header_memory.charge(cost, self.header_bytes):
-            self._refuse_for_header_memory(stream_id)
+            self._refuse_for_memory(stream_id, "request headers", self.header_memory,
+                                    "max_header_memory")
+            return None
+        body = 0 if ended else self._body_allowance(head)
+        if not self.body_memory.charge(body, self.body_bytes):
+            self.header_memory.release(cost)  # (not charged to the connection yet)
+            self._refuse_for_memory(stream_id, "request body", self.body_memory,
+                                    "max_body_memory")
             return None
         self.header_bytes += cost  # released by handler_finished
-        stream = StreamState(stream_id, head)
+        self.body_bytes += body
+        stream = StreamState(stream_id, head, body_charge=body)
         extensible = self._early_updates.pop(stream_id, None)
         if extensible is None:
             field_value = next((v for n, v in head.headers if n == b"priority"), None)
@@ -417,6 +440,7 @@ class ConnectionState:
                                exclusive=exclusive, extensible=extensible)
         except SchedulerError as exc:
             self._release_header_memory(cost)
+            self._release_body_memory(stream)
             self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
             return None
         stream.priority = priority_extension(extensible, depends_on, weight, exclusive)
@@ -474,21 +498,35 @@ class ConnectionState:
         if not request_ended:
             self._send_reset(stream_id, ErrorCodes.NO_ERROR)
 
-    def _refuse_for_header_memory(self, stream_id: int) -> None:
-        """REFUSED_STREAM: the server's requests in progress hold
-        ``max_header_memory``; RFC 9113 section 8.7 lets the client retry.
-        Not the client's doing (others may hold it), so no budget is spent.
-        One WARNING line per run of refusals."""
-        memory = self.header_memory
-        log.log(logging.WARNING if memory.refusals == 1 else logging.DEBUG,
-                "%s: stream %d refused: requests in progress hold %d bytes of request "
-                "headers (max_header_memory is %d)", self.peer, stream_id, memory.held,
-                memory.limit)
+    def _body_allowance(self, head: RequestHead) -> int:
+        """What a request that may carry a body may send before its app
+        reads: its stream window, or its ``content-length`` if smaller (h2
+        ends the connection if the body goes past it)."""
+        window = self.config.initial_window_size
+        length = next((v for n, v in head.headers if n == b"content-length"), b"")
+        return min(int(length), window) if length.isdigit() else window
+
+    def _refuse_for_memory(self, stream_id: int, what: str, memory: MemoryAccount,
+                           field: str) -> None:
+        """REFUSED_STREAM: the server's requests in progress hold ``field``
+        bytes of ``what``; RFC 9113 section 8.7 lets the client retry. Not
+        the client's doing (others may hold it), so no budget is spent. One
+        WARNING line per run of refusals."""
+        log.log(logging.WARNING if memory.warn else logging.DEBUG,
+                "%s: stream %d refused: requests in progress hold %d bytes of %s "
+                "(%s is %d)", self.peer, stream_id, memory.held, what, field, memory.limit)
         self._send_reset(stream_id, ErrorCodes.REFUSED_STREAM)
 
     def _release_header_memory(self, cost: int) -> None:
         self.header_bytes -= cost
         self.header_memory.release(cost)
+
+    def _release_body_memory(self, stream: StreamState) -> None:
+        """The stream's body can hold nothing more: read to its end, or the
+        stream is done."""
+        self.body_bytes -= stream.body_charge
+        self.body_memory.release(stream.body_charge)
+        stream.body_charge = 0
 
     def _data_received(self, event: h2.events.DataReceived) -> None:
         stream = self.streams.get(event.stream_id)
@@ -585,6 +623,8 @@ class ConnectionState:
             flow = sum(n for _, n in chunks)
             chunks.clear()
         stream.continued = True  # the body has begun: no 100 Continue is due
+        if stream.body_ended and stream.body_charge:
+            self._release_body_memory(stream)
         if not self.terminated:
             self.h2.acknowledge_received_data(flow, stream.stream_id)
             self._queue()
@@ -644,6 +684,7 @@ class ConnectionState:
             self.reset(stream, ErrorCodes.NO_ERROR if stream.response_ended
                        else ErrorCodes.INTERNAL_ERROR)
         self._release_header_memory(head_cost(stream.head))
+        self._release_body_memory(stream)
         self.running -= 1
         if stream.disconnected:
             self.orphans -= 1
@@ -820,9 +861,10 @@ class ConnectionState:
         self._out.clear()
         self._terminate()
 
-    def _connection_error(self, code: ErrorCodes, reason: str) -> None:
+    def _connection_error(self, code: ErrorCodes, reason: str, *, quiet: bool = False) -> None:
         """The client broke a rule, or a limit (ENHANCE_YOUR_CALM): GOAWAY
-        ``code`` and one log line with the peer and the reason."""
+        ``code`` and one log line with the peer and the reason (at DEBUG if
+        ``quiet``: one of a run already logged)."""
         if self.terminated:
             return
         if not connection_closed(self.h2):
@@ -831,7 +873,9 @@ class ConnectionState:
             self.abort(code, reason)
         self._terminate()
         self.error = RemoteProtocolError(reason, error_code=code)
-        if code == ErrorCodes.ENHANCE_YOUR_CALM:
+        if quiet:
+            log.debug("%s: closing connection: %s", self.peer, reason)
+        elif code == ErrorCodes.ENHANCE_YOUR_CALM:
             log.warning("%s: closing connection: %s", self.peer, reason)
         else:
             log.info("%s: connection error %s: %s", self.peer, code_name(code), reason)
@@ -871,6 +915,7 @@ class ConnectionState:
             log.info("%s: %d bad requests on this connection (the first logged above)",
                      self.peer, self.bad_requests)
         self.terminated = True
+        self.head.hold(0)
         for stream in list(self.streams.values()):
             self._close(stream, disconnected=True)
 
@@ -931,4 +976,5 @@ class ConnectionState:
             "open_streams": len(self.streams),
             "ready_streams": self.scheduler.ready_count,
             "buffered_body_bytes": sum(n for s in self.streams.values() for _, n in s.body),
+            "body_memory": self.body_bytes,
         }

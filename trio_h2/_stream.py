@@ -38,6 +38,8 @@ class StreamState:
     """The client sent END_STREAM: no more body will come."""
     continued: bool = False
     """HTTP/2: a ``100 Continue`` is no longer due (sent, or the body began)."""
+    body_charge: int = 0
+    """HTTP/2: what the body may still hold of the server's ``max_body_memory``."""
 
     # Response.
     headers_sent: bool = False
