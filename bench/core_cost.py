@@ -1,7 +1,7 @@
 """The sans-IO core's cost per small request, without sockets or trio.
 
 Replays h2load-like GET requests (the request bytes are made beforehand by an
-h2 client) through one ``ConnectionState``, answering each as the ASGI layer
+h2 client) through one ``H2Core``, answering each as the ASGI layer
 would: response headers, a 12-byte body, the sender's pull, the handler's
 exit, the bytes out. Prints microseconds per request: what h2, HPACK and
 trio_h2's core cost, with the system calls and task switches of
@@ -23,8 +23,8 @@ import h2.connection
 
 import trio_h2
 from trio_h2 import Config
-from trio_h2._headers import response_headers
-from trio_h2._state import ConnectionState
+from trio_h2._core.h2 import H2Core
+from trio_h2._core.headers import response_headers
 
 REQUEST = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"),
            (b":authority", b"127.0.0.1:8000"), (b"user-agent", b"h2load nghttp2/1.52.0")]
@@ -34,7 +34,7 @@ RESPONSE = [(b"content-type", b"text/plain"), (b"content-length", b"12"),
 
 def replay(requests: int) -> float:
     """Microseconds per request, over ``requests`` after a warm-up of as many."""
-    server = ConnectionState(Config())
+    server = H2Core(Config())
     server.initiate()
     client = h2.connection.H2Connection(h2.config.H2Configuration(
         client_side=True, header_encoding=None))

@@ -13,8 +13,8 @@ import timeit
 
 from priority.priority import PriorityTree
 
-from trio_h2._priority_field import ExtensiblePriority
-from trio_h2._scheduler import Scheduler
+from trio_h2._core.priority_field import ExtensiblePriority
+from trio_h2._core.scheduler import Scheduler
 
 
 def scheduler(streams: int, ready: int, extensible: bool) -> Scheduler:

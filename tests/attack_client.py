@@ -431,7 +431,7 @@ def trio_h2_tasks() -> list[str]:
 
     def walk(task: trio.lowlevel.Task) -> None:
         name = task.name
-        if ("_Server.handle" in name or name.startswith("trio_h2._connection.")
+        if ("_Server.handle" in name or name.startswith("trio_h2._io.connection.")
                 or name.startswith("trio_h2 stream")):
             names.append(name)
         for nursery in task.child_nurseries:

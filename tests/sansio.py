@@ -1,4 +1,4 @@
-"""An h2 client connection wired to a sans-IO ConnectionState in memory."""
+"""An h2 client connection wired to a sans-IO H2Core in memory."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ import h2.events
 import h2.settings
 
 from trio_h2 import Config
-from trio_h2._state import ConnectionState
-from trio_h2._stream import StreamState
+from trio_h2._core.exchange import Exchange
+from trio_h2._core.h2 import H2Core
 
 GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"x")]
 POST = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/up"), (b":authority", b"x")]
 
 
 class Pair:
-    """A client H2Connection wired to a server ConnectionState in memory."""
+    """A client H2Connection wired to a server H2Core in memory."""
 
     def __init__(self, config: Config | None = None, client_window: int = 65535) -> None:
-        self.server = ConnectionState(config or Config())
+        self.server = H2Core(config or Config())
         self.server.initiate()
         self.client = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding=None,
@@ -29,7 +29,7 @@ class Pair:
             client=True,
             initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: client_window})
         self.client.initiate_connection()
-        self.started: list[StreamState] = []
+        self.started: list[Exchange] = []
         self.events: list[h2.events.Event] = []
         self.pump()
 
@@ -48,17 +48,17 @@ class Pair:
         self.events += new
         return new
 
-    def request(self, headers: list[tuple[bytes, bytes]], end_stream: bool = True) -> StreamState:
+    def request(self, headers: list[tuple[bytes, bytes]], end_stream: bool = True) -> Exchange:
         stream_id = self.client.get_next_available_stream_id()
         self.client.send_headers(stream_id, headers, end_stream=end_stream)
         self.pump()
         return self.server.streams[stream_id]
 
-    def respond(self, stream: StreamState, body: bytes) -> None:
+    def respond(self, stream: Exchange, body: bytes) -> None:
         self.server.send_headers(stream, [(b":status", b"200")], end_stream=False)
         self.server.offer(stream, body, end_stream=True)
 
-    def drain_output(self, budget: int = 1 << 30) -> list[StreamState]:
+    def drain_output(self, budget: int = 1 << 30) -> list[Exchange]:
         done = self.server.pull(budget)
         self.server.taken(done)
         self.pump()

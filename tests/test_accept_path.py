@@ -32,7 +32,7 @@ import pytest
 import trio
 
 import trio_h2
-from trio_h2._state import ConnectionState
+from trio_h2._core.h2 import H2Core
 from trio_h2.testing import ConnectionClosed, H2ServerFactory, H2TestServer, open_h2_client
 
 from .attack_client import headers, request_block, settings, trio_h2_tasks
@@ -187,7 +187,7 @@ async def test_a_reset_storm_leaves_the_server_serving(
     with trio.fail_after(STORM_LIMIT):
         await storm(server.host, server.port, list(moments.values()), RESETS)
 
-    assert any(name.endswith("trio_h2._server.serve") for name in connection_task_names()), (
+    assert any(name.endswith("trio_h2._io.server.serve") for name in connection_task_names()), (
         "the server task is gone")
     assert await bystander(server) == 200
     await settle()
@@ -279,7 +279,7 @@ async def test_a_failure_before_the_protocol_starts_ends_only_that_connection(
     step raises RuntimeError) ends that connection, logged once at ERROR,
     and the next connection is served."""
     target, name = ((ssl.SSLObject, "selected_alpn_protocol") if step == "ALPN check"
-                    else (ConnectionState, "__init__"))
+                    else (H2Core, "__init__"))
     real = getattr(target, name)
     calls = 0
 

@@ -13,7 +13,7 @@ import trio.testing
 from h2.errors import ErrorCodes
 
 import trio_h2
-from trio_h2._state import ConnectionState
+from trio_h2._core.h2 import H2Core
 from trio_h2.testing import (
     ConnectionClosed,
     H2ServerFactory,
@@ -387,14 +387,14 @@ async def test_a_failing_connection_does_not_reach_the_server(
 ) -> None:
     """A bug inside one connection (simulated in the sender's core call) ends
     that connection with GOAWAY INTERNAL_ERROR; other connections go on."""
-    original = ConnectionState.pull
+    original = H2Core.pull
 
-    def pull(self: ConnectionState, budget: int) -> Any:
+    def pull(self: H2Core, budget: int) -> Any:
         if any(s.head.path == b"/explode" for s in self.streams.values()):
             raise KeyError("simulated bug")
         return original(self, budget)
 
-    monkeypatch.setattr(ConnectionState, "pull", pull)
+    monkeypatch.setattr(H2Core, "pull", pull)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await respond(send)

@@ -14,7 +14,7 @@ import trio
 import trio.testing
 from h2.settings import SettingCodes
 
-from trio_h2._connection import SEND_BATCH
+from trio_h2._io.connection import SEND_BATCH
 from trio_h2.testing import H2ServerFactory, open_h2_client
 
 from .apps import http_only, read_body

@@ -35,8 +35,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import trio_h2
-from trio_h2._demo import DemoApp
-from trio_h2._workers import REUSEPORT_SPREADS_CONNECTIONS
+from trio_h2._apps.demo import DemoApp
+from trio_h2._io.workers import REUSEPORT_SPREADS_CONNECTIONS
 
 from .conftest import require_tool
 

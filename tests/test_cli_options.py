@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from trio_h2._cli._options import OPTIONS, options_table, parser
 from trio_h2._config import Config
-from trio_h2._workers import REUSEPORT_SPREADS_CONNECTIONS
+from trio_h2._io.workers import REUSEPORT_SPREADS_CONNECTIONS
 
 from .conftest import require_tool
 from .test_cli import TIMEOUT, curl, h2c_get, run_server, run_to_exit, write_module

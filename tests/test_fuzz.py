@@ -12,7 +12,7 @@ split at random points. Two targets:
   code is a real one, a probe request made afterwards is answered by a
   response, RST_STREAM or GOAWAY, a fresh connection still gets 200, and
   once the fuzzing client has gone no task of its connection is left;
-* the sans-IO core, ``ConnectionState``, fed bytes directly: nothing but
+* the sans-IO core, ``H2Core``, fed bytes directly: nothing but
   h2's own ProtocolErrors may happen inside, and those are answered on the
   wire, so nothing may escape it.
 
@@ -41,7 +41,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis.control import currently_in_test_context
 
 import trio_h2
-from trio_h2._state import ConnectionState
+from trio_h2._core.h2 import H2Core
 from trio_h2.testing import open_h2_client
 
 from .attack_client import (
@@ -450,7 +450,7 @@ def test_priority_frames_over_a_socket(script: Script) -> None:
 # ---------------------------------------------------------- the sans-IO core
 
 
-def _drive(state: ConnectionState, chunks: Iterable[bytes]) -> None:
+def _drive(state: H2Core, chunks: Iterable[bytes]) -> None:
     """What the trio layer does, minus I/O: feed bytes, run every handler to an
     immediate answer, pull output."""
     started = []
@@ -485,7 +485,7 @@ RAW = st.one_of(
 def test_the_core_never_raises(data: bytes, splits: list[int]) -> None:
     """Bytes in, never an exception out: every client error is answered on the
     wire (RST_STREAM or GOAWAY) and recorded, never raised."""
-    state = ConnectionState(trio_h2.Config())
+    state = H2Core(trio_h2.Config())
     state.initiate()
     _drive(state, split(data, splits))
     if state.error is not None:

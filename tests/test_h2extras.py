@@ -1,4 +1,4 @@
-"""trio_h2's shortcuts around h2 (in ``_h2internals``), against h2 itself,
+"""trio_h2's shortcuts around h2 (in ``_core.h2internals``), against h2 itself,
 and the check of h2's internals that runs when trio_h2 is imported.
 
 The fast DATA path must leave h2 exactly where ``send_data`` would: the same
@@ -29,8 +29,8 @@ import hyperframe.frame
 import pytest
 from h2.errors import ErrorCodes
 
-from trio_h2 import _h2internals
-from trio_h2._h2internals import (
+from trio_h2._core import h2internals as _h2internals
+from trio_h2._core.h2internals import (
     HOOKS,
     DataFrame,
     HookMissing,
@@ -40,7 +40,7 @@ from trio_h2._h2internals import (
     response_headers_frame,
     use_frame_buffer,
 )
-from trio_h2._output import Output
+from trio_h2._core.output import Output
 
 from .sansio import GET, POST
 
@@ -419,7 +419,7 @@ def test_the_module_docstring_lists_every_hook() -> None:
 # instances), import trio_h2 from scratch, and report how the import ended.
 _BREAK_EACH_HOOK = """
 import enum, json, sys, types
-import trio_h2._h2internals as internals
+import trio_h2._core.h2internals as internals
 
 def resolve(path):
     package, *names = path.split(".")
@@ -473,3 +473,16 @@ def test_every_hook_is_checked_when_trio_h2_is_imported() -> None:
         kind, message = outcomes[str(hook)]
         assert kind == "HookMissing", (hook, kind, message)
         assert hook.name in message and installed_versions() in message, (hook, message)
+
+
+def test_references_past_max_fields_are_counted_and_checked_not_kept() -> None:
+    # Past max_fields a run of one-byte references is skipped, not decoded
+    # field by field (an attacker's 2000 of them cost one regex match), yet
+    # every one is counted and an index past the table is still an error.
+    decoder = _h2internals.Decoder(max_header_list_size=1 << 20, max_fields=4)
+    block = b"\x82\x84\x86" + b"\x81" * 2000  # :method GET, :path /, :scheme http, then :authority
+    fields = list(decoder.decode(block, raw=True))
+    assert _h2internals.fields_dropped(fields) == 2003
+    assert len(fields) == 1 + 4
+    with pytest.raises(_h2internals.HeaderBlockUndecodable):
+        decoder.decode(b"\x82\x84\x86" + b"\x81" * 10 + b"\xfe", raw=True)  # index 126: no entry

@@ -1,7 +1,7 @@
 """Header-count bombs (issue 11): per request, per connection, per server.
 
 ``max_header_list_size`` counts 32 bytes a field, but Python holds 150 to 430
-bytes for each (``trio_h2._headers.FIELD_COST``). So the count of fields is
+bytes for each (``trio_h2._core.headers.FIELD_COST``). So the count of fields is
 bounded while HPACK decoding (``max_header_fields``: 431, trailers RST_STREAM
 ENHANCE_YOUR_CALM), and the header memory of requests in progress is bounded
 for the whole server (``max_header_memory``: REFUSED_STREAM).

@@ -18,9 +18,9 @@ import trio.testing
 import trustme
 
 from trio_h2 import Config, configure_h2_context
-from trio_h2._asgi import asgi_handler
-from trio_h2._connection import READ_SIZE, SEND_BATCH, Connection
-from trio_h2._h1state import MAX_TARGET, H1State
+from trio_h2._apps.asgi import asgi_handler
+from trio_h2._core.h1 import MAX_TARGET, H1Core
+from trio_h2._io.connection import READ_SIZE, SEND_BATCH, Connection
 from trio_h2.testing import H2ServerFactory, H2TestServer
 
 from .apps import app, http_only, read_body
@@ -366,7 +366,7 @@ async def run_connection(nursery: trio.Nursery, app_: Any, config: Config,
     client, server = trio.testing.lockstep_stream_pair()
     handler = asgi_handler(http_only(app_), config, scheme="http", server=None, client=None,
                            state=None)
-    conn = Connection(server, H1State(config, clock=trio.current_time), handler, peer="test")
+    conn = Connection(server, H1Core(config, clock=trio.current_time), handler, peer="test")
     nursery.start_soon(conn.run)
     return client
 

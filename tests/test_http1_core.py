@@ -1,4 +1,4 @@
-"""The HTTP/1.1 core (``_h1state``) without sockets: bytes in, exchanges and
+"""The HTTP/1.1 core (``_core.h1``) without sockets: bytes in, exchanges and
 bytes out. Inputs that are parsed are split at every byte."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from trio_h2 import Config
-from trio_h2._errors import LocalProtocolError
-from trio_h2._h1state import DISCARD_LIMIT, MAX_TARGET, H1State
-from trio_h2._stream import StreamState
+from trio_h2._core.errors import LocalProtocolError
+from trio_h2._core.exchange import Exchange
+from trio_h2._core.h1 import DISCARD_LIMIT, MAX_TARGET, H1Core
 
 from . import h1raw
 from .h1raw import Response
@@ -34,16 +34,16 @@ def parse(raw: bytes, methods: list[bytes], *, closed: bool = False) -> list[Res
 
 
 class Core:
-    """An H1State, and what its runner would do with it."""
+    """An H1Core, and what its runner would do with it."""
 
     def __init__(self, config: Config | None = None, clock: Clock | None = None) -> None:
         self.clock = clock or Clock()
-        self.server = H1State(config or Config(), clock=self.clock)
+        self.server = H1Core(config or Config(), clock=self.clock)
         self.server.initiate()
-        self.started: list[StreamState] = []
+        self.started: list[Exchange] = []
         self.out = b""
 
-    def feed(self, data: bytes, *, split: bool = False) -> list[StreamState]:
+    def feed(self, data: bytes, *, split: bool = False) -> list[Exchange]:
         started = []
         for piece in ([data[i:i + 1] for i in range(len(data))] if split else [data]):
             started += self.server.receive_data(piece)
@@ -58,7 +58,7 @@ class Core:
                 return self.out
             self.out += data
 
-    def respond(self, stream: StreamState, body: bytes = b"ok", *,
+    def respond(self, stream: Exchange, body: bytes = b"ok", *,
                 headers: list[tuple[bytes, bytes]] | None = None, status: int = 200,
                 finish: bool = True) -> None:
         fields = headers if headers is not None else [(b"content-length", b"%d" % len(body))]
@@ -70,7 +70,7 @@ class Core:
             self.server.handler_finished(stream)
         self.flush()
 
-    def resume(self) -> list[StreamState]:
+    def resume(self) -> list[Exchange]:
         """What the reader does when woken from its brake."""
         started = self.server.receive_buffered()
         self.started += started

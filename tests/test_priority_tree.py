@@ -24,9 +24,9 @@ from h2.settings import SettingCodes
 from hypothesis import given, settings
 from priority.priority import PriorityTree
 
-from trio_h2 import _scheduler as scheduler_module
-from trio_h2._priority_field import ExtensiblePriority
-from trio_h2._scheduler import MAX_DEPTH, Scheduler
+from trio_h2._core import scheduler as scheduler_module
+from trio_h2._core.priority_field import ExtensiblePriority
+from trio_h2._core.scheduler import MAX_DEPTH, Scheduler
 from trio_h2.testing import H2ServerFactory
 
 from .attack_client import (
@@ -127,7 +127,7 @@ OPS = st.one_of(
 
 
 class Client:
-    """What a client can make the scheduler do, through ConnectionState's
+    """What a client can make the scheduler do, through H2Core's
     calls: open a stream once (HEADERS, with or without a dependency),
     reprioritize any stream (open, idle, closed, unknown; onto any stream,
     itself included: the scheduler must survive what h2 would reject),

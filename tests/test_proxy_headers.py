@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_h2._forwarded import TrustedProxies, forwarded_client
-from trio_h2._proxy_protocol import (
+from trio_h2._core.forwarded import TrustedProxies, forwarded_client
+from trio_h2._core.proxy_protocol import (
     NEED_MORE,
     V1_MAX_LENGTH,
     V2_SIGNATURE,

@@ -1,5 +1,5 @@
 """What one read may cost (issue 11): h2 gets the client's bytes a few
-frames at a time (``_guard.FrameSlicer``), and nothing more once a budget or
+frames at a time (``_core.guard.FrameSlicer``), and nothing more once a budget or
 an error has ended the connection. Sans-IO: bytes in, counts out (the CPU
 each read costs is measured by ``bench/receive_cost.py``, not here)."""
 
@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_h2 import Budget, Config
-from trio_h2._guard import SLICE_FRAMES, FrameSlicer
-from trio_h2._state import ConnectionState
+from trio_h2._core.guard import SLICE_FRAMES, FrameSlicer
+from trio_h2._core.h2 import H2Core
 
 from .attack_client import block, data, headers, ping, request_block, settings
 from .rawh2 import PREFACE
@@ -53,7 +53,7 @@ def test_nothing_is_parsed_after_a_budget_ends_the_connection() -> None:
     """3,000 malformed requests in one read, with a reset budget of 10: the
     core stops within one slice of the request that ran the budget out,
     instead of having h2 open (and us refuse) all 3,000 first."""
-    server = ConnectionState(Config(reset_budget=Budget(10, 0)))
+    server = H2Core(Config(reset_budget=Budget(10, 0)))
     server.initiate()
     server.receive_data(PREFACE + settings())
     flood = b"".join(headers(s, NO_SCHEME) for s in range(1, 6001, 2))

@@ -11,9 +11,9 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import PriorityFrame
 
 from trio_h2 import Config
-from trio_h2._priority_field import ExtensiblePriority, parse_priority
-from trio_h2._scheduler import Scheduler
-from trio_h2._stream import StreamState
+from trio_h2._core.exchange import Exchange
+from trio_h2._core.priority_field import ExtensiblePriority, parse_priority
+from trio_h2._core.scheduler import Scheduler
 
 from .sansio import GET, Pair
 
@@ -26,7 +26,7 @@ def open_pair(config: Config | None = None) -> Pair:
     return pair
 
 
-def run(pair: Pair, producers: dict[StreamState, int], total: int,
+def run(pair: Pair, producers: dict[Exchange, int], total: int,
         budget: int = 16393) -> dict[int, int]:
     """Producers that refill at once with ``chunk`` bytes whenever their last
     chunk is taken; frame ``total`` bytes; return bytes per stream."""
@@ -47,7 +47,7 @@ def run(pair: Pair, producers: dict[StreamState, int], total: int,
     return sent
 
 
-def request(pair: Pair, *extra: tuple[bytes, bytes], **priority: int | bool) -> StreamState:
+def request(pair: Pair, *extra: tuple[bytes, bytes], **priority: int | bool) -> Exchange:
     stream_id = pair.client.get_next_available_stream_id()
     pair.client.send_headers(
         stream_id, [*GET, *extra], end_stream=True,

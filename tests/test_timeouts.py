@@ -13,7 +13,7 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame, PingFrame
 
 from trio_h2 import Budget
-from trio_h2._guard import _header_block_pending
+from trio_h2._core.guard import _header_block_pending
 from trio_h2.testing import H2ServerFactory
 
 from .apps import http_only, read_body

@@ -20,10 +20,10 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import SettingsFrame
 
 from trio_h2 import Config
-from trio_h2._h1state import H1State
-from trio_h2._protocol import ProtocolCore
-from trio_h2._state import ConnectionState
-from trio_h2._stream import StreamState
+from trio_h2._core.exchange import Exchange
+from trio_h2._core.h1 import H1Core
+from trio_h2._core.h2 import H2Core
+from trio_h2._core.protocol import ProtocolCore
 from trio_h2.testing import H2ServerFactory, H2TestServer
 
 from .apps import app
@@ -334,17 +334,17 @@ def test_hand_over_with_input_split_at_every_byte() -> None:
         + client.data_to_send()
     config = Config()
     for cut in range(1, len(wire)):
-        core: ProtocolCore = H1State(
-            config, upgrade=lambda handover: ConnectionState(config, handover=handover))
+        core: ProtocolCore = H1Core(
+            config, upgrade=lambda handover: H2Core(config, handover=handover))
         core.initiate()
-        started: list[StreamState] = []
+        started: list[Exchange] = []
         for piece in (wire[:cut], wire[cut:]):
             started += core.receive_data(piece)
             if core.successor is not None:
                 core = core.successor
                 core.initiate()
                 started += core.receive_buffered()
-        assert isinstance(core, ConnectionState), cut
+        assert isinstance(core, H2Core), cut
         out = core.data_to_send()
         head, _, frames = out.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), cut

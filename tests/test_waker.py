@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from trio_h2._waker import Waker
+from trio_h2._io.waker import Waker
 
 
 async def test_wake_reaches_the_sleeper_and_is_not_remembered() -> None:

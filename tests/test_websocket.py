@@ -20,9 +20,9 @@ from wsproto.connection import ConnectionType
 from wsproto.events import CloseConnection, Ping
 
 from trio_h2 import Config
-from trio_h2._asgi import asgi_handler
-from trio_h2._connection import READ_SIZE, Connection
-from trio_h2._h1state import H1State
+from trio_h2._apps.asgi import asgi_handler
+from trio_h2._core.h1 import H1Core
+from trio_h2._io.connection import READ_SIZE, Connection
 from trio_h2.testing import (
     H2ServerFactory,
     H2TestServer,
@@ -282,7 +282,7 @@ async def h1_connection(nursery: trio.Nursery, app: Any, config: Config,
     client sends is a byte the server took, so the counts are exact."""
     client, server = trio.testing.lockstep_stream_pair()
     handler = asgi_handler(app, config, scheme="http", server=None, client=None, state=None)
-    conn = Connection(server, H1State(config, clock=trio.current_time), handler, peer="test")
+    conn = Connection(server, H1Core(config, clock=trio.current_time), handler, peer="test")
     nursery.start_soon(conn.run)
     return client
 

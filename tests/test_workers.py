@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from trio_h2._workers import (
+from trio_h2._io.workers import (
     RESTART_LIMIT,
     RESTART_WINDOW,
     REUSEPORT_SPREADS_CONNECTIONS,

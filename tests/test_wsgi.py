@@ -25,7 +25,7 @@ import trio.testing
 from h2.errors import ErrorCodes
 
 from trio_h2 import WSGIApp
-from trio_h2._wsgi import detect_interface
+from trio_h2._apps.wsgi import detect_interface
 from trio_h2.testing import H2ServerFactory, H2TestServer, StreamReset
 
 from .h1raw import RawClient

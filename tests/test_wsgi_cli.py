@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trio_h2._workers import REUSEPORT_SPREADS_CONNECTIONS
+from trio_h2._io.workers import REUSEPORT_SPREADS_CONNECTIONS
 
 from .test_cli import curl, h2c_get, run_server, run_to_exit, write_module
 

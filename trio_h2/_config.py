@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal, final
 
-from ._limits import Budget
+from ._core.limits import Budget
 
 # RFC 9113 section 6.5.2: the largest flow-control window and frame size a
 # peer may announce.

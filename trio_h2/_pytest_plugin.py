@@ -28,10 +28,10 @@ import pytest
 import trio
 import trustme
 
-from ._asgi import ASGIApp
+from ._apps.asgi import ASGIApp
 from ._config import Config
-from ._server import serve
-from ._tls import configure_h2_context
+from ._io.server import serve
+from ._io.tls import configure_h2_context
 from .testing import (
     H2Client,
     H2ClientFactory,

@@ -13,7 +13,7 @@ Three kinds, with Hypercorn's spelling:
   checked, and used as it is (its backlog is whoever opened it's).
 
 With ``--workers`` the supervisor reserves each TCP address (the workers
-each listen on it with SO_REUSEPORT, see :mod:`trio_h2._workers`), and opens
+each listen on it with SO_REUSEPORT, see :mod:`trio_h2._io.workers`), and opens
 every Unix and inherited socket itself and passes it to each worker by file
 descriptor: SO_REUSEPORT does not apply to them, so the workers share one
 accept queue.
@@ -34,7 +34,7 @@ from typing import TypeVar, final
 
 import trio
 
-from .._workers import open_reuseport_listeners, reserve
+from .._io.workers import open_reuseport_listeners, reserve
 from ._errors import EXIT_FAILURE, CommandError
 
 __all__ = ["Bind", "FdBind", "TCPBind", "UnixBind", "Unlinker", "inherited_socket",

@@ -15,8 +15,8 @@ import sys
 import traceback
 from typing import cast
 
-from .._asgi import ASGIApp
-from .._tls import h2_ciphers, server_ssl_context
+from .._apps.asgi import ASGIApp
+from .._io.tls import h2_ciphers, server_ssl_context
 from ._errors import EXIT_USAGE, CommandError
 from ._options import AppSpec
 

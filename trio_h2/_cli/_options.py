@@ -28,10 +28,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, cast, final
 
+from .._apps.wsgi import DEFAULT_THREADS
 from .._config import Config
-from .._limits import Budget
-from .._workers import BACKLOG, WORKER_TIMEOUT
-from .._wsgi import DEFAULT_THREADS
+from .._core.limits import Budget
+from .._io.workers import BACKLOG, WORKER_TIMEOUT
 from ._binds import DEFAULT_UNIX_MODE, Bind, TCPBind
 from ._errors import EXIT_USAGE, PROG, CommandError
 from ._values import BINDS, BUDGET, FILE, MODE, Kind, choice, integer, number, switch, text

@@ -9,7 +9,7 @@ a second one exits at once with status 1.
 With ``--workers N`` (N > 1) this process is a supervisor instead: it checks
 the same inputs, reserves the addresses and runs N worker processes, each a
 ``python -m trio_h2`` with the same arguments plus internal ones (where to
-listen, and its channel to the supervisor). :mod:`trio_h2._workers` has the
+listen, and its channel to the supervisor). :mod:`trio_h2._io.workers` has the
 mechanics and the policy; the exit statuses are the same.
 """
 
@@ -31,13 +31,14 @@ from typing import TypeVar, cast, final
 
 import trio
 
-from .._asgi import ASGIApp
-from .._demo import DemoApp
-from .._lifespan import LifespanFailure
-from .._scope import Address
-from .._selfsigned import SelfSigned, make_self_signed
-from .._server import _address, serve_listeners
-from .._workers import (
+from .._apps.asgi import ASGIApp
+from .._apps.demo import DemoApp
+from .._apps.lifespan import LifespanFailure
+from .._apps.wsgi import DEFAULT_THREADS, WSGIApp, WSGICallable, detect_interface
+from .._core.exchange import Address
+from .._io.selfsigned import SelfSigned, make_self_signed
+from .._io.server import _address, serve_listeners
+from .._io.workers import (
     REUSEPORT_SPREADS_CONNECTIONS,
     Supervisor,
     WorkerFailure,
@@ -45,7 +46,6 @@ from .._workers import (
     report_failure,
     serve_worker,
 )
-from .._wsgi import DEFAULT_THREADS, WSGIApp, WSGICallable, detect_interface
 from ._binds import (
     TCPBind,
     UnixBind,

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import final
 
-from .._limits import Budget
+from .._core.limits import Budget
 from ._binds import BadBind, Bind, parse_bind
 
 __all__ = ["BINDS", "BUDGET", "FILE", "MODE", "Kind", "choice", "integer", "number", "switch",

@@ -38,7 +38,7 @@ import trio
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
-from .._h2internals import GoawayTolerantConnection, change_local_settings, stream_live
+from .._core.h2internals import GoawayTolerantConnection, change_local_settings, stream_live
 
 __all__ = [
     "ConnectionClosed",

@@ -9,7 +9,7 @@ from typing import Protocol, final
 
 import trustme
 
-from .._asgi import ASGIApp
+from .._apps.asgi import ASGIApp
 from ._client import H2Client
 
 TEST_HOST = "127.0.0.1"

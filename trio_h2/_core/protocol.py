@@ -1,16 +1,16 @@
 """The interface of a sans-IO protocol core, as the trio layer drives it. Pure.
 
-One core per protocol: ``_state.ConnectionState`` (HTTP/2, on h2) and
-``_h1state.H1State`` (HTTP/1.1, on h11). ``_connection.Connection`` (the
-reader, the sender, the watchdog) and ``_asgi`` (the handler of one
+One core per protocol: ``_core.h2.H2Core`` (HTTP/2, on h2) and
+``_core.h1.H1Core`` (HTTP/1.1, on h11). ``_io.connection.Connection`` (the
+reader, the sender, the watchdog) and ``_apps.asgi`` (the handler of one
 exchange) are written against :class:`ProtocolCore` alone, so they do not
 know which protocol carries the exchange.
 
 Bytes in, exchanges started, bytes out::
 
-    reader:   receive_data(bytes) -> [StreamState]   (start a handler for each)
+    reader:   receive_data(bytes) -> [Exchange]   (start a handler for each)
               reading_paused / receive_buffered()     (the reader's brake)
-    sender:   pull(budget) -> [StreamState], taken(...), data_to_send()
+    sender:   pull(budget) -> [Exchange], taken(...), data_to_send()
     watchdog: check_timeouts() -> next deadline, guard
     handler:  take_body, body_wanted, send_headers, offer, reset
     lifetime: initiate, start_drain, close, abort, connection_lost,
@@ -30,10 +30,10 @@ from typing import Protocol, final
 
 from h2.errors import ErrorCodes
 
-from ._errors import RemoteProtocolError
-from ._guard import ConnectionGuard
-from ._headers import Headers, RequestHead
-from ._stream import StreamState
+from .errors import RemoteProtocolError
+from .exchange import Exchange
+from .guard import ConnectionGuard
+from .headers import Headers, RequestHead
 
 
 @final
@@ -59,9 +59,9 @@ class Handover:
     received: bytes
     """Bytes that arrived after the request: the new protocol's."""
     guard: ConnectionGuard
-    exchange: StreamState | None = None
+    exchange: Exchange | None = None
     """``websocket``: the exchange that asked, whose handler runs on; the new
-    core (``_tunnel``) owns it from now on."""
+    core (``_core.tunnel``) owns it from now on."""
 
 
 class ProtocolCore(Protocol):
@@ -118,21 +118,21 @@ class ProtocolCore(Protocol):
     def initiate(self) -> None:
         """Queue what the server says first (HTTP/2: its preface)."""
 
-    def receive_data(self, data: bytes | bytearray) -> list[StreamState]:
+    def receive_data(self, data: bytes | bytearray) -> list[Exchange]:
         """Process bytes from the client; return the exchanges to start."""
 
-    def receive_buffered(self) -> list[StreamState]:
+    def receive_buffered(self) -> list[Exchange]:
         """Process input held back while reading was paused; return the
         exchanges to start."""
 
     def data_to_send(self) -> bytes:
         """Everything queued for the socket, in order."""
 
-    def pull(self, budget: int) -> list[StreamState]:
+    def pull(self, budget: int) -> list[Exchange]:
         """Take up to about ``budget`` bytes of offered response data into
         the output; return the exchanges whose offer is now entirely taken."""
 
-    def taken(self, streams: list[StreamState]) -> None:
+    def taken(self, streams: list[Exchange]) -> None:
         """Release the handlers of ``streams`` (from :meth:`pull`)."""
 
     def check_timeouts(self) -> float:
@@ -150,23 +150,23 @@ class ProtocolCore(Protocol):
     def abort(self, code: ErrorCodes, reason: str) -> None:
         """End the connection now (HTTP/2: GOAWAY ``code``)."""
 
-    def handler_finished(self, stream: StreamState) -> bool:
+    def handler_finished(self, stream: Exchange) -> bool:
         """The handler of ``stream`` has exited; returns whether the sender
         has something to do because of it."""
 
-    def take_body(self, stream: StreamState) -> bytes:
+    def take_body(self, stream: Exchange) -> bytes:
         """All the request body buffered for ``stream``, now consumed."""
 
-    def body_wanted(self, stream: StreamState, wanted: bool) -> None:
+    def body_wanted(self, stream: Exchange, wanted: bool) -> None:
         """The handler of ``stream`` waits for body (``body_timeout`` runs)."""
 
-    def send_headers(self, stream: StreamState, headers: Headers, *, end_stream: bool) -> None:
-        """Queue the response head (``:status`` first, as ``_headers`` makes it)."""
+    def send_headers(self, stream: Exchange, headers: Headers, *, end_stream: bool) -> None:
+        """Queue the response head (``:status`` first, as ``_core.headers`` makes it)."""
 
-    def offer(self, stream: StreamState, data: bytes, *, end_stream: bool,
+    def offer(self, stream: Exchange, data: bytes, *, end_stream: bool,
               trailers: Headers | None = None) -> None:
         """Hand one chunk of response body to the sender; the handler waits
-        until :attr:`StreamState.in_flight` clears."""
+        until :attr:`Exchange.in_flight` clears."""
 
-    def reset(self, stream: StreamState, code: ErrorCodes) -> None:
+    def reset(self, stream: Exchange, code: ErrorCodes) -> None:
         """Abandon ``stream``'s exchange; its handler sees a disconnect."""

@@ -1,9 +1,9 @@
 """ASGI ``websocket`` for one exchange: the handler task's ``receive`` and
-``send`` over a WebSocket (``_wscore``) carried by an exchange.
+``send`` over a WebSocket (``_core.websocket``) carried by an exchange.
 
-It drives the exchange through ``_protocol.ProtocolCore`` alone, so it does
+It drives the exchange through ``_core.protocol.ProtocolCore`` alone, so it does
 not know what carries the WebSocket: an HTTP/2 extended CONNECT stream (RFC
-8441) or an HTTP/1.1 connection after ``101`` (``_tunnel``). It answers the
+8441) or an HTTP/1.1 connection after ``101`` (``_core.tunnel``). It answers the
 handshake with a ``200`` head when the application accepts; the HTTP/1.1
 core turns that into its ``101 Switching Protocols``.
 
@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any, final
 import trio
 from h2.errors import ErrorCodes
 
-from ._config import Config
-from ._errors import ClientDisconnected, LocalProtocolError
-from ._headers import Headers, response_headers
-from ._stream import StreamState
-from ._wscore import (
+from .._config import Config
+from .._core.errors import ClientDisconnected, LocalProtocolError
+from .._core.exchange import Exchange
+from .._core.headers import Headers, response_headers
+from .._core.websocket import (
     ABNORMAL,
     INTERNAL_ERROR,
     NORMAL,
@@ -53,8 +53,8 @@ from ._wscore import (
 )
 
 if TYPE_CHECKING:
-    from ._asgi import ASGIApp
-    from ._connection import Connection
+    from .._io.connection import Connection
+    from .asgi import ASGIApp
 
 log = logging.getLogger("trio_h2")
 
@@ -63,7 +63,7 @@ Event = MutableMapping[str, Any]
 _SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 
 
-def websocket_scope(http_scope: dict[str, Any], stream: StreamState) -> dict[str, Any]:
+def websocket_scope(http_scope: dict[str, Any], stream: Exchange) -> dict[str, Any]:
     """The ASGI ``websocket`` scope (ASGI spec 2.4) made from the ``http``
     scope of the handshake request."""
     scope = dict(http_scope)
@@ -75,7 +75,7 @@ def websocket_scope(http_scope: dict[str, Any], stream: StreamState) -> dict[str
     return scope
 
 
-async def serve_websocket(conn: Connection, stream: StreamState, scope: dict[str, Any],
+async def serve_websocket(conn: Connection, stream: Exchange, scope: dict[str, Any],
                           app: ASGIApp, config: Config) -> None:
     """Run ``app`` for the WebSocket handshake on ``stream`` to its end."""
     await _Session(conn, stream, scope, config).run(app)
@@ -85,7 +85,7 @@ async def serve_websocket(conn: Connection, stream: StreamState, scope: dict[str
 class _Session:
     """One WebSocket as the application sees it."""
 
-    def __init__(self, conn: Connection, stream: StreamState, scope: dict[str, Any],
+    def __init__(self, conn: Connection, stream: Exchange, scope: dict[str, Any],
                  config: Config) -> None:
         self._conn = conn
         self._stream = stream

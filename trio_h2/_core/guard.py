@@ -1,6 +1,6 @@
 """Timers and budgets of one connection: what a client may not make us wait
 for, or do for nothing. Pure: time comes from the clock it is given, and it
-only answers questions; ``ConnectionState`` acts on the answers.
+only answers questions; ``H2Core`` acts on the answers.
 
 Timers (each a field of ``Config``):
 
@@ -24,9 +24,9 @@ from typing import final
 import h2.connection
 from h2.errors import ErrorCodes
 
-from ._config import Config
-from ._h2internals import pending_header_frames, unparsed_bytes
-from ._limits import TokenBucket
+from .._config import Config
+from .h2internals import pending_header_frames, unparsed_bytes
+from .limits import TokenBucket
 
 # The longest a graceful close waits for the PING after its first GOAWAY
 # before sending the second: a round trip on any reasonable path (Go's
@@ -274,7 +274,7 @@ def _header_block_pending(conn: h2.connection.H2Connection) -> bool:
     """Whether h2 holds part of a header block, or of a frame header: the
     frames of an unfinished block, or unparsed bytes that are a frame header
     still arriving or the start of a HEADERS or CONTINUATION frame. h2 has
-    no public view of either (see ``_h2internals``, which checks at import
+    no public view of either (see ``_core.h2internals``, which checks at import
     that they are still where these functions read them)."""
     if pending_header_frames(conn):
         return True

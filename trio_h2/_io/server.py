@@ -12,13 +12,13 @@ from typing import final
 import trio
 from h2.errors import ErrorCodes
 
-from ._asgi import ASGIApp, asgi_handler
-from ._config import Config
-from ._connection import Connection
-from ._lifespan import Lifespan, LifespanFailure
-from ._memory import ServerMemory
-from ._scope import Address
-from ._select import H2, alpn_protocol, new_core, sniff_protocol
+from .._apps.asgi import ASGIApp, asgi_handler
+from .._apps.lifespan import Lifespan, LifespanFailure
+from .._config import Config
+from .._core.exchange import Address
+from .._core.memory import ServerMemory
+from .connection import Connection
+from .select import H2, alpn_protocol, new_core, sniff_protocol
 
 log = logging.getLogger("trio_h2")
 
@@ -262,7 +262,7 @@ class _Server:
         return tls
 
     async def _protocol(self, stream: trio.abc.Stream, peer: str) -> tuple[str, bytes] | None:
-        """The protocol ``stream`` speaks (``_select``), and bytes read to tell."""
+        """The protocol ``stream`` speaks (``_io.select``), and bytes read to tell."""
         if isinstance(stream, trio.SSLStream):
             protocol = alpn_protocol(stream.selected_alpn_protocol(), self._config)
             return None if protocol is None else (protocol, b"")

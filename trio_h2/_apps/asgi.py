@@ -1,6 +1,6 @@
 """ASGI 3 ``http`` for one exchange: the handler task's ``receive`` and ``send``.
 
-It drives the connection's protocol core through ``_protocol.ProtocolCore``
+It drives the connection's protocol core through ``_core.protocol.ProtocolCore``
 alone, so it serves HTTP/2 streams and HTTP/1.1 exchanges alike; the scope's
 ``http_version`` says which.
 
@@ -24,13 +24,13 @@ from typing import Any, final
 import trio
 from h2.errors import ErrorCodes
 
-from ._config import Config
-from ._connection import Connection, StreamHandler
-from ._errors import ClientDisconnected, LocalProtocolError
-from ._headers import Headers, http_date, response_headers, trailer_headers
-from ._scope import Address, build_scope
-from ._stream import StreamState
-from ._websocket import serve_websocket, websocket_scope
+from .._config import Config
+from .._core.errors import ClientDisconnected, LocalProtocolError
+from .._core.exchange import Address, Exchange
+from .._core.headers import Headers, http_date, response_headers, trailer_headers
+from .._io.connection import Connection, StreamHandler
+from .scope import build_scope
+from .websocket import serve_websocket, websocket_scope
 
 log = logging.getLogger("trio_h2")
 
@@ -55,7 +55,7 @@ def asgi_handler(
 ) -> StreamHandler:
     """The stream handler that runs ``app`` for each request of one connection."""
 
-    async def handle(conn: Connection, stream: StreamState) -> None:
+    async def handle(conn: Connection, stream: Exchange) -> None:
         extensions: dict[str, Any]
         if stream.priority:  # HTTP/2
             extensions = {"http.response.trailers": {}, "trio_h2.priority": stream.priority}
@@ -79,7 +79,7 @@ def asgi_handler(
 class _Exchange:
     """One request and its response, as the application sees them."""
 
-    def __init__(self, conn: Connection, stream: StreamState, scope: Scope) -> None:
+    def __init__(self, conn: Connection, stream: Exchange, scope: Scope) -> None:
         self._conn = conn
         self._state = conn.state
         self._stream = stream

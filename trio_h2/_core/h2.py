@@ -1,9 +1,9 @@
 """The sans-IO core of one server connection. Imports no trio.
 
 This module is the single owner of stream lifetime: a stream is in
-``ConnectionState.streams`` exactly while it is open on the wire, and every
+``H2Core.streams`` exactly while it is open on the wire, and every
 change of a stream's state happens in a method here. The trio layer
-(``_connection``) feeds it bytes, asks it for bytes, and wakes tasks when it
+(``_io.connection``) feeds it bytes, asks it for bytes, and wakes tasks when it
 says so; it never keeps a table of its own.
 
 Flow control, both ways:
@@ -33,11 +33,12 @@ import h2.settings
 from h2.errors import ErrorCodes
 from hyperframe.frame import ExtensionFrame, RstStreamFrame
 
-from ._config import Config
-from ._errors import ClientDisconnected, RemoteProtocolError
-from ._guard import ConnectionGuard, FrameSlicer
-from ._h2extras import MAX_SETTINGS, code_name, goaway, server_connection
-from ._h2internals import (
+from .._config import Config
+from .errors import ClientDisconnected, RemoteProtocolError
+from .exchange import Exchange, release
+from .guard import ConnectionGuard, FrameSlicer
+from .h2extras import MAX_SETTINGS, code_name, goaway, server_connection
+from .h2internals import (
     change_local_settings,
     connection_closed,
     data_frame_header,
@@ -46,7 +47,7 @@ from ._h2internals import (
     response_headers_frame,
     stream_live,
 )
-from ._headers import (
+from .headers import (
     Headers,
     MalformedRequest,
     RequestHead,
@@ -55,21 +56,20 @@ from ._headers import (
     validate_request,
     validate_trailers,
 )
-from ._limits import TokenBucket
-from ._memory import Holding, MemoryAccount, ServerMemory
-from ._output import Output
-from ._priority_field import (
+from .limits import TokenBucket
+from .memory import Holding, MemoryAccount, ServerMemory
+from .output import Output
+from .priority_field import (
     PRIORITY_UPDATE,
     BadPriorityUpdate,
     ExtensiblePriority,
     parse_priority,
     parse_priority_update,
+    priority_extension,
 )
-from ._protocol import Handover, ProtocolCore
-from ._scheduler import DEFAULT_WEIGHT, Scheduler, SchedulerError
-from ._scope import priority_extension
-from ._stream import StreamState, release
-from ._wscore import handshake_problem
+from .protocol import Handover, ProtocolCore
+from .scheduler import DEFAULT_WEIGHT, Scheduler, SchedulerError
+from .websocket import handshake_problem
 
 log = logging.getLogger("trio_h2")
 
@@ -94,7 +94,7 @@ MAX_STREAM_ID = 2**31 - 1
 
 
 @final
-class ConnectionState:
+class H2Core:
     """h2, the stream table and the scheduler for one connection.
 
     Methods never block and never raise for the client's mistakes: those are
@@ -122,7 +122,7 @@ class ConnectionState:
         self.body_memory = memory.bodies
         self.body_bytes = 0
         """What this connection's streams that may carry a body hold of it."""
-        self.streams: dict[int, StreamState] = {}
+        self.streams: dict[int, Exchange] = {}
         self.guard = ConnectionGuard(config, clock) if handover is None else handover.guard
         self.running = 0
         """Handlers running, whatever the state of their stream."""
@@ -195,13 +195,13 @@ class ConnectionState:
             self.h2, {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAM_ID})
         self._queue()
 
-    def receive_data(self, data: bytes | bytearray) -> list[StreamState]:
+    def receive_data(self, data: bytes | bytearray) -> list[Exchange]:
         """Process bytes from the client. Returns the streams whose handlers to
-        start. h2 gets them a few frames at a time (``_guard.FrameSlicer``),
+        start. h2 gets them a few frames at a time (``_core.guard.FrameSlicer``),
         and nothing more once the connection is terminated."""
         if self.terminated:
             return []
-        started: list[StreamState] = []
+        started: list[Exchange] = []
         try:
             for piece in self._slicer.slices(data):
                 if self.terminated:
@@ -211,7 +211,7 @@ class ConnectionState:
             self._queue()  # what reading made h2 queue
         return started
 
-    def _receive(self, data: bytes) -> list[StreamState]:
+    def _receive(self, data: bytes) -> list[Exchange]:
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -230,7 +230,7 @@ class ConnectionState:
                 f"max_header_memory: {self.head.account.limit})",
                 quiet=not self.head.account.warn)
             return []
-        started: list[StreamState] = []
+        started: list[Exchange] = []
         for event in events:
             stream = self._handle_event(event)
             if stream is not None:
@@ -260,13 +260,13 @@ class ConnectionState:
         brake here: flow control bounds them."""
         return len(self._out) >= READ_PAUSE
 
-    def receive_buffered(self) -> list[StreamState]:
+    def receive_buffered(self) -> list[Exchange]:
         """After an upgrade: the bytes that followed the upgrade request.
         Otherwise nothing is held back: every read is processed at once."""
         data, self._early = self._early, b""
         return self.receive_data(data) if data else []
 
-    def _open_upgraded(self) -> StreamState | None:
+    def _open_upgraded(self) -> Exchange | None:
         """Stream 1 of an upgraded connection, once the client's preface has
         arrived: it confirms the switch, and a response sent before it could
         reach the client in the read that carries the 101, which curl (7.88)
@@ -290,7 +290,7 @@ class ConnectionState:
         reset the connection before the GOAWAY is read."""
         return self.error is not None
 
-    def _handle_event(self, event: h2.events.Event) -> StreamState | None:
+    def _handle_event(self, event: h2.events.Event) -> Exchange | None:
         if isinstance(event, h2.events.RequestReceived):
             return self._request_received(event)
         if isinstance(event, h2.events.DataReceived):
@@ -359,7 +359,7 @@ class ConnectionState:
         # h2 acknowledges PING and SETTINGS itself.
         return None
 
-    def _request_received(self, event: h2.events.RequestReceived) -> StreamState | None:
+    def _request_received(self, event: h2.events.RequestReceived) -> Exchange | None:
         stream_id = event.stream_id
         self._priority_in_headers = event.priority_updated
         if stream_id > self.last_stream_id:
@@ -409,7 +409,7 @@ class ConnectionState:
                           ended=event.stream_ended is not None)
 
     def _open(self, stream_id: int, head: RequestHead, prio: h2.events.PriorityUpdated | None,
-              *, ended: bool) -> StreamState | None:
+              *, ended: bool) -> Exchange | None:
         """Put a valid request in the table and the scheduler; None if it is
         refused (``max_header_memory``) or the connection ends."""
         cost = head_cost(head)
@@ -425,7 +425,7 @@ class ConnectionState:
             return None
         self.header_bytes += cost  # released by handler_finished
         self.body_bytes += body
-        stream = StreamState(stream_id, head, body_charge=body)
+        stream = Exchange(stream_id, head, body_charge=body)
         extensible = self._early_updates.pop(stream_id, None)
         if extensible is None:
             field_value = next((v for n, v in head.headers if n == b"priority"), None)
@@ -521,7 +521,7 @@ class ConnectionState:
         self.header_bytes -= cost
         self.header_memory.release(cost)
 
-    def _release_body_memory(self, stream: StreamState) -> None:
+    def _release_body_memory(self, stream: Exchange) -> None:
         """The stream's body can hold nothing more: read to its end, or the
         stream is done."""
         self.body_bytes -= stream.body_charge
@@ -611,7 +611,7 @@ class ConnectionState:
 
     # ------------------------------------------------------ handler requests
 
-    def take_body(self, stream: StreamState) -> bytes:
+    def take_body(self, stream: Exchange) -> bytes:
         """Everything buffered for ``stream``, acknowledged: its stream window
         reopens by as much (RFC 9113 section 6.9). h2 sends WINDOW_UPDATE
         once half a window is consumed; :attr:`output_backlog` then says so."""
@@ -630,8 +630,8 @@ class ConnectionState:
             self._queue()
         return data
 
-    def send_headers(self, stream: StreamState, headers: Headers, *, end_stream: bool) -> None:
-        """Queue the response header block (validated by ``_headers``)."""
+    def send_headers(self, stream: Exchange, headers: Headers, *, end_stream: bool) -> None:
+        """Queue the response header block (validated by ``_core.headers``)."""
         assert not stream.headers_sent and not stream.disconnected
         stream.headers_sent = True
         for name, value in headers:
@@ -658,10 +658,10 @@ class ConnectionState:
         if end_stream:
             self._response_ended(stream)
 
-    def offer(self, stream: StreamState, data: bytes, *, end_stream: bool,
+    def offer(self, stream: Exchange, data: bytes, *, end_stream: bool,
               trailers: Headers | None = None) -> None:
         """Hand one chunk of response body to the sender. The handler then waits
-        until :attr:`StreamState.in_flight` clears (or the stream disconnects)."""
+        until :attr:`Exchange.in_flight` clears (or the stream disconnects)."""
         assert stream.headers_sent and not stream.in_flight and not stream.response_ended
         stream.outbox = memoryview(data)
         stream.outbox_end = end_stream
@@ -669,7 +669,7 @@ class ConnectionState:
         stream.in_flight = True
         self._refresh(stream)
 
-    def handler_finished(self, stream: StreamState) -> bool:
+    def handler_finished(self, stream: Exchange) -> bool:
         """The handler task has exited, normally or not. Returns whether the
         sender has something to do because of it (a RST_STREAM or WINDOW_UPDATE
         queued, or a graceful close that may now finish)."""
@@ -691,7 +691,7 @@ class ConnectionState:
         self.guard.streams_running(self.running)
         return queued
 
-    def reset(self, stream: StreamState, code: ErrorCodes) -> None:
+    def reset(self, stream: Exchange, code: ErrorCodes) -> None:
         """Reset ``stream`` with ``code`` (RST_STREAM); the handler sees a disconnect."""
         if stream.closed or self.terminated:
             return
@@ -700,11 +700,11 @@ class ConnectionState:
 
     # ---------------------------------------------------------------- output
 
-    def pull(self, budget: int) -> list[StreamState]:
+    def pull(self, budget: int) -> list[Exchange]:
         """Frame up to about ``budget`` bytes of DATA, asking the scheduler
         before each frame. Returns the streams whose offered chunk is now
         entirely framed: the sender hands them back with :meth:`taken`."""
-        done: list[StreamState] = []
+        done: list[Exchange] = []
         refilling: list[int] = []
         scheduler = self.scheduler
         while budget > 0 and not self.terminated:
@@ -727,7 +727,7 @@ class ConnectionState:
                     refilling.append(stream_id)
         return done
 
-    def _send_frame(self, stream: StreamState, limit: int) -> int:
+    def _send_frame(self, stream: Exchange, limit: int) -> int:
         """Frame up to ``limit`` bytes of ``stream``'s offer; return how many."""
         outbox = stream.outbox
         assert outbox is not None
@@ -756,7 +756,7 @@ class ConnectionState:
             return
         self._queue(header, payload)
 
-    def taken(self, streams: list[StreamState]) -> None:
+    def taken(self, streams: list[Exchange]) -> None:
         """The sender has framed every byte offered for ``streams``:
         their handlers may offer the next chunk (while this one is written)."""
         release(streams)
@@ -887,14 +887,14 @@ class ConnectionState:
         if stream_live(self.h2, stream_id) and not connection_closed(self.h2):
             self.h2.reset_stream(stream_id, code)
 
-    def body_wanted(self, stream: StreamState, wanted: bool) -> None:
+    def body_wanted(self, stream: Exchange, wanted: bool) -> None:
         """The handler of ``stream`` waits in ``receive()`` for body (or not).
         The first wait answers ``expect: 100-continue`` with ``100``."""
         if wanted and not stream.continued:
             self._continue(stream)
         self.guard.body_wanted(stream.stream_id, wanted and not stream.closed)
 
-    def _continue(self, stream: StreamState) -> None:
+    def _continue(self, stream: Exchange) -> None:
         """``100 Continue`` (RFC 9110 section 10.1.1) if the request expects it
         and nothing has answered it yet: the application waits for a body
         the client holds back until it sees one. Decided once per stream."""
@@ -921,15 +921,15 @@ class ConnectionState:
 
     # --------------------------------------------------------------- helpers
 
-    def _response_ended(self, stream: StreamState) -> None:
+    def _response_ended(self, stream: Exchange) -> None:
         stream.response_ended = True
         self._maybe_close(stream)
 
-    def _maybe_close(self, stream: StreamState) -> None:
+    def _maybe_close(self, stream: Exchange) -> None:
         if stream.body_ended and stream.response_ended and not stream.closed:
             self._close(stream, disconnected=False)
 
-    def _close(self, stream: StreamState, *, disconnected: bool) -> None:
+    def _close(self, stream: Exchange, *, disconnected: bool) -> None:
         """Remove ``stream`` from the table: the one place a stream ends."""
         if stream.closed:
             return
@@ -946,14 +946,14 @@ class ConnectionState:
             self._discard_body(stream)
         stream.wake()
 
-    def _discard_body(self, stream: StreamState) -> None:
+    def _discard_body(self, stream: Exchange) -> None:
         """Drop unread request body and return its credit to the client."""
         unread = sum(n for _, n in stream.body)
         stream.body.clear()
         if unread and not self.terminated:
             self.h2.acknowledge_received_data(unread, stream.stream_id)
 
-    def _refresh(self, stream: StreamState) -> bool:
+    def _refresh(self, stream: Exchange) -> bool:
         """Tell the scheduler whether ``stream`` can send now; return that."""
         if stream.closed:
             return False

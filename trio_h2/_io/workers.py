@@ -81,9 +81,9 @@ from typing import final
 
 import trio
 
-from ._asgi import ASGIApp, Receive, Scope, Send
-from ._config import Config
-from ._server import serve_listeners
+from .._apps.asgi import ASGIApp, Receive, Scope, Send
+from .._config import Config
+from .server import serve_listeners
 
 log = logging.getLogger("trio_h2")
 

@@ -10,11 +10,11 @@ Piece = bytes | bytearray | memoryview
 @final
 class Output:
     """Bytes waiting for the socket, kept as the pieces they were made of:
-    h2's output, frame headers written by ``_h2internals``, and slices of the
+    h2's output, frame headers written by ``_core.h2internals``, and slices of the
     response bodies the handlers offered. :meth:`take` joins them, the one
     copy they get before the kernel's.
 
-    The body slices are safe to hold: ``_asgi`` hands the core immutable
+    The body slices are safe to hold: ``_apps.asgi`` hands the core immutable
     ``bytes``, so an application reusing its buffer cannot change what is
     queued.
     """

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, final
 
-from ._scope import Address
+from .exchange import Address
 
 __all__ = ["HeaderStyle", "TrustedProxies", "forwarded_client"]
 

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import final
 
-from ._errors import LocalProtocolError
+from .errors import LocalProtocolError
 
 Headers = list[tuple[bytes, bytes]]
 

@@ -13,7 +13,7 @@ What needs h2's or hpack's undocumented parts (the HPACK decoder that
 reports failures with the code RFC 9113 requires and keeps no more than
 ``max_header_fields`` fields of a block, the frame buffer whose DATA frames
 are cheap to ``repr``, the DATA and response HEADERS fast paths) is in
-``_h2internals``, with the rest of them.
+``_core.h2internals``, with the rest of them.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import h2.settings
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
-from ._config import Config
-from ._h2internals import (
+from .._config import Config
+from .h2internals import (
     Decoder,
     change_local_settings,
     replace_decoder,
@@ -53,9 +53,9 @@ SETTINGS_NO_RFC7540_PRIORITIES = cast(h2.settings.SettingCodes, 0x9)
 
 def server_connection(config: Config) -> h2.connection.H2Connection:
     """An h2 server connection as trio_h2 runs it: ``config``'s settings,
-    h2's header validation off (``_headers`` does it, as stream errors), the
-    :class:`Decoder`, ``_h2internals.FrameBuffer`` and the linear
-    ``_h2internals.HuffmanEncoder``."""
+    h2's header validation off (``_core.headers`` does it, as stream errors), the
+    :class:`Decoder`, ``_core.h2internals.FrameBuffer`` and the linear
+    ``_core.h2internals.HuffmanEncoder``."""
     conn = h2.connection.H2Connection(
         h2.config.H2Configuration(
             client_side=False,

@@ -3,7 +3,7 @@ objects it holds: ``wsgi.input``, ``wsgi.errors`` and ``wsgi.file_wrapper``.
 
 Nothing here imports trio. ``InputStream`` and ``ErrorStream`` are used from
 the application's worker thread only; ``InputStream`` gets its bytes from a
-callable the caller supplies (``_wsgi`` passes one that waits in trio).
+callable the caller supplies (``_apps.wsgi`` passes one that waits in trio).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final, Literal, final
 
-from ._scope import Address
+from .exchange import Address
 
 __all__ = ["NEED_MORE", "V1_MAX_LENGTH", "V2_MAX_LENGTH", "InvalidProxyHeader", "NeedMore",
            "ProxyHeader", "parse_proxy_header"]

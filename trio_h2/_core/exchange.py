@@ -1,7 +1,7 @@
 """One request/response exchange as the core sees it. Pure.
 
-``StreamState`` is a record: only the protocol core that made it
-(``_state.ConnectionState`` for HTTP/2, ``_h1state.H1State`` for HTTP/1.1)
+``Exchange`` is a record: only the protocol core that made it
+(``_core.h2.H2Core`` for HTTP/2, ``_core.h1.H1Core`` for HTTP/1.1)
 changes it; handlers read it and wait on it.
 """
 
@@ -12,7 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import final
 
-from ._headers import Headers, RequestHead
+from .headers import Headers, RequestHead
+
+Address = tuple[str, int | None]
+"""A socket address as the ASGI scope has it: ``(host, port)``, or
+``(path, None)`` for a Unix socket."""
 
 
 def _noop() -> None:
@@ -21,7 +25,7 @@ def _noop() -> None:
 
 @final
 @dataclass(eq=False, slots=True)
-class StreamState:
+class Exchange:
     """One request/response exchange. Mutated only by the protocol core that made it."""
 
     stream_id: int
@@ -55,7 +59,7 @@ class StreamState:
 
     # Lifetime.
     closed: bool = False
-    """The stream is closed on the wire; it has left ``ConnectionState.streams``."""
+    """The stream is closed on the wire; it has left ``H2Core.streams``."""
     disconnected: bool = False
     """Closed abnormally: reset by either side, or the connection was lost.
     The client will not see any more of the response."""
@@ -64,7 +68,7 @@ class StreamState:
     """Called whenever something a handler may be waiting on changes."""
 
 
-def take_offered(stream: StreamState, budget: int) -> memoryview:
+def take_offered(stream: Exchange, budget: int) -> memoryview:
     """Up to ``budget`` bytes of ``stream``'s offer, removed from it: the
     cores that write an offer as it is (HTTP/1.1, the tunnel). ``outbox``
     is None once it is all taken."""
@@ -75,7 +79,7 @@ def take_offered(stream: StreamState, budget: int) -> memoryview:
     return piece
 
 
-def release(streams: list[StreamState]) -> None:
+def release(streams: list[Exchange]) -> None:
     """The sender has taken every byte offered for ``streams``: their
     handlers may offer their next chunks (``ProtocolCore.taken``)."""
     for stream in streams:
@@ -83,7 +87,7 @@ def release(streams: list[StreamState]) -> None:
         stream.wake()
 
 
-def drain_body(stream: StreamState) -> bytes:
+def drain_body(stream: Exchange) -> bytes:
     """All of ``stream``'s buffered request body, removed: for the cores
     with no flow-control credit to return (HTTP/1.1, the tunnel)."""
     data = b"".join(chunk for chunk, _ in stream.body)

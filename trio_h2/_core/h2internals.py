@@ -16,7 +16,7 @@ events, exceptions, ``h2.errors``, ``h2.settings``):
   ``_data`` (received bytes not yet parsed into a frame) and
   ``_headers_buffer`` (the HEADERS and CONTINUATION frames of an unfinished
   block) are read by :func:`unparsed_bytes` and :func:`pending_header_frames`
-  for ``_guard``'s header timer, header block cap and early frame size check.
+  for ``_core.guard``'s header timer, header block cap and early frame size check.
   ``_update_header_buffer(frame)`` is overridden by :class:`FrameBuffer` to
   hand out :class:`DataFrame`.
 * ``H2Connection.incoming_buffer``: replaced by :func:`use_frame_buffer`.
@@ -32,7 +32,7 @@ events, exceptions, ``h2.errors``, ``h2.settings``):
 * ``H2Connection.local_settings`` and ``max_inbound_frame_size`` (the latter
   documented, but written here): replaced at once, without a SETTINGS frame
   and its acknowledgement, by :func:`change_local_settings`.
-* ``H2Connection.remote_settings``: read (its length, by ``_state``; the
+* ``H2Connection.remote_settings``: read (its length, by ``_core.h2``; the
   testing client's settings snapshot). A ``Settings``, undocumented as an
   attribute; checked here, read in place. (``max_inbound_frame_size`` and
   ``max_outbound_frame_size`` are documented; ``highest_inbound_stream_id``
@@ -44,7 +44,7 @@ events, exceptions, ``h2.errors``, ``h2.settings``):
 * ``H2Connection.outbound_flow_control_window`` and, per stream,
   ``outbound_flow_control_window`` and ``max_outbound_frame_size``: read and
   debited by :func:`data_frame_header` as ``send_data`` would.
-* ``h2.stream``, an undocumented module: ``StreamState`` (``OPEN``,
+* ``h2.stream``, an undocumented module: ``Exchange`` (``OPEN``,
   ``HALF_CLOSED_REMOTE``), ``StreamInputs`` (``SEND_HEADERS``,
   ``SEND_END_STREAM``), and each stream's ``state_machine``: its ``state``,
   ``headers_sent`` and ``process_input(input)``, driven by the fast paths
@@ -81,7 +81,7 @@ h11 (documented: ``Connection``'s methods and attributes, the events):
   arriving, for ``max_header_memory``). The public ``trailing_data`` is a
   copy of it: up to 64 KiB copied per read of a slow head.
 
-priority: nothing private. ``_scheduler`` uses ``PriorityTree``'s public
+priority: nothing private. ``_core.scheduler`` uses ``PriorityTree``'s public
 methods and exceptions, all exported by ``priority`` itself (importing
 them from ``priority.priority`` is not needed). A hook added here would go in
 the section marked "priority" below, and in :func:`check_hooks`.
@@ -91,6 +91,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -428,7 +429,7 @@ class FieldsDropped(HeaderTuple):
     """The first field of a header block the :class:`Decoder` cut short: its
     value is how many fields the block had. No client can send it (h2 hands
     on the decoder's objects, and a client only sends bytes); its empty name
-    makes ``_headers`` reject the block if anything ever let it through."""
+    makes ``_core.headers`` reject the block if anything ever let it through."""
 
     __slots__ = ()
 
@@ -440,6 +441,11 @@ def fields_dropped(fields: Sequence[tuple[bytes, bytes]]) -> int:
     if fields and type(fields[0]) is FieldsDropped:
         return int(fields[0][1])
     return 0
+
+
+# RFC 7541 section 6.1: an indexed field whose index fits the 7-bit prefix
+# is one byte, 0x81 to 0xfe (0x80 is index 0, an error; 0xff continues).
+_ONE_BYTE_INDEXED = re.compile(rb"[\x81-\xfe]+")
 
 
 @final
@@ -480,6 +486,18 @@ class Decoder(hpack.Decoder):
         count = size = position = 0
         while position < len(data):
             first = data[position]
+            if count >= self.max_fields and first & 0x80:
+                run = _ONE_BYTE_INDEXED.match(data, position)
+                if run is not None:
+                    # Past the limit a run of one-byte references (an
+                    # attacker's 2000 of them) changes no table and is kept
+                    # nowhere: it is skipped at C speed. The highest index of
+                    # the run is looked up, so an index past the table is a
+                    # COMPRESSION_ERROR as it would be field by field.
+                    self._decode_indexed(bytes([max(view[position:run.end()])]))
+                    count += run.end() - position
+                    position = run.end()
+                    continue
             if first & 0x80:  # RFC 7541 section 6.1: indexed
                 field, used = self._decode_indexed(view[position:])
             elif first & 0x40:  # section 6.2.1: literal, added to the table

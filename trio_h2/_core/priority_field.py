@@ -80,3 +80,14 @@ def parse_priority_update(frame_stream_id: int, payload: bytes) -> tuple[int, by
     if stream_id == 0:
         raise BadPriorityUpdate("PRIORITY_UPDATE for stream 0")
     return stream_id, payload[4:]
+
+
+def priority_extension(extensible: ExtensiblePriority | None, depends_on: int, weight: int,
+                       exclusive: bool) -> dict[str, object]:
+    """The ``trio_h2.priority`` scope extension for a request's signals."""
+    if extensible is not None:
+        return {"scheme": "rfc9218", "urgency": extensible.urgency,
+                "incremental": extensible.incremental}
+    return {"scheme": "rfc7540", "weight": weight, "depends_on": depends_on,
+            "exclusive": exclusive}
+

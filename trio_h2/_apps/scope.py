@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from ._headers import RequestHead
-from ._priority_field import ExtensiblePriority
+from .._core.exchange import Address
+from .._core.headers import RequestHead
 
 # (host, port), or (path, None) for a Unix socket, as the ASGI spec has it.
-Address = tuple[str, int | None]
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 
@@ -60,13 +59,3 @@ def build_scope(
         # ASGI lifespan state: each request gets a shallow copy.
         scope["state"] = dict(state)
     return scope
-
-
-def priority_extension(extensible: ExtensiblePriority | None, depends_on: int, weight: int,
-              exclusive: bool) -> dict[str, object]:
-    """The ``trio_h2.priority`` scope extension for a request's signals."""
-    if extensible is not None:
-        return {"scheme": "rfc9218", "urgency": extensible.urgency,
-                "incremental": extensible.incremental}
-    return {"scheme": "rfc7540", "weight": weight, "depends_on": depends_on,
-            "exclusive": exclusive}

@@ -1,9 +1,9 @@
 """The sans-IO core of an HTTP/1.1 connection after ``101 Switching
 Protocols`` to a WebSocket: a byte tunnel. Imports no trio.
 
-``_h1state.H1State`` hands the connection over (``_protocol.Handover``,
+``_core.h1.H1Core`` hands the connection over (``_core.protocol.Handover``,
 ``protocol="websocket"``) when the application accepts the handshake; this
-core then serves the one exchange that asked, the same ``StreamState``
+core then serves the one exchange that asked, the same ``Exchange``
 whose handler is running: the connection's bytes are its request body, and
 its response body is written as it is, unframed. So the ASGI websocket
 adapter reads and writes the same way whether an HTTP/2 stream's DATA or
@@ -25,13 +25,13 @@ from typing import Any, final
 
 from h2.errors import ErrorCodes
 
-from ._config import Config
-from ._errors import LocalProtocolError, RemoteProtocolError
-from ._guard import ConnectionGuard
-from ._headers import Headers
-from ._output import Output
-from ._protocol import Handover, ProtocolCore
-from ._stream import StreamState, drain_body, release, take_offered
+from .._config import Config
+from .errors import LocalProtocolError, RemoteProtocolError
+from .exchange import Exchange, drain_body, release, take_offered
+from .guard import ConnectionGuard
+from .headers import Headers
+from .output import Output
+from .protocol import Handover, ProtocolCore
 
 log = logging.getLogger("trio_h2")
 
@@ -44,7 +44,7 @@ class TunnelCore:
         assert handover.exchange is not None
         self.config = config
         self.peer = peer
-        self.stream: StreamState = handover.exchange
+        self.stream: Exchange = handover.exchange
         # The handshake request ended; the connection's bytes are its body now.
         self.stream.body_ended = False
         self.guard: ConnectionGuard = handover.guard
@@ -62,7 +62,7 @@ class TunnelCore:
     def initiate(self) -> None:
         """Nothing to say first: the 101 is already queued."""
 
-    def receive_data(self, data: bytes | bytearray) -> list[StreamState]:
+    def receive_data(self, data: bytes | bytearray) -> list[Exchange]:
         stream = self.stream
         if not self.terminated and not stream.disconnected and not stream.body_ended:
             stream.body.append((bytes(data), len(data)))
@@ -70,7 +70,7 @@ class TunnelCore:
             stream.wake()
         return []
 
-    def receive_buffered(self) -> list[StreamState]:
+    def receive_buffered(self) -> list[Exchange]:
         """The bytes that followed the handshake request, once."""
         data, self._early = self._early, b""
         return self.receive_data(data) if data else []
@@ -79,29 +79,29 @@ class TunnelCore:
     def reading_paused(self) -> bool:
         return self._unread >= self.config.initial_window_size
 
-    def take_body(self, stream: StreamState) -> bytes:
+    def take_body(self, stream: Exchange) -> bytes:
         self._unread = 0
         return drain_body(stream)
 
-    def body_wanted(self, stream: StreamState, wanted: bool) -> None:
+    def body_wanted(self, stream: Exchange, wanted: bool) -> None:
         self.guard.body_wanted(stream.stream_id, wanted and not stream.closed)
 
-    def send_headers(self, stream: StreamState, headers: Headers, *, end_stream: bool) -> None:
+    def send_headers(self, stream: Exchange, headers: Headers, *, end_stream: bool) -> None:
         raise LocalProtocolError("the response head of a tunnel has gone out already")
 
-    def offer(self, stream: StreamState, data: bytes, *, end_stream: bool,
+    def offer(self, stream: Exchange, data: bytes, *, end_stream: bool,
               trailers: Headers | None = None) -> None:
         assert not stream.in_flight and not stream.response_ended
         stream.outbox = memoryview(data)
         stream.outbox_end = end_stream
         stream.in_flight = True
 
-    def reset(self, stream: StreamState, code: ErrorCodes) -> None:
+    def reset(self, stream: Exchange, code: ErrorCodes) -> None:
         if not self.terminated:
             log.debug("%s: tunnel abandoned (%s)", self.peer, code.name)
             self._terminate()
 
-    def handler_finished(self, stream: StreamState) -> bool:
+    def handler_finished(self, stream: Exchange) -> bool:
         self._running = False
         stream.body.clear()
         self._unread = 0
@@ -110,7 +110,7 @@ class TunnelCore:
             self._terminate()
         return True
 
-    def pull(self, budget: int) -> list[StreamState]:
+    def pull(self, budget: int) -> list[Exchange]:
         stream = self.stream
         if stream.outbox is None or self.terminated:
             return []
@@ -121,7 +121,7 @@ class TunnelCore:
             stream.response_ended = True
         return [stream]
 
-    def taken(self, streams: list[StreamState]) -> None:
+    def taken(self, streams: list[Exchange]) -> None:
         release(streams)
 
     def data_to_send(self) -> bytes:

@@ -17,11 +17,11 @@ import logging
 
 import trio
 
-from ._config import Config
-from ._h1state import H1State
-from ._memory import ServerMemory
-from ._protocol import Handover, ProtocolCore
-from ._state import ConnectionState
+from .._config import Config
+from .._core.h1 import H1Core
+from .._core.h2 import H2Core
+from .._core.memory import ServerMemory
+from .._core.protocol import Handover, ProtocolCore
 
 log = logging.getLogger("trio_h2")
 
@@ -54,13 +54,13 @@ def new_core(protocol: str, config: Config, peer: str, *,
     the server's ``memory``. HTTP/1.1 on plain TCP (not ``tls``) may hand
     over to HTTP/2 (``Upgrade: h2c``)."""
     if protocol == H2:
-        return ConnectionState(config, peer=peer, clock=trio.current_time, memory=memory)
+        return H2Core(config, peer=peer, clock=trio.current_time, memory=memory)
 
     def upgrade(handover: Handover) -> ProtocolCore:
-        return ConnectionState(config, peer=peer, clock=trio.current_time, memory=memory,
+        return H2Core(config, peer=peer, clock=trio.current_time, memory=memory,
                                handover=handover)
 
-    return H1State(config, peer=peer, clock=trio.current_time, memory=memory,
+    return H1Core(config, peer=peer, clock=trio.current_time, memory=memory,
                    upgrade=None if tls else upgrade)
 
 

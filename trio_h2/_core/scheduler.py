@@ -31,7 +31,7 @@ from typing import final
 
 from priority.priority import PriorityTree
 
-from ._priority_field import DEFAULT_URGENCY, ExtensiblePriority
+from .priority_field import DEFAULT_URGENCY, ExtensiblePriority
 
 # RFC 9113 section 5.3.5 (RFC 7540 section 5.3.5): the default weight.
 DEFAULT_WEIGHT = 16

@@ -1,8 +1,8 @@
 """The sans-IO core of one HTTP/1.1 connection, on h11. Imports no trio.
 
-It offers what ``_protocol.ProtocolCore`` describes, as ``_state`` does for
-HTTP/2, so the same runner (``_connection``) and the same ASGI handler
-(``_asgi``) serve it. An exchange is a ``StreamState``; this module is the
+It offers what ``_core.protocol.ProtocolCore`` describes, as ``_core.h2`` does for
+HTTP/2, so the same runner (``_io.connection``) and the same ASGI handler
+(``_apps.asgi``) serve it. An exchange is a ``Exchange``; this module is the
 single owner of its state, and of the connection's (h11's) state.
 
 One exchange at a time, in order (RFC 9112 section 9.3.2): the next request
@@ -25,11 +25,11 @@ is not parsed until the response to the current one has gone out. Bounds:
   keep the connection; past that the connection is closed.
 
 Errors in the request are answered with their status and a small plain-text
-body saying what was wrong (``_headers.error_page``), one log line, and the
+body saying what was wrong (``_core.headers.error_page``), one log line, and the
 connection is closed.
 
 ``Expect: 100-continue`` (RFC 9110 section 10.1.1): ``100 Continue`` goes out
-when the application first waits for the body (:meth:`H1State.body_wanted`),
+when the application first waits for the body (:meth:`H1Core.body_wanted`),
 never before. An application that answers without reading gets its response
 with ``Connection: close``: the client may hold its body back or send it
 anyway, so its next bytes could be either, and only closing is safe.
@@ -37,8 +37,8 @@ anyway, so its next bytes could be either, and only closing is safe.
 ``Upgrade: h2c`` (RFC 7540 section 3.2) on a connection that may speak HTTP/2
 (plain TCP: the ``upgrade`` callback): once the request, body included, has
 arrived, ``101 Switching Protocols`` is queued and this core hands the
-connection to the HTTP/2 core it builds (:attr:`H1State.successor`, from a
-``_protocol.Handover``): the request becomes stream 1 and the bytes h11 holds
+connection to the HTTP/2 core it builds (:attr:`H1Core.successor`, from a
+``_core.protocol.Handover``): the request becomes stream 1 and the bytes h11 holds
 after it (``trailing_data``) are the client's preface. The body is read
 before the switch, as the RFC requires, up to ``Config.initial_window_size``
 (what one HTTP/2 stream may hold). Past that bound, or when the upgrade cannot
@@ -50,13 +50,13 @@ is answered 400.
 
 ``Upgrade: websocket`` (RFC 6455 section 4) on a ``GET`` that names
 ``upgrade`` in ``Connection`` (with ``Config.websocket``): the handshake is
-checked here (``_wscore.handshake_problem``: a missing or malformed
+checked here (``_core.websocket.handshake_problem``: a missing or malformed
 ``Sec-WebSocket-Key`` is answered 400, a ``Sec-WebSocket-Version`` other
 than 13 is answered 426 with ``Sec-WebSocket-Version: 13``, never a 101),
 then the exchange starts with ``RequestHead.protocol`` set, for the ASGI
 websocket adapter. When it accepts (a 200 response head, as over HTTP/2),
 ``101 Switching Protocols`` is queued with ``Sec-WebSocket-Accept`` and the
-connection is handed to ``_tunnel.TunnelCore`` with the running exchange;
+connection is handed to ``_core.tunnel.TunnelCore`` with the running exchange;
 any other response denies the WebSocket as a plain HTTP/1.1 response.
 """
 
@@ -70,18 +70,18 @@ from typing import Any, cast, final
 import h11
 from h2.errors import ErrorCodes
 
-from ._config import Config
-from ._errors import LocalProtocolError, RemoteProtocolError
-from ._guard import ConnectionGuard
-from ._h2extras import decode_settings_header
-from ._h2internals import h11_buffered
-from ._headers import CONNECTION_SPECIFIC, Headers, RequestHead, error_page, reason_phrase
-from ._memory import Holding, ServerMemory
-from ._output import Output
-from ._protocol import Handover, ProtocolCore
-from ._stream import StreamState, drain_body, release, take_offered
-from ._tunnel import TunnelCore
-from ._wscore import accept_key, handshake_problem
+from .._config import Config
+from .errors import LocalProtocolError, RemoteProtocolError
+from .exchange import Exchange, drain_body, release, take_offered
+from .guard import ConnectionGuard
+from .h2extras import decode_settings_header
+from .h2internals import h11_buffered
+from .headers import CONNECTION_SPECIFIC, Headers, RequestHead, error_page, reason_phrase
+from .memory import Holding, ServerMemory
+from .output import Output
+from .protocol import Handover, ProtocolCore
+from .tunnel import TunnelCore
+from .websocket import accept_key, handshake_problem
 
 log = logging.getLogger("trio_h2")
 
@@ -109,7 +109,7 @@ Upgrade = Callable[[Handover], ProtocolCore]
 
 
 @final
-class H1State:
+class H1Core:
     """h11 and the current exchange of one HTTP/1.1 connection.
 
     Methods never block and never raise for the client's mistakes: those are
@@ -132,7 +132,7 @@ class H1State:
         self.terminated = False
         """No more exchanges; what is queued now is the last output."""
         self.draining = False
-        self.current: StreamState | None = None
+        self.current: Exchange | None = None
         """The exchange whose request is being read or answered."""
         self.running = 0
         """Handlers running, whatever the state of their exchange."""
@@ -178,7 +178,7 @@ class H1State:
         """Nothing to say first; the client's first bytes chose HTTP/1.1 already."""
         self.guard.preface_done()
 
-    def receive_data(self, data: bytes | bytearray) -> list[StreamState]:
+    def receive_data(self, data: bytes | bytearray) -> list[Exchange]:
         """Process bytes from the client. Returns the exchange to start, if
         a request head completed."""
         if self.terminated or self._closing:
@@ -191,7 +191,7 @@ class H1State:
         self._h11.receive_data(cast(bytes, data))  # h11 takes any bytes-like object
         return self._parse()
 
-    def receive_buffered(self) -> list[StreamState]:
+    def receive_buffered(self) -> list[Exchange]:
         """Parse the requests held while the last exchange ran, once it is done."""
         if not self._held or self.current is not None or self.finished:
             return []
@@ -206,8 +206,8 @@ class H1State:
         return self._held or (self._unread >= self.config.initial_window_size
                               and self._discard is None and self._upgrading is None)
 
-    def _parse(self) -> list[StreamState]:
-        started: list[StreamState] = []
+    def _parse(self) -> list[Exchange]:
+        started: list[Exchange] = []
         conn = self._h11
         while not self.terminated:
             if conn.their_state is h11.MUST_CLOSE:
@@ -254,7 +254,7 @@ class H1State:
                               level=logging.WARNING if memory.warn else logging.DEBUG)
         return started
 
-    def _request(self, event: h11.Request) -> StreamState | None:
+    def _request(self, event: h11.Request) -> Exchange | None:
         self._head_started = False
         version = _VERSIONS.get(event.http_version)
         if version is None:
@@ -309,7 +309,7 @@ class H1State:
             self._bad_request(400, str(exc))
             return None
         self._count += 1
-        stream = StreamState(self._count, head, http_version=version)
+        stream = Exchange(self._count, head, http_version=version)
         self._renew = version == "1.0" and b"keep-alive" in _tokens(fields, b"connection")
         self.current = stream
         self._unread = 0
@@ -322,7 +322,7 @@ class H1State:
             return None
         return self._begin(stream)
 
-    def _begin(self, stream: StreamState) -> StreamState:
+    def _begin(self, stream: Exchange) -> Exchange:
         """The exchange's handler is to start."""
         self.running += 1
         self.guard.streams_running(self.running)
@@ -373,7 +373,7 @@ class H1State:
         self.guard.body_arrived(stream.stream_id)
         stream.wake()
 
-    def _request_ended(self) -> StreamState | None:
+    def _request_ended(self) -> Exchange | None:
         """The request is complete; returns its exchange if that is only now
         to start (a declined upgrade)."""
         stream = self.current
@@ -390,7 +390,7 @@ class H1State:
         self._maybe_complete()
         return None
 
-    def _decline_upgrade(self, why: str) -> StreamState:
+    def _decline_upgrade(self, why: str) -> Exchange:
         """Serve the upgrade request over HTTP/1.1 after all (RFC 7540
         section 3.2 allows ignoring Upgrade); its body so far waits for it."""
         stream = self.current
@@ -423,7 +423,7 @@ class H1State:
             protocol="h2c", head=head, body=self.take_body(stream), settings=settings,
             output=self._out.take(), received=received, guard=self.guard))
 
-    def _switch_to_websocket(self, stream: StreamState, fields: Headers) -> None:
+    def _switch_to_websocket(self, stream: Exchange, fields: Headers) -> None:
         """The application accepted the WebSocket: ``101 Switching
         Protocols`` with ``Sec-WebSocket-Accept`` and the fields it chose,
         and the connection goes to a tunnel that carries ``stream``'s bytes
@@ -443,12 +443,12 @@ class H1State:
 
     # ------------------------------------------------------ handler requests
 
-    def take_body(self, stream: StreamState) -> bytes:
+    def take_body(self, stream: Exchange) -> bytes:
         """Everything buffered for ``stream``; the reader may read again."""
         self._unread = 0
         return drain_body(stream)
 
-    def body_wanted(self, stream: StreamState, wanted: bool) -> None:
+    def body_wanted(self, stream: Exchange, wanted: bool) -> None:
         """The application (or an upgrade) waits for body: ``body_timeout``
         runs, and a client that waits for ``100 Continue`` gets it."""
         if wanted and stream is self.current and self._h11.they_are_waiting_for_100_continue:
@@ -456,8 +456,8 @@ class H1State:
                                                                 reason=b"Continue")))
         self.guard.body_wanted(stream.stream_id, wanted and not stream.closed)
 
-    def send_headers(self, stream: StreamState, headers: Headers, *, end_stream: bool) -> None:
-        """Queue the response head (``:status`` first, as ``_headers`` makes it)."""
+    def send_headers(self, stream: Exchange, headers: Headers, *, end_stream: bool) -> None:
+        """Queue the response head (``:status`` first, as ``_core.headers`` makes it)."""
         assert stream is self.current and not stream.headers_sent and not stream.disconnected
         stream.headers_sent = True
         status = int(headers[0][1])
@@ -497,7 +497,7 @@ class H1State:
         if end_stream:
             self._end_response(stream, None)
 
-    def offer(self, stream: StreamState, data: bytes, *, end_stream: bool,
+    def offer(self, stream: Exchange, data: bytes, *, end_stream: bool,
               trailers: Headers | None = None) -> None:
         """Hand one chunk of response body to the sender. Raises
         :exc:`LocalProtocolError` if it goes past the response's
@@ -516,13 +516,13 @@ class H1State:
         stream.trailers = trailers
         stream.in_flight = True
 
-    def reset(self, stream: StreamState, code: ErrorCodes) -> None:
+    def reset(self, stream: Exchange, code: ErrorCodes) -> None:
         """An HTTP/1.1 exchange cannot be reset alone: the connection closes."""
         if stream.closed or self.terminated:
             return
         self._abandon(f"exchange {stream.stream_id} abandoned ({code.name})")
 
-    def handler_finished(self, stream: StreamState) -> bool:
+    def handler_finished(self, stream: Exchange) -> bool:
         """The handler has exited. Returns whether the sender has work."""
         stream.body.clear()
         self.running -= 1
@@ -539,7 +539,7 @@ class H1State:
 
     # ---------------------------------------------------------------- output
 
-    def pull(self, budget: int) -> list[StreamState]:
+    def pull(self, budget: int) -> list[Exchange]:
         """Take up to ``budget`` bytes of the current offer into the output."""
         stream = self.current
         if stream is None or stream.outbox is None or self.terminated:
@@ -554,7 +554,7 @@ class H1State:
             self._end_response(stream, stream.trailers)
         return [stream]
 
-    def taken(self, streams: list[StreamState]) -> None:
+    def taken(self, streams: list[Exchange]) -> None:
         release(streams)
 
     def data_to_send(self) -> bytes:
@@ -565,7 +565,7 @@ class H1State:
         for piece in pieces or ():
             self._out.append(piece)
 
-    def _end_response(self, stream: StreamState, trailers: Headers | None) -> None:
+    def _end_response(self, stream: Exchange, trailers: Headers | None) -> None:
         # Trailers need chunked framing: HTTP/1.0 and content-length
         # responses go without them.
         self._send(h11.EndOfMessage(headers=trailers if trailers and self._chunked else []))

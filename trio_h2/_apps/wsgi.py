@@ -35,10 +35,10 @@ from typing import Literal, Protocol, TypeVar, final
 
 import trio
 
-from ._asgi import Message, Receive, Scope, Send
-from ._errors import ClientDisconnected, LocalProtocolError
-from ._headers import response_headers
-from ._wsgi_environ import HOP_BY_HOP, ErrorStream, InputStream, build_environ
+from .._core.errors import ClientDisconnected, LocalProtocolError
+from .._core.headers import response_headers
+from .asgi import Message, Receive, Scope, Send
+from .wsgi_environ import HOP_BY_HOP, ErrorStream, InputStream, build_environ
 
 log = logging.getLogger("trio_h2")
 

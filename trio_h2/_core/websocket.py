@@ -50,7 +50,7 @@ from wsproto.events import (
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, Opcode, RsvBits
 
-from ._headers import Headers
+from .headers import Headers
 
 # RFC 6455 section 1.3: the GUID the accept key is derived with.
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

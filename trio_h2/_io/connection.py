@@ -1,7 +1,7 @@
 """One connection on trio: a reader, a sender and a handler per exchange.
 
-The protocol is a sans-IO core (``_protocol.ProtocolCore``: HTTP/2's
-``_state.ConnectionState`` or HTTP/1.1's ``_h1state.H1State``); this module
+The protocol is a sans-IO core (``_core.protocol.ProtocolCore``: HTTP/2's
+``_core.h2.H2Core`` or HTTP/1.1's ``_core.h1.H1Core``); this module
 does the I/O its decisions call for, the same way for either. All three kinds
 of task live in one nursery, so nothing outlives the connection::
 
@@ -16,7 +16,7 @@ of task live in one nursery, so nothing outlives the connection::
 * The **sender** is the only task that calls ``send_all``. Before each write
   it lets the core take the offered response data (for HTTP/2 the scheduler
   picks, frame by frame, whose data goes next).
-* A **handler** (``_asgi``) runs the application for one exchange. Its
+* A **handler** (``_apps.asgi``) runs the application for one exchange. Its
   ``send`` hands one chunk to the sender and waits until that chunk is
   taken: a zero-buffer hand-off, so no response data queues up behind a slow
   client.
@@ -38,9 +38,9 @@ from typing import final
 import trio
 from h2.errors import ErrorCodes
 
-from ._protocol import ProtocolCore
-from ._stream import StreamState
-from ._waker import Waker
+from .._core.exchange import Exchange
+from .._core.protocol import ProtocolCore
+from .waker import Waker
 
 log = logging.getLogger("trio_h2")
 
@@ -61,7 +61,7 @@ SEND_BATCH = 128 * 1024
 # server waits for a quarter of it at most (issue 11; bench/receive_cost.py).
 READ_SLICE = 16384
 
-StreamHandler = Callable[["Connection", StreamState], Awaitable[None]]
+StreamHandler = Callable[["Connection", Exchange], Awaitable[None]]
 
 
 @final
@@ -136,7 +136,7 @@ class Connection:
 
     def check_deadlines(self) -> None:
         """After a call into the core that may have set an earlier deadline
-        (``_guard``): let the watchdog look again."""
+        (``_core.guard``): let the watchdog look again."""
         if self.state.guard.new_deadline:
             self._timer_waker.wake()
 
@@ -165,7 +165,7 @@ class Connection:
             await self._send_loop()
 
     async def _watchdog(self) -> None:
-        """Runs the connection's timers (``_guard``): sleeps until the next
+        """Runs the connection's timers (``_core.guard``): sleeps until the next
         deadline, or until a new one appears. Once the core has terminated,
         only writes are left (the last output, GOAWAY included): it goes on
         bounding each by ``send_timeout`` until the sender ends the connection."""
@@ -250,7 +250,7 @@ class Connection:
             self._start(self._current().receive_data(piece))
         return self._current()
 
-    def _start(self, streams: list[StreamState]) -> ProtocolCore:
+    def _start(self, streams: list[Exchange]) -> ProtocolCore:
         """Start a handler for each exchange; wake the sender if reading gave
         it work (not for request heads and bodies alone). Returns the core
         that serves the connection from now on (a successor, after a hand-over)."""
@@ -274,7 +274,7 @@ class Connection:
         core.initiate()
         return self._start(core.receive_buffered())
 
-    async def _run_handler(self, stream: StreamState) -> None:
+    async def _run_handler(self, stream: Exchange) -> None:
         try:
             await self._handler(self, stream)
         finally:

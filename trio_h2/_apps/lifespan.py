@@ -7,9 +7,9 @@ from typing import Any, final
 
 import trio
 
-from ._asgi import ASGIApp, Message
-from ._config import Config
-from ._scope import ASGI_VERSION
+from .._config import Config
+from .asgi import ASGIApp, Message
+from .scope import ASGI_VERSION
 
 log = logging.getLogger("trio_h2")
 

@@ -3,10 +3,10 @@
 Each bound elsewhere holds per request or per connection; a client that
 opens many connections multiplies it. These accounts hold for the whole
 server (one process): one :class:`ServerMemory` per server, shared by the
-protocol cores of all its connections (``_select.new_core``).
+protocol cores of all its connections (``_io.select.new_core``).
 
 * ``headers`` (``Config.max_header_memory``): complete request heads, their
-  fields at Python's cost (``_headers.head_cost``), from their arrival until
+  fields at Python's cost (``_core.headers.head_cost``), from their arrival until
   their handler returns.
 * ``heads`` (a quarter of ``Config.max_header_memory``): request heads still
   arriving, at what the core holds of them (h2's frames of an unfinished
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import final
 
-from ._config import Config
+from .._config import Config
 
 # Unfinished head bytes a connection may always hold, whatever the server's
 # account says: four times a browser's heads (nginx's client_header_buffer_size

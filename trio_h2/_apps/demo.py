@@ -23,7 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, final
 
-from ._asgi import Receive, Scope, Send
+from .asgi import Receive, Scope, Send
 
 __all__ = ["DemoApp"]
 

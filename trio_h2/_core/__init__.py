@@ -1,0 +1,2 @@
+"""The sans-IO protocol cores: bytes in, exchanges started, bytes out, deadlines,
+drain. Nothing in this package imports trio (tests/test_core.py checks)."""
