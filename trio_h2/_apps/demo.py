@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, final
 
 from .asgi import Receive, Scope, Send
+from .lifespan import answer_lifespan
 
 __all__ = ["DemoApp"]
 
@@ -67,7 +68,7 @@ class DemoApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await answer_lifespan(receive, send)
             return
         if scope["type"] != "http":
             raise ValueError(f"the trio_h2 demo app does not handle {scope['type']!r} scopes")
@@ -109,16 +110,6 @@ class DemoApp:
         while len(self._requests) > MAX_TRACKED_CLIENTS:
             self._requests.popitem(last=False)
         return number
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 def _address(address: object) -> str | None:

@@ -8,7 +8,7 @@ from typing import Any, final
 import trio
 
 from .._config import Config
-from .asgi import ASGIApp, Message
+from .asgi import ASGIApp, Message, Receive, Send
 from .scope import ASGI_VERSION
 
 log = logging.getLogger("trio_h2")
@@ -100,3 +100,15 @@ class Lifespan:
             self._shutdown.set()
         else:
             raise RuntimeError(f"unexpected ASGI lifespan message {kind!r}")
+
+
+async def answer_lifespan(receive: Receive, send: Send) -> None:
+    """The lifespan protocol of an app that needs no startup or shutdown of
+    its own (the demo, :class:`~trio_h2.WSGIApp`): complete both at once."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

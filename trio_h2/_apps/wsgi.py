@@ -38,6 +38,7 @@ import trio
 from .._core.errors import ClientDisconnected, LocalProtocolError
 from .._core.headers import response_headers
 from .asgi import Message, Receive, Scope, Send
+from .lifespan import answer_lifespan
 from .wsgi_environ import HOP_BY_HOP, ErrorStream, InputStream, build_environ
 
 log = logging.getLogger("trio_h2")
@@ -106,7 +107,7 @@ class WSGIApp:
         if kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
-            await _lifespan(receive, send)
+            await answer_lifespan(receive, send)
         else:
             raise LocalProtocolError(f"a WSGI application cannot serve a {kind!r} scope")
 
@@ -130,16 +131,6 @@ class WSGIApp:
                                           thread_name=f"trio_h2 WSGI {request}")
         finally:
             portal.close()
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 @final
