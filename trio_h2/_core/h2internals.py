@@ -93,6 +93,7 @@ import functools
 import inspect
 import re
 import struct
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -491,12 +492,18 @@ class Decoder(hpack.Decoder):
                 if run is not None:
                     # Past the limit a run of one-byte references (an
                     # attacker's 2000 of them) changes no table and is kept
-                    # nowhere: it is skipped at C speed. The highest index of
-                    # the run is looked up, so an index past the table is a
-                    # COMPRESSION_ERROR as it would be field by field.
-                    self._decode_indexed(bytes([max(view[position:run.end()])]))
+                    # nowhere: it is counted at C speed, each distinct index
+                    # looked up once, so an index past the table is still a
+                    # COMPRESSION_ERROR and the list's size still counts.
+                    for byte, times in Counter(data[position:run.end()]).items():
+                        name, value = self._decode_indexed(bytes([byte]))[0]
+                        size += times * (len(name) + len(value) + 32)
                     count += run.end() - position
                     position = run.end()
+                    if size > self.max_header_list_size:
+                        raise hpack.OversizedHeaderListError(
+                            f"A header list larger than {self.max_header_list_size} has "
+                            f"been received")
                     continue
             if first & 0x80:  # RFC 7541 section 6.1: indexed
                 field, used = self._decode_indexed(view[position:])
