@@ -17,7 +17,7 @@ Run from the repository root::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -35,7 +35,7 @@ async def generate(size: int) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     query = parse_qs(scope["query_string"].decode())

@@ -12,10 +12,11 @@ Run from the repository root::
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return  # no lifespan events to handle: trio_h2 carries on without them
     if scope["method"] == "POST" and scope["path"] == "/echo":

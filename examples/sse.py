@@ -16,7 +16,7 @@ or open http://127.0.0.1:8000/ in a browser (over HTTP/1.1), which uses
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import trio
@@ -41,7 +41,7 @@ async def counter() -> AsyncIterator[bytes]:
         await trio.sleep(INTERVAL)
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     if scope["path"] != "/events":

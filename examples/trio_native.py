@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import MutableMapping
 from functools import partial
 from typing import Any
 
@@ -40,7 +41,7 @@ class Jobs:
                 await trio.sleep(0.01)  # the work
                 self.done.append(job)
 
-    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def app(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         if scope["method"] == "POST" and scope["path"] == "/jobs":

@@ -14,6 +14,7 @@ Run from the repository root, then open http://127.0.0.1:8000/ in two tabs::
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import trio
@@ -55,9 +56,8 @@ room = Room()
 async def chat(receive: Any, send: Any) -> None:
     if (await receive())["type"] != "websocket.connect":
         return
-    await send({"type": "websocket.accept"})
     outbox, inbox = trio.open_memory_channel[str](BACKLOG)
-    room.members.add(outbox)
+    room.members.add(outbox)  # before accepting: once accepted, the client hears the room
 
     async def forward() -> None:
         async for text in inbox:
@@ -65,6 +65,7 @@ async def chat(receive: Any, send: Any) -> None:
         await send({"type": "websocket.close", "code": 1008, "reason": "too slow"})
 
     try:
+        await send({"type": "websocket.accept"})
         async with trio.open_nursery() as nursery:
             nursery.start_soon(forward)
             while True:
@@ -79,7 +80,7 @@ async def chat(receive: Any, send: Any) -> None:
         outbox.close()
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "websocket" and scope["path"] == "/chat":
         await chat(receive, send)
     elif scope["type"] == "websocket":
