@@ -20,7 +20,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "trio_h2", "tests", "bench", "noxfile.py")
+    session.run("ruff", "check", "trio_h2", "tests", "bench", "examples", "noxfile.py")
 
 
 @nox.session
