@@ -31,7 +31,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Literal, Protocol, TypeVar, final
+from typing import Any, Literal, Protocol, TypeVar, final
 
 import trio
 
@@ -61,10 +61,14 @@ _STATUS = re.compile(r"([0-9]{3})(?: [^\x00-\x1f\x7f]*)?")
 
 class StartResponse(Protocol):
     def __call__(self, status: str, headers: list[tuple[str, str]],
-                 exc_info: ExcInfo | None = None, /) -> Callable[[bytes], object]: ...
+                 exc_info: ExcInfo | tuple[None, None, None] | None = None, /
+                 ) -> Callable[[bytes], object]: ...
 
 
-WSGICallable = Callable[[dict[str, object], StartResponse], Iterable[bytes]]
+# The environ's values are of many types (PEP 3333); typeshed's WSGIApplication,
+# which Flask and Django declare, says dict[str, Any]: so must we, or
+# WSGIApp(flask_app) fails the user's type check.
+WSGICallable = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 @final
@@ -231,10 +235,13 @@ class _Response:
             self._errors.flush()  # what close() wrote
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
-                       exc_info: ExcInfo | None = None) -> Callable[[bytes], None]:
+                       exc_info: ExcInfo | tuple[None, None, None] | None = None
+                       ) -> Callable[[bytes], None]:
         """PEP 3333's ``start_response``: checks and keeps the status and
-        headers; they go out with the first non-empty piece of body."""
-        if exc_info is not None:
+        headers; they go out with the first non-empty piece of body.
+        ``(None, None, None)`` (what ``sys.exc_info()`` gives outside an
+        exception) is no exception, as typeshed's ``OptExcInfo`` allows."""
+        if exc_info is not None and exc_info[1] is not None:
             try:
                 if self._started:  # too late to change the response: abort it
                     raise exc_info[1].with_traceback(exc_info[2])
