@@ -6,6 +6,11 @@ change of a stream's state happens in a method here. The trio layer
 (``_io.connection``) feeds it bytes, asks it for bytes, and wakes tasks when it
 says so; it never keeps a table of its own.
 
+Two jobs are handed to parts it owns, which change no stream's state:
+whether a request becomes a stream (``_core.h2admission``: decisions that
+are acted on here) and the client's priority signals (``_core.h2priority``:
+kept in the scheduler as streams open here).
+
 Flow control, both ways:
 
 * Inbound: a stream's request body is buffered here, never more than the
@@ -23,7 +28,6 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, final
 
@@ -37,6 +41,7 @@ from .._config import Config
 from .errors import ClientDisconnected, RemoteProtocolError
 from .exchange import Exchange, release
 from .guard import ConnectionGuard, FrameSlicer
+from .h2admission import Refusal, body_allowance, judge_request, own_response
 from .h2extras import MAX_SETTINGS, code_name, goaway, server_connection
 from .h2internals import (
     change_local_settings,
@@ -47,29 +52,14 @@ from .h2internals import (
     response_headers_frame,
     stream_live,
 )
-from .headers import (
-    Headers,
-    MalformedRequest,
-    RequestHead,
-    error_page,
-    head_cost,
-    validate_request,
-    validate_trailers,
-)
+from .h2priority import PrioritySignals
+from .headers import Headers, MalformedRequest, RequestHead, head_cost, validate_trailers
 from .limits import TokenBucket
 from .memory import Holding, MemoryAccount, ServerMemory
 from .output import Output
-from .priority_field import (
-    PRIORITY_UPDATE,
-    BadPriorityUpdate,
-    ExtensiblePriority,
-    parse_priority,
-    parse_priority_update,
-    priority_extension,
-)
+from .priority_field import PRIORITY_UPDATE, BadPriorityUpdate
 from .protocol import Handover, ProtocolCore
-from .scheduler import DEFAULT_WEIGHT, Scheduler, SchedulerError
-from .websocket import handshake_problem
+from .scheduler import Scheduler, SchedulerError
 
 log = logging.getLogger("trio_h2")
 
@@ -133,14 +123,12 @@ class H2Core:
         us reset them (MadeYouReset) cannot pile up handlers. A stream that
         ended normally does not count: the client cannot know its handler is
         still finishing."""
-        self._priority_in_headers: h2.events.PriorityUpdated | None = None
         # nghttp2 keeps max(SETTINGS_MAX_CONCURRENT_STREAMS, 16) idle streams
         # in its priority tree (NGHTTP2_MIN_IDLE_STREAMS); so do we.
         self.scheduler = Scheduler(max_streams=config.max_concurrent_streams,
                                    max_idle=max(config.max_concurrent_streams, 16))
-        # RFC 9218 section 7.1: PRIORITY_UPDATE may name a stream before it
-        # opens; keep a bounded number (the same bound as open streams).
-        self._early_updates: OrderedDict[int, ExtensiblePriority] = OrderedDict()
+        self.priorities = PrioritySignals(self.scheduler, config)
+        """The client's priority signals, kept in the scheduler (``_core.h2priority``)."""
         self.error: RemoteProtocolError | None = None
         """Set when the connection ended because of the client; GOAWAY is queued."""
         self.bad_requests = 0
@@ -334,11 +322,13 @@ class H2Core:
             if self._handover is not None and not self.terminated:
                 return self._open_upgraded()
         elif isinstance(event, h2.events.PriorityUpdated):
-            if event is self._priority_in_headers:
+            if self.priorities.in_headers(event):
                 return None  # already applied with its request
             self._spend(self.guard.control, "PRIORITY frames")
-            if self.config.rfc7540_priorities:
-                self._reprioritize(event)
+            try:
+                self.priorities.reprioritize(event)
+            except SchedulerError as exc:
+                self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
         elif isinstance(event, h2.events.PingReceived):
             self._spend(self.guard.control, "PING frames")
         elif isinstance(event, h2.events.PingAckReceived):
@@ -361,7 +351,7 @@ class H2Core:
 
     def _request_received(self, event: h2.events.RequestReceived) -> Exchange | None:
         stream_id = event.stream_id
-        self._priority_in_headers = event.priority_updated
+        self.priorities.headers_received(event)
         if stream_id > self.last_stream_id:
             # RFC 9113 section 6.8: after GOAWAY, newer streams are not processed.
             self._send_reset(stream_id, ErrorCodes.REFUSED_STREAM)
@@ -378,35 +368,15 @@ class H2Core:
             return None
         fields = list(event.headers or [])
         total = fields_dropped(fields)
-        try:
-            # A malformed request is that first, even if it is cut short too.
-            head = validate_request(fields[1:] if total else fields, extended_connect=bool(
-                self.h2.local_settings.enable_connect_protocol))
-        except MalformedRequest as exc:
-            self._bad_request(stream_id, f"malformed request: {exc}")
-            self._send_reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
-            self._spend(self.guard.resets, "malformed requests")
+        ended = event.stream_ended is not None
+        head = judge_request(
+            fields[1:] if total else fields, total, ended=ended,
+            extended_connect=bool(self.h2.local_settings.enable_connect_protocol),
+            max_header_fields=self.config.max_header_fields)
+        if isinstance(head, Refusal):
+            self._refuse(stream_id, head, request_ended=ended)
             return None
-        if total:
-            reason = (f"{total} header fields, over max_header_fields "
-                      f"{self.config.max_header_fields}")
-            self._bad_request(stream_id, f"{reason}; answering 431")
-            self._answer_status(stream_id, head, 431, reason,
-                                request_ended=event.stream_ended is not None)
-            self._spend(self.guard.resets, "requests with too many header fields")
-            return None
-        if head.protocol is not None:
-            problem = self._tunnel_problem(head, ended=event.stream_ended is not None)
-            if problem is not None:
-                status, reason, extra = problem
-                log.info("%s: stream %d: extended CONNECT answered %d: %s", self.peer,
-                         stream_id, status, reason)
-                self._answer_status(stream_id, head, status, reason, extra=extra,
-                                    request_ended=event.stream_ended is not None)
-                self._spend(self.guard.resets, "refused extended CONNECTs")
-                return None
-        return self._open(stream_id, head, event.priority_updated,
-                          ended=event.stream_ended is not None)
+        return self._open(stream_id, head, event.priority_updated, ended=ended)
 
     def _open(self, stream_id: int, head: RequestHead, prio: h2.events.PriorityUpdated | None,
               *, ended: bool) -> Exchange | None:
@@ -417,7 +387,7 @@ class H2Core:
             self._refuse_for_memory(stream_id, "request headers", self.header_memory,
                                     "max_header_memory")
             return None
-        body = 0 if ended else self._body_allowance(head)
+        body = 0 if ended else body_allowance(head, self.config.initial_window_size)
         if not self.body_memory.charge(body, self.body_bytes):
             self.header_memory.release(cost)  # (not charged to the connection yet)
             self._refuse_for_memory(stream_id, "request body", self.body_memory,
@@ -426,24 +396,13 @@ class H2Core:
         self.header_bytes += cost  # released by handler_finished
         self.body_bytes += body
         stream = Exchange(stream_id, head, body_charge=body)
-        extensible = self._early_updates.pop(stream_id, None)
-        if extensible is None:
-            field_value = next((v for n, v in head.headers if n == b"priority"), None)
-            if field_value is not None:
-                extensible = parse_priority(field_value)
-        depends_on, weight, exclusive = 0, DEFAULT_WEIGHT, False
-        if prio is not None and self.config.rfc7540_priorities:
-            depends_on, weight = prio.depends_on or 0, prio.weight or DEFAULT_WEIGHT
-            exclusive = bool(prio.exclusive)
         try:
-            self.scheduler.add(stream_id, depends_on=depends_on, weight=weight,
-                               exclusive=exclusive, extensible=extensible)
+            stream.priority = self.priorities.add(stream_id, head, prio)
         except SchedulerError as exc:
             self._release_header_memory(cost)
             self._release_body_memory(stream)
             self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
             return None
-        stream.priority = priority_extension(extensible, depends_on, weight, exclusive)
         self.streams[stream_id] = stream
         self.running += 1
         self.guard.streams_running(self.running)
@@ -459,22 +418,21 @@ class H2Core:
         log.log(logging.INFO if self.bad_requests == 1 else logging.DEBUG,
                 "%s: stream %d: %s", self.peer, stream_id, what)
 
-    @staticmethod
-    def _tunnel_problem(head: RequestHead, *, ended: bool) -> tuple[int, str, Headers] | None:
-        """Why an extended CONNECT (RFC 8441) cannot open its tunnel: the
-        status, reason and extra fields to answer with; None if it can."""
-        if head.protocol != b"websocket":
-            return 501, f":protocol {head.protocol!r} is not supported (websocket is)", []
-        if ended:
-            # END_STREAM on the CONNECT: the client closed its side of a
-            # tunnel before it began; nothing could ever be received.
-            return 400, "extended CONNECT with END_STREAM", []
-        return handshake_problem(head.headers, need_key=False)
+    def _refuse(self, stream_id: int, refusal: Refusal, *, request_ended: bool) -> None:
+        """Answer a request that does not become a stream (``_core.h2admission``
+        decided why): RST_STREAM PROTOCOL_ERROR, or a status of our own."""
+        if refusal.bad:
+            self._bad_request(stream_id, refusal.what)
+        else:
+            log.info("%s: stream %d: %s", self.peer, stream_id, refusal.what)
+        if refusal.status:
+            self._answer_status(stream_id, refusal, request_ended=request_ended)
+        else:
+            self._send_reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+        self._spend(self.guard.resets, refusal.budget)
 
-    def _answer_status(self, stream_id: int, head: RequestHead, status: int, reason: str, *,
-                       request_ended: bool, extra: Headers | None = None) -> None:
-        """A status of our own with the plain-text body HTTP/1.1 gives (if
-        the client's windows take it in one frame), where RST_STREAM would
+    def _answer_status(self, stream_id: int, refusal: Refusal, *, request_ended: bool) -> None:
+        """A status of our own (:func:`own_response`), where RST_STREAM would
         look like a network error to a browser: RFC 9113 section 10.5.1's
         ``431 Request Header Fields Too Large`` (RFC 6585), a WebSocket
         handshake refused (RFC 6455 section 4.4's 426, RFC 8441). The HPACK
@@ -483,28 +441,14 @@ class H2Core:
         (RFC 9113 section 8.1)."""
         if not stream_live(self.h2, stream_id) or connection_closed(self.h2):
             return  # reset by the client, or its GOAWAY, later in the same read
-        fields, body = error_page(status, reason)
-        fields += extra or []
-        room = min(self.h2.local_flow_control_window(stream_id),
-                   self.h2.max_outbound_frame_size)
-        if len(body) > room:
-            fields, body = list(extra or []), b""  # no window for it: the status alone
-        elif head.method == b"HEAD":
-            body = b""  # the fields a GET would get (RFC 9110 section 9.3.2)
-        self.h2.send_headers(stream_id, [(b":status", str(status).encode()), *fields],
+        fields, body = own_response(refusal, min(self.h2.local_flow_control_window(stream_id),
+                                                 self.h2.max_outbound_frame_size))
+        self.h2.send_headers(stream_id, [(b":status", str(refusal.status).encode()), *fields],
                              end_stream=not body)
         if body:
             self.h2.send_data(stream_id, body, end_stream=True)
         if not request_ended:
             self._send_reset(stream_id, ErrorCodes.NO_ERROR)
-
-    def _body_allowance(self, head: RequestHead) -> int:
-        """What a request that may carry a body may send before its app
-        reads: its stream window, or its ``content-length`` if smaller (h2
-        ends the connection if the body goes past it)."""
-        window = self.config.initial_window_size
-        length = next((v for n, v in head.headers if n == b"content-length"), b"")
-        return min(int(length), window) if length.isdigit() else window
 
     def _refuse_for_memory(self, stream_id: int, what: str, memory: MemoryAccount,
                            field: str) -> None:
@@ -581,33 +525,14 @@ class H2Core:
         stream.wake()
         self._maybe_close(stream)
 
-    def _reprioritize(self, event: h2.events.PriorityUpdated) -> None:
-        try:
-            assert event.stream_id is not None
-            self.scheduler.reprioritize(event.stream_id, depends_on=event.depends_on or 0,
-                                        weight=event.weight or 16,
-                                        exclusive=bool(event.exclusive))
-        except SchedulerError as exc:
-            self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
-
     def _priority_update(self, frame_stream_id: int, payload: bytes) -> None:
         try:
-            stream_id, field_value = parse_priority_update(frame_stream_id, payload)
+            self.priorities.update_received(frame_stream_id, payload, self.streams,
+                                            self.h2.highest_inbound_stream_id)
         except BadPriorityUpdate as exc:
             code = (ErrorCodes.FRAME_SIZE_ERROR if exc.frame_size_error
                     else ErrorCodes.PROTOCOL_ERROR)
             self._connection_error(code, str(exc))
-            return
-        value = parse_priority(field_value)
-        stream = self.streams.get(stream_id)
-        if stream is not None:
-            self.scheduler.set_extensible(stream_id, value)
-        elif stream_id > self.h2.highest_inbound_stream_id and stream_id % 2:
-            self._early_updates[stream_id] = value
-            self._early_updates.move_to_end(stream_id)
-            while len(self._early_updates) > self.config.max_concurrent_streams:
-                self._early_updates.popitem(last=False)
-        # Otherwise the stream is closed (or is not a client stream): ignore.
 
     # ------------------------------------------------------ handler requests
 
@@ -636,10 +561,7 @@ class H2Core:
         stream.headers_sent = True
         for name, value in headers:
             if name == b"priority":
-                # RFC 9218 section 8: the server may override the client's
-                # priority; what the response leaves out keeps the request's.
-                base = self.scheduler.extensible(stream.stream_id)
-                self.scheduler.set_extensible(stream.stream_id, parse_priority(value, base))
+                self.priorities.response_priority(stream.stream_id, value)
         try:
             frame = response_headers_frame(self.h2, stream.stream_id, headers,
                                            end_stream=end_stream)
