@@ -14,7 +14,7 @@ import httpx
 import pytest
 import trio
 
-from trio_h2 import Config
+from trio_h2 import Config, WSGIApp
 from trio_h2.testing import H2ServerFactory, H2TestServer
 
 from .apps import app
@@ -23,6 +23,7 @@ from .rawh2 import PREFACE, H2Client
 from .test_cli import curl, h2c_get, run_server
 from .test_interop import curl_args, run
 from .test_proxy_headers import inet, v2
+from .test_wsgi import wsgi_app
 
 V1 = b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n"
 V2 = v2(1, 1, 1, inet("192.0.2.1", "198.51.100.2", (56324, 443)))
@@ -146,9 +147,10 @@ async def test_proxy_line_is_a_bad_request_when_off(h2_server: H2ServerFactory) 
 FORWARDED = {"x-forwarded-for": "203.0.113.7, 10.1.2.3", "x-forwarded-proto": "https"}
 
 
-async def httpx_scope(server: H2TestServer, headers: dict[str, str]) -> dict[str, Any]:
+async def httpx_scope(server: H2TestServer, headers: dict[str, str],
+                      path: str = "/scope") -> dict[str, Any]:
     async with httpx.AsyncClient() as client:
-        response = await client.get(server.url + "/scope", headers=headers)
+        response = await client.get(server.url + path, headers=headers)
     assert response.status_code == 200
     scope: dict[str, Any] = response.json()
     return scope
@@ -226,3 +228,10 @@ def test_runner_flags_proxy_protocol_and_proxy_headers(tmp_path: Path) -> None:
                     "127.0.0.0/8", cwd=tmp_path) as server:
         page = h2c_get(server.url + "/", "-H", "X-Forwarded-For: 203.0.113.8")
         assert 'data-client="203.0.113.8:0"' in page
+
+
+async def test_wsgi_environ_follows_the_forwarded_scope(h2_server: H2ServerFactory) -> None:
+    server = await h2_server(WSGIApp(wsgi_app), proxy_headers=True)
+    environ = await httpx_scope(server, FORWARDED, path="/environ")
+    # Only 127.0.0.1 is trusted: 10.1.2.3 is the right-most hop it vouches for.
+    assert (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"]) == ("10.1.2.3", "https")
