@@ -199,8 +199,8 @@ def curl(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=TIMEOUT)
 
 
-def h2c_get(url: str) -> str:
-    result = curl("--http2-prior-knowledge", "--fail", url)
+def h2c_get(url: str, *args: str) -> str:
+    result = curl("--http2-prior-knowledge", "--fail", url, *args)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

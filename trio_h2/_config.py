@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal, final
 
+from ._core.forwarded import TrustedProxies
 from ._core.limits import Budget
 
 # RFC 9113 section 6.5.2: the largest flow-control window and frame size a
@@ -241,6 +242,26 @@ class Config:
     """The ASGI ``root_path``: the prefix under which the app is mounted, for
     apps behind a proxy that strips it."""
 
+    proxy_protocol: bool = False
+    """Expect a PROXY protocol header (HAProxy's, version 1 or 2) before each
+    connection's first byte, and take the client's and server's addresses
+    from it (``scope["client"]``, ``scope["server"]``, log lines). Only
+    enable it behind a load balancer that always sends one (HAProxy
+    ``send-proxy``, AWS NLB, nginx ``proxy_protocol``) and that alone can
+    reach the server: anyone who connects directly can claim any address. A
+    connection without a valid header is closed."""
+
+    proxy_headers: bool = False
+    """Take ``scope["client"]`` and ``scope["scheme"]`` from the
+    ``X-Forwarded-For`` and ``X-Forwarded-Proto`` headers of requests whose
+    immediate peer is in :attr:`forwarded_allow_ips` (uvicorn's
+    ``--proxy-headers``). Other peers' headers are ignored."""
+
+    forwarded_allow_ips: str = "127.0.0.1"
+    """The proxies whose ``X-Forwarded-*`` headers :attr:`proxy_headers`
+    believes: comma-separated IP addresses and CIDR networks, or ``*`` for
+    every peer (Unix sockets included). uvicorn's default, the local host."""
+
     lifespan: Literal["auto", "on", "off"] = "auto"
     """ASGI lifespan protocol. ``auto`` runs it and carries on without it if
     the app raises before answering startup; ``on`` treats that as a failure;
@@ -273,7 +294,8 @@ class Config:
             raise ValueError(f"shutdown_timeout must be >= 0, not {self.shutdown_timeout}")
         if self.root_path.endswith("/"):
             raise ValueError(f"root_path must not end with '/': {self.root_path!r}")
-        for name in ("http1", "websocket"):
+        TrustedProxies.parse(self.forwarded_allow_ips)  # raises ValueError naming the entry
+        for name in ("http1", "websocket", "proxy_protocol", "proxy_headers"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.lifespan not in ("auto", "on", "off"):

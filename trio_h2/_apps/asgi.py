@@ -27,6 +27,7 @@ from h2.errors import ErrorCodes
 from .._config import Config
 from .._core.errors import ClientDisconnected, LocalProtocolError
 from .._core.exchange import Address, Exchange
+from .._core.forwarded import TrustedProxies, forwarded_client
 from .._core.headers import Headers, http_date, response_headers, trailer_headers
 from .._io.connection import Connection, StreamHandler
 from .scope import build_scope
@@ -53,7 +54,14 @@ def asgi_handler(
     client: Address | None,
     state: dict[str, Any] | None,
 ) -> StreamHandler:
-    """The stream handler that runs ``app`` for each request of one connection."""
+    """The stream handler that runs ``app`` for each request of one connection.
+
+    With ``config.proxy_headers``, each request from a trusted ``client``
+    (``config.forwarded_allow_ips``) gets its scope's ``client`` and
+    ``scheme`` from its ``X-Forwarded-For`` and ``X-Forwarded-Proto``
+    (``_core.forwarded``); WebSocket and WSGI scopes derive from it."""
+    trusted = (TrustedProxies.parse(config.forwarded_allow_ips) if config.proxy_headers
+               else None)
 
     async def handle(conn: Connection, stream: Exchange) -> None:
         extensions: dict[str, Any]
@@ -67,6 +75,9 @@ def asgi_handler(
             stream.head, http_version=stream.http_version, scheme=scheme, server=server,
             client=client, root_path=config.root_path, state=state, extensions=extensions,
         )
+        if trusted is not None:  # X-Forwarded-Proto wins over HTTP/2's :scheme too
+            scope["client"], scope["scheme"] = forwarded_client(
+                stream.head.headers, client, scope["scheme"], trusted)
         if stream.head.protocol is not None:  # a WebSocket handshake (HTTP/1.1 or 2)
             await serve_websocket(conn, stream, websocket_scope(scope, stream), app, config)
             return

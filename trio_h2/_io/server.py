@@ -18,6 +18,7 @@ from .._config import Config
 from .._core.exchange import Address
 from .._core.memory import ServerMemory
 from .connection import Connection
+from .proxy import ReplayStream, read_proxy_header
 from .select import H2, alpn_protocol, new_core, sniff_protocol
 
 log = logging.getLogger("trio_h2")
@@ -182,15 +183,27 @@ class _Server:
     async def _serve(self, scope: trio.CancelScope, tcp: trio.SocketStream,
                      client: Address | None, peer: str) -> None:
         stream: trio.abc.Stream = tcp
+        server = _lookup(tcp.socket.getsockname)
+        if self._config.proxy_protocol:
+            header = await read_proxy_header(tcp, self._config, peer)
+            if header is None:
+                return
+            if header.source is not None:  # not LOCAL: a health check keeps the socket's
+                client, server = header.source, header.destination
+                peer = _describe(client)
+            # The bytes after the header start the client's own stream (its
+            # TLS ClientHello, or its HTTP bytes): whoever reads next gets them.
+            stream = ReplayStream(tcp, header.rest)
+            del header
         if self._ssl_context is not None:
-            tls = await self._handshake(tcp, peer)
+            tls = await self._handshake(stream, peer)
             if tls is None:
                 return
             stream = tls
         handler = asgi_handler(
             self._app, self._config,
             scheme="https" if self._ssl_context is not None else "http",
-            server=_lookup(tcp.socket.getsockname), client=client,
+            server=server, client=client,
             state=self._lifespan.state if self._lifespan.supported else None,
         )
         selected = await self._protocol(stream, peer)
@@ -237,8 +250,8 @@ class _Server:
         self._warned_at = now
         self._turned_away = 0
 
-    async def _handshake(self, tcp: trio.SocketStream, peer: str) -> trio.SSLStream[
-            trio.SocketStream] | None:
+    async def _handshake(self, tcp: trio.abc.Stream, peer: str) -> trio.SSLStream[
+            trio.abc.Stream] | None:
         """The TLS stream once the handshake is done and ``h2`` negotiated;
         ``None`` (logged) if the client fails either or is too slow."""
         assert self._ssl_context is not None
