@@ -15,16 +15,16 @@ from typing import final
 import trio
 
 from .._config import Config
-from .._core.proxy_protocol import InvalidProxyHeader, ProxyHeader, parse_proxy_header
+from .._core.proxy_protocol import (
+    InvalidProxyHeader,
+    NeedMore,
+    ProxyHeader,
+    parse_proxy_header,
+)
+from .first_bytes import read_until
 
 log = logging.getLogger("trio_h2")
 
-# Bytes per read while the header is incomplete. The parser answers as soon
-# as it has a whole header (v1: 107 bytes at most; v2: 16 + 65535), so the
-# buffer never exceeds V2_MAX_LENGTH + READ_SIZE (128 KiB), once per
-# connection and only until the header is complete: the first read of a
-# connection without the header is 64 KiB too (connection.READ_SIZE).
-READ_SIZE = 65536
 
 
 async def read_proxy_header(stream: trio.abc.Stream, config: Config,
@@ -34,25 +34,22 @@ async def read_proxy_header(stream: trio.abc.Stream, config: Config,
     as the preface is without it). ``None``, with one log line, if the
     bytes are not a valid header, or the client closed or was too slow; the
     caller then closes the connection (the spec forbids guessing)."""
-    received = b""
     with trio.move_on_after(config.preface_timeout):
-        while True:
-            try:
-                data = await stream.receive_some(READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
-            if not data:
-                log.debug("%s: closed before its PROXY protocol header", peer)
-                return None
-            received += data
-            result = parse_proxy_header(received)
-            if isinstance(result, InvalidProxyHeader):
-                log.info("%s: invalid PROXY protocol header (%s); closing", peer, result.reason)
-                return None
-            if isinstance(result, ProxyHeader):
-                return result
+        result = await read_until(stream, _decided)
+        if isinstance(result, ProxyHeader):
+            return result
+        if isinstance(result, InvalidProxyHeader):
+            log.info("%s: invalid PROXY protocol header (%s); closing", peer, result.reason)
+        else:
+            log.debug("%s: closed before its PROXY protocol header", peer)
+        return None
     log.info("%s: no PROXY protocol header within %ss; closing", peer, config.preface_timeout)
     return None
+
+
+def _decided(received: bytes) -> ProxyHeader | InvalidProxyHeader | None:
+    result = parse_proxy_header(received)
+    return None if isinstance(result, NeedMore) else result
 
 
 @final

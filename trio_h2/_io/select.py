@@ -22,6 +22,7 @@ from .._core.h1 import H1Core
 from .._core.h2 import H2Core
 from .._core.memory import ServerMemory
 from .._core.protocol import Handover, ProtocolCore
+from .first_bytes import read_until
 
 log = logging.getLogger("trio_h2")
 
@@ -70,20 +71,17 @@ async def sniff_protocol(stream: trio.abc.Stream, config: Config,
     preface's 24 bytes, within ``preface_timeout``). Returns the protocol and
     the bytes read, which belong to it; None if the client closed or said
     nothing in time."""
-    received = b""
     with trio.move_on_after(config.preface_timeout):
-        while True:
-            try:
-                data = await stream.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
-            if not data:
-                log.debug("%s: closed before its first request", peer)
-                return None
-            received += data
-            protocol = sniff(received)
-            if protocol is not None:
-                return protocol, received
+        result = await read_until(stream, _decided)
+        if result == "closed":
+            log.debug("%s: closed before its first request", peer)
+            return None
+        return result
     log.info("%s: no connection preface within %ss (nor an HTTP/1.1 request); closing",
              peer, config.preface_timeout)
     return None
+
+
+def _decided(received: bytes) -> tuple[str, bytes] | None:
+    protocol = sniff(received)
+    return None if protocol is None else (protocol, received)
