@@ -44,7 +44,7 @@ def fuzz(session: nox.Session) -> None:
     random, not derandomized; failures are kept in .hypothesis/."""
     session.install("-e", ".[test]")
     examples = session.posargs[0] if session.posargs else "5000"
-    session.run("python", "-m", "pytest", "tests/test_fuzz.py", "-x",
+    session.run("python", "-m", "pytest", "tests/attacks/test_fuzz.py", "-x",
                 "--hypothesis-show-statistics", env={"TRIO_H2_FUZZ_EXAMPLES": examples})
 
 

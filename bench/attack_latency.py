@@ -1,8 +1,8 @@
 """How long bystanders wait while trio_h2 is attacked: latency, not liveness.
 
-The attack tests (``tests/test_attacks_floods.py``, ``test_attacks_slow.py``,
-``test_containment.py``) only judge liveness: every bystander request must be
-answered within 10 s (``tests/attack_harness.py``). This script runs those
+The attack tests (``tests/attacks/test_floods.py``, ``tests/attacks/test_slow.py``,
+``tests/io/test_containment.py``) only judge liveness: every bystander request must be
+answered within 10 s (``tests/support/attack_harness.py``). This script runs those
 same tests, with pytest, and collects what their bystanders measured: for
 each test that runs its attack under the harness's ``watched``, the
 latency of the bystander requests started while the attack ran (median, p99,
@@ -36,10 +36,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests import attack_harness  # noqa: E402  (needs ROOT on sys.path)
+from tests.support import attack_harness  # noqa: E402  (needs ROOT on sys.path)
 
-TEST_FILES = ["tests/test_attacks_floods.py", "tests/test_attacks_slow.py",
-              "tests/test_containment.py"]
+TEST_FILES = ["tests/attacks/test_floods.py", "tests/attacks/test_slow.py",
+              "tests/io/test_containment.py"]
 
 
 @dataclass
@@ -52,7 +52,7 @@ class Samples:
 
 
 class Recorder:
-    """A pytest plugin: files each finished :class:`~tests.attack_harness.Watch`
+    """A pytest plugin: files each finished :class:`~tests.support.attack_harness.Watch`
     under the test that ran it."""
 
     def __init__(self) -> None:

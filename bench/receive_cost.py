@@ -24,7 +24,7 @@ Classes:
   (Chrome's chains), reset at once, within the reset budget;
 * ``mixed``: all of the above, interleaved frame by frame;
 
-and the floods of ``tests/test_attacks_floods.py`` (issue 11): Rapid Reset
+and the floods of ``tests/attacks/test_floods.py`` (issue 11): Rapid Reset
 (``reset-flood``), requests without ``:scheme`` (``malformed-flood``),
 SETTINGS and PING floods, CONTINUATION frames of 1 byte and of 16 KiB, empty
 DATA frames, requests over ``max_header_fields`` (``header-count-bomb``); and
@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from h2.settings import SettingCodes
 
 import trio_h2
-from tests.attack_client import (
+from tests.support.attack_client import (
     MAX_WINDOW,
     block,
     continuation,
@@ -75,8 +75,8 @@ from tests.attack_client import (
     settings,
     window_update,
 )
-from tests.attack_client import data as data_frame
-from tests.rawh2 import PREFACE
+from tests.support.attack_client import data as data_frame
+from tests.support.rawh2 import PREFACE
 from trio_h2 import Config
 from trio_h2._core.exchange import Exchange
 from trio_h2._core.h1 import H1Core
@@ -193,7 +193,7 @@ def mixed(rng: random.Random) -> tuple[bytes, Iterator[bytes]]:
     return setup, frames()
 
 
-# The floods of tests/test_attacks_floods.py and test_header_bombs.py (issue 11).
+# The floods of tests/attacks/test_floods.py and test_header_bombs.py (issue 11).
 
 SLOW = request_block("GET", "/slow")
 NO_SCHEME = block([(":method", "GET"), (":path", "/"), (":authority", "localhost")])

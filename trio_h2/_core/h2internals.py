@@ -387,7 +387,7 @@ class HuffmanEncoder(hpack.huffman.HuffmanEncoder):
     in the value's length: 0.65 s for a 64 KB value, in one synchronous call
     on the event loop. Response headers can carry what a client sent (a
     redirect's Location holds the request's path), so one client could stall
-    the whole server (tests/test_attacks_deps.py). This joins each byte's
+    the whole server (tests/attacks/test_deps.py). This joins each byte's
     code as a string of bits and converts once: 5 ms for 64 KB, and faster
     than hpack's from 10 bytes on. Same output, byte for byte
     (:func:`check_hooks`).
@@ -627,7 +627,7 @@ def data_frame_header(conn: h2.connection.H2Connection, stream_id: int, size: in
     Why: h2 copies a payload five times on its way out (``tobytes``, the
     frame body, the frame, its buffer, ``data_to_send``) and spends about
     6 us per frame, 16 KiB or 12 bytes; 1 MiB downloads went 1.4x as fast
-    without it. tests/test_h2extras.py pins this to h2's own bytes, windows
+    without it. tests/core/test_h2extras.py pins this to h2's own bytes, windows
     and stream states.
     """
     stream = conn.streams.get(stream_id)
@@ -663,7 +663,7 @@ def response_headers_frame(conn: h2.connection.H2Connection, stream_id: int,
 
     Why: h2's send_headers spent about 16 us on four fields, 5 of them
     encoding; this is 15% of a small request's cost at 100 connections.
-    tests/test_h2extras.py pins the frames, HPACK state and stream states
+    tests/core/test_h2extras.py pins the frames, HPACK state and stream states
     to h2's own.
     """
     stream = conn.streams.get(stream_id)
@@ -707,7 +707,7 @@ class DataFrame(hyperframe.frame.DataFrame):
     (``repr(frame)`` in ``H2Connection._receive_frame``), and hyperframe
     hexlifies a whole DATA payload to show its first ten bytes: 29% of the
     server's CPU while it received uploads. Same repr, character for
-    character (tests/test_h2extras.py); same name, for that reason.
+    character (tests/core/test_h2extras.py); same name, for that reason.
     """
 
     def _body_repr(self) -> str:
