@@ -33,10 +33,9 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tests.support.processes import SOURCE_ROOT, TIMEOUT, Server, run_server
+from tests.support.tools import require_tool
 from trio_h2._cli._options import parser
-
-from .conftest import require_tool
-from .test_cli import SOURCE_ROOT, TIMEOUT, Server, run_server
 
 DEPLOY = Path(SOURCE_ROOT) / "examples" / "deploy"
 APP = "examples.deploy.whoami:app"

@@ -4,7 +4,7 @@ A proxy in front (nginx, HAProxy) keeps connections to trio_h2 open and
 sends on them at any moment; when trio_h2 is told to stop, a request may be
 in the listen queue, in the first bytes of a connection whose protocol is
 not known yet, or on its way over a kept-alive HTTP/1.1 connection. Each is
-answered (``Connection: close``), never reset. tests/test_deploy.py shows
+answered (``Connection: close``), never reset. tests/interop/test_deploy.py shows
 the same with nginx and HAProxy in front; these tests make each case happen
 on purpose, in-process, with ``serve_listeners`` cancelled as the runner's
 SIGTERM cancels it.
@@ -21,8 +21,7 @@ import trio
 import trio.testing
 
 import trio_h2
-
-from . import h1raw
+from tests.support import h1raw
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
