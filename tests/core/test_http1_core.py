@@ -10,6 +10,7 @@ from tests.support.h1raw import Response
 from trio_h2 import Config
 from trio_h2._core.errors import LocalProtocolError
 from trio_h2._core.exchange import Exchange
+from trio_h2._core.guard import DRAIN_RTT
 from trio_h2._core.h1 import DISCARD_LIMIT, MAX_TARGET, H1Core
 
 GET = b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nX-One: 1\r\n\r\n"
@@ -253,6 +254,73 @@ def test_drain_finishes_the_exchange_with_connection_close() -> None:
     [stream] = core.feed(GET)
     core.server.start_drain()
     assert not core.server.finished
+    core.respond(stream)
+    assert core.server.finished
+    [response] = parse(core.out, [b"GET"])
+    assert response.headers[b"connection"] == b"close"
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_drain_of_an_idle_connection_answers_a_request_that_crossed_it(split: bool) -> None:
+    # HTTP/1.1 cannot tell a client to stop sending on a kept-alive
+    # connection: a request may already be on its way when the drain begins.
+    core = Core()
+    [first] = core.feed(GET)
+    core.respond(first)
+    core.server.start_drain()
+    assert not core.server.finished  # waiting DRAIN_RTT for such a request
+    core.clock.now += DRAIN_RTT / 2
+    core.server.check_timeouts()
+    [second] = core.feed(GET, split=split)
+    assert not core.server.finished
+    core.respond(second)
+    assert core.server.finished
+    responses = parse(core.out, [b"GET", b"GET"])
+    assert b"connection" not in responses[0].headers
+    assert responses[1].headers[b"connection"] == b"close"
+
+
+def test_drain_of_an_idle_connection_closes_it_after_drain_rtt() -> None:
+    core = Core()
+    core.server.start_drain()
+    assert core.server.check_timeouts() == DRAIN_RTT
+    assert not core.server.finished
+    core.clock.now = DRAIN_RTT
+    core.server.check_timeouts()
+    assert core.server.finished and core.out == b""
+
+
+def test_drain_after_a_keep_alive_head_waits_for_the_next_request() -> None:
+    # The response's head left before the drain, without Connection: close:
+    # the client may send its next request on this connection right away.
+    core = Core()
+    [first] = core.feed(GET)
+    core.server.send_headers(first, [(b":status", b"200"), (b"content-length", b"2")],
+                             end_stream=False)
+    core.flush()
+    core.server.start_drain()
+    core.server.offer(first, b"ok", end_stream=True)
+    core.flush()
+    core.server.handler_finished(first)
+    assert not core.server.finished
+    [second] = core.feed(GET)
+    core.respond(second)
+    assert core.server.finished
+    responses = parse(core.out, [b"GET", b"GET"])
+    assert responses[1].headers[b"connection"] == b"close"
+    core.clock.now = DRAIN_RTT  # (the second answer closes: no timer left to wait for)
+    core.server.check_timeouts()
+    assert core.server.finished
+
+
+def test_drain_while_a_head_arrives_waits_for_it() -> None:
+    core = Core()
+    core.feed(GET[:10])
+    core.server.start_drain()
+    core.clock.now = DRAIN_RTT
+    core.server.check_timeouts()
+    assert not core.server.finished  # a request half received is in flight
+    [stream] = core.feed(GET[10:])
     core.respond(stream)
     assert core.server.finished
     [response] = parse(core.out, [b"GET"])

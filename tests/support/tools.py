@@ -20,7 +20,9 @@ CURL_TRANSPORTS = ["h2c", "tls", "http1"]
 
 def require_tool(name: str, packages: str = "curl nghttp2-client") -> str:
     """Path of an external tool. Missing: skip, except on CI, where it fails."""
-    path = shutil.which(name)
+    # Debian installs daemons (haproxy, nginx) in /usr/sbin, which is not on
+    # an unprivileged user's PATH.
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if path is None:
         message = f"{name} is not installed (apt-get install {packages})"
         if ON_CI:

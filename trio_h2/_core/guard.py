@@ -12,7 +12,8 @@ Timers (each a field of ``Config``):
 * stall: a stream with response data waiting makes no progress at a zero
   window (``send_timeout``);
 * drain: the second GOAWAY of a graceful close follows the first after a
-  PING round trip, or after ``DRAIN_RTT`` seconds at most.
+  PING round trip, or after ``DRAIN_RTT`` seconds at most; an idle HTTP/1.1
+  connection being drained waits ``DRAIN_RTT`` for a request already sent.
 """
 
 from __future__ import annotations

@@ -301,8 +301,12 @@ class H1Core:
             head = RequestHead(head.method, head.scheme, head.authority, head.path,
                                head.headers, b"websocket")
         if self.draining:
-            self._closing = True  # the drain began while this head arrived
-            return None
+            # The drain began while this head was on its way: a keep-alive
+            # request that crossed it (see start_drain). Answered, with
+            # Connection: close; dropping it would leave the client to guess
+            # whether it was processed.
+            self._closing = True
+            self.guard.drain_deadline = None
         try:
             settings = self._h2c_settings(version, fields)
         except ValueError as exc:
@@ -584,8 +588,8 @@ class H1Core:
         self.current = None
         self.guard.body_wanted(stream.stream_id, False)
         conn = self._h11
-        if self.draining:
-            self._closing = True
+        if self.draining and (self._renew or conn.our_state is not h11.DONE):
+            self._closing = True  # the response said Connection: close (or HTTP/1.0)
         elif self._renew:
             held, _ = conn.trailing_data
             self._h11 = self._new_h11()
@@ -594,6 +598,11 @@ class H1Core:
                 self._h11.receive_data(held)
         elif conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
+            if self.draining:
+                # The response's head left before the drain began, saying
+                # keep-alive: the client may be sending its next request
+                # already. Wait for it as on an idle connection (start_drain).
+                self.guard.drain_started()
         else:
             self._closing = True  # Connection: close, or HTTP/1.0
         # Held bytes, if any, are parsed by the reader (receive_buffered):
@@ -619,7 +628,9 @@ class H1Core:
         (a background task after its response) is not cut off."""
         if self.terminated:
             return True
-        return (self._closing or (self.draining and self.current is None)) and not self.running
+        idle = self.current is None and not self._head_started
+        waited = self.guard.drain_deadline is None  # (see start_drain)
+        return (self._closing or (self.draining and idle and waited)) and not self.running
 
     @property
     def linger(self) -> bool:
@@ -632,8 +643,20 @@ class H1Core:
 
     def start_drain(self) -> None:
         """Finish the current exchange (its response says ``Connection:
-        close`` if its head is not out yet), then close."""
+        close`` if its head is not out yet), then close. A connection with
+        no exchange is kept open for ``DRAIN_RTT`` first, as HTTP/2's drain
+        waits a round trip before its last GOAWAY: HTTP/1.1 has no way to
+        tell a client to stop sending on a kept-alive connection, and a
+        request already on its way when we close would be lost (a proxy in
+        front reuses its idle connections within microseconds; nginx then
+        logs "upstream prematurely closed connection" and must resend, or
+        fail a POST). A request that arrives meanwhile is answered with
+        ``Connection: close``."""
+        if self.draining or self.terminated:
+            return
         self.draining = True
+        if self.current is None:
+            self.guard.drain_started()
 
     def check_timeouts(self) -> float:
         """Act on the timers that have run out; return the next deadline."""
@@ -644,10 +667,12 @@ class H1Core:
             guard.body_wanted(stream_id, False)
             if stream is not None and stream.stream_id == stream_id:
                 self._timed_out(f"no request body for {self.config.body_timeout}s")
+        if guard.drain_due():
+            guard.drain_deadline = None  # no request came: close (finished)
         if reason == "idle":
             log.debug("%s: idle for %ss; closing", self.peer, self.config.idle_timeout)
             guard.idle_since = None
-            self.start_drain()
+            self.draining = True  # at once: the client has had idle_timeout to send
         elif reason is not None and guard.header_since is not None:
             self._timed_out(f"request head not completed within {self.config.header_timeout}s")
         elif reason is not None:

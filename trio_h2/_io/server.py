@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 from typing import final
@@ -109,9 +110,13 @@ async def _accept_until_cancelled(
 ) -> None:
     addresses = [_address(listener.socket.getsockname()) for listener in listeners]
     async with trio.open_nursery() as connections:
+        def take(stream: trio.SocketStream) -> None:
+            connections.start_soon(server.handle, stream)
+
         try:
             await connections.start(functools.partial(
-                trio.serve_listeners, server.handle, list(listeners),
+                trio.serve_listeners, server.handle,
+                [_QueueTakingListener(listener, take) for listener in listeners],
                 handler_nursery=connections))
             task_status.started(addresses)
             await trio.sleep_forever()
@@ -121,6 +126,53 @@ async def _accept_until_cancelled(
             with trio.move_on_after(config.shutdown_timeout, shield=True):
                 await server.drain()
             server.cancel_all()
+
+
+@final
+class _QueueTakingListener(trio.abc.Listener[trio.SocketStream]):
+    """``listener``, whose close first takes the connections in its listen
+    queue and gives them to ``take``. The kernel completes a client's
+    handshake before we accept it, and the client may send its request at
+    once: closing a listening socket resets every connection still queued,
+    requests and all, which a proxy in front sees fail (nginx: "connection
+    reset by peer while reading response header"). Taken, they are served
+    as the drain serves every connection: a request already sent is
+    answered with ``Connection: close`` (HTTP/2: GOAWAY, so the client knows
+    what to send again elsewhere). Only the connections queued when the
+    close begins: a handshake after it meets the closed socket, the race
+    every server has."""
+
+    def __init__(self, listener: trio.SocketListener,
+                 take: Callable[[trio.SocketStream], None]) -> None:
+        self._listener = listener
+        self._take = take
+
+    async def accept(self) -> trio.SocketStream:
+        return await self._listener.accept()
+
+    async def aclose(self) -> None:
+        for sock in _queued(self._listener.socket.fileno()):
+            self._take(trio.SocketStream(trio.socket.from_stdlib_socket(sock)))
+        await self._listener.aclose()
+
+
+def _queued(fd: int) -> list[socket.socket]:
+    """The connections waiting in listening socket ``fd``'s queue, accepted
+    without waiting (on a duplicate of ``fd``, as trio owns ``fd``). Bounded
+    by the queue's length (--backlog)."""
+    taken: list[socket.socket] = []
+    with socket.socket(fileno=os.dup(fd)) as listening:
+        listening.setblocking(False)
+        while True:
+            try:
+                sock, _ = listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return taken
+            except OSError as exc:  # out of descriptors, say: the rest are reset
+                log.warning("could not take the connections queued on a listener "
+                            "being closed: %s", exc)
+                return taken
+            taken.append(sock)
 
 
 @final
@@ -141,6 +193,9 @@ class _Server:
         # serve() does not cut it off mid-response; drain() and cancel_all()
         # decide its end instead.
         self._connections: dict[trio.CancelScope, Connection | None] = {}
+        """None: not yet running (PROXY header, TLS handshake, protocol
+        sniff), or lingering."""
+        self._lingering: set[trio.CancelScope] = set()
         self._emptied = trio.lowlevel.ParkingLot()
         self._draining = False
         self._turned_away = 0
@@ -159,9 +214,8 @@ class _Server:
         client = _lookup(tcp.socket.getpeername)
         peer = _describe(client)
         with trio.CancelScope(shield=True) as scope:
-            if self._draining:
-                await trio.aclose_forcefully(tcp)
-                return
+            # Accepted while draining (taken from a listen queue, or accepted
+            # as the listeners closed): served drained, see _QueueTakingListener.
             if len(self._connections) >= self._config.max_connections:
                 self._turn_away(peer)
                 await trio.aclose_forcefully(tcp)
@@ -173,6 +227,7 @@ class _Server:
                 log.error("%s: internal error, closing connection: %r", peer, exc, exc_info=exc)
             finally:
                 del self._connections[scope]
+                self._lingering.discard(scope)
                 if not self._connections:
                     self._emptied.unpark_all()
                 # Closes the socket under a TLS stream too: with
@@ -231,7 +286,8 @@ class _Server:
             # buffers may hold a whole header block (issue 11: a second of
             # lingering after each closed connection held 35 MiB under a
             # flood of connections closed for their heads).
-            self._connections[scope] = None  # (drain() cancels the linger)
+            self._connections[scope] = None
+            self._lingering.add(scope)  # (drain() cancels the linger)
             del conn, core
             await _linger(tcp)
 
@@ -287,10 +343,14 @@ class _Server:
         """GOAWAY to every connection; wait until all have finished."""
         self._draining = True
         for scope, conn in list(self._connections.items()):
-            if conn is None:
-                scope.cancel()  # still in its TLS handshake: nothing in flight
-            else:
+            if scope in self._lingering:
+                scope.cancel()  # closed already: nothing in flight
+            elif conn is not None:
                 conn.drain()
+            # Otherwise its first bytes are arriving (the PROXY header, the
+            # TLS handshake, the request that tells its protocol): it is
+            # drained once it runs (_serve), as a request a proxy has sent
+            # must be answered, not reset. Its timeouts bound the wait.
         while self._connections:
             await self._emptied.park()
 
