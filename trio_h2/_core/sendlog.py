@@ -22,14 +22,15 @@ from typing import Protocol, final
 from .priority_field import ExtensiblePriority
 from .scheduler import Scheduler, TreePlace
 
-# Frames kept per recording connection. The demo's priority page sends about
-# 20 MiB, some 1,300 full 16 KiB frames (round robin cuts none shorter), so
-# 4096 holds a page and a half of smaller frames. Each costs 18 bytes in the
-# arrays and 8 in the list of priorities: about 104 KiB per connection.
+# Frames kept per recording connection. The demo's priority page sends 21
+# MiB, 1,500 to 1,700 frames (16 KiB, and shorter ones where a chunk or a
+# turn ends), so 4096 holds two page loads. Each costs 16 bytes in the arrays
+# (time, stream id, size) and 8 in the list of priorities (shared objects):
+# 96 KiB per recording connection.
 MAX_SENDS = 4096
 # Streams whose request is noted (path and signals as they arrived): a page
-# of 256 resources; their paths are cut to MAX_PATH bytes. At most
-# 256 x (256 + ~200) bytes, about 117 KiB.
+# of 256 resources; their paths and fields are cut to MAX_PATH bytes. At most
+# 256 x (2 x 256 + ~250) bytes, about 190 KiB.
 MAX_STREAMS = 256
 MAX_PATH = 256
 
@@ -110,8 +111,8 @@ class SendLog:
         self._clock = clock
         self._start = clock()
         self._times = array("d")
-        self._ids = array("L")
-        self._sizes = array("L")
+        self._ids = array("I")  # stream ids are 31 bits
+        self._sizes = array("I")  # a frame is at most 2**24 - 1 bytes
         self._signals: list[Signal] = []
         self._streams: dict[int, StreamNote] = {}
         self.frames_left_out = 0
