@@ -13,14 +13,13 @@ from typing import Any
 import trio
 from hyperframe.frame import DataFrame, HeadersFrame, WindowUpdateFrame
 
+from tests.support.apps import http_only
+from tests.support.rawh2 import H2Client
 from trio_h2._apps.priority_page import COMMITTED, RESOURCES, summarize
 from trio_h2._core.priority_field import ExtensiblePriority
 from trio_h2._core.sendlog import SendRecord, SentData, StreamNote
 from trio_h2._io.connection import SEND_BATCH
 from trio_h2.testing import H2ServerFactory
-
-from .apps import http_only
-from .rawh2 import H2Client
 
 BIG = 1 << 20  # each response: 64 quanta of 16 KiB
 CHUNK = 16384
