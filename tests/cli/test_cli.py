@@ -99,8 +99,9 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def demo_subresources(page: str) -> list[str]:
-    """The same-origin paths the demo page links to, and the JSON its script fetches."""
-    paths = sorted(set(re.findall(r'(?:href|src)="(/[^"]*)"', page)))
+    """The same-origin paths the demo page loads (not the pages it links
+    to), and the JSON its script fetches."""
+    paths = sorted(set(re.findall(r'(?:<link [^>]*href|src)="(/[^"]*)"', page)))
     assert "/static/style.css" in paths and "/static/app.js" in paths
     assert sum(path.endswith(".svg") for path in paths) >= 3
     return [*paths, "/api/info.json"]

@@ -15,6 +15,7 @@ from trio_h2 import Config
 from trio_h2._core.exchange import Exchange
 from trio_h2._core.priority_field import ExtensiblePriority, parse_priority
 from trio_h2._core.scheduler import Scheduler
+from trio_h2._core.sendlog import MAX_SENDS
 
 
 def open_pair(config: Config | None = None) -> Pair:
@@ -113,6 +114,43 @@ def test_same_urgency_non_incremental_in_stream_order_incremental_shared() -> No
     shared = [request(pair, (b"priority", b"u=5, i")) for _ in range(3)]
     sent = run(pair, {s: 16384 for s in shared}, total=16384 * 30)
     assert sorted(sent.values()) == [16384 * 10] * 3
+
+
+def test_ignoring_priorities_is_round_robin_and_can_be_undone() -> None:
+    # The demo's comparison (trio_h2.scheduler): every stream as u=3, i.
+    pair = open_pair()
+    urgent = request(pair, (b"priority", b"u=0"))
+    plain = request(pair, weight=256)  # the RFC 7540 tree
+    late = request(pair, (b"priority", b"u=7"))
+    producers = {urgent: 16384, plain: 16384, late: 16384}
+    pair.server.scheduler_control.ignore_priorities()
+    sent = run(pair, producers, total=16384 * 30)
+    assert sorted(sent.values()) == [16384 * 10] * 3
+    # Back to the signals, with the streams ready as they are: strict urgency.
+    pair.server.scheduler_control.ignore_priorities(False)
+    again = run(pair, producers, total=16384 * 10)
+    assert again == {urgent.stream_id: 16384 * 10, plain.stream_id: 0, late.stream_id: 0}
+
+
+def test_the_send_log_is_bounded_and_notes_each_frames_priority() -> None:
+    pair = open_pair()
+    control = pair.server.scheduler_control
+    assert control.record() is None  # off until the app asks
+    control.start_recording()
+    stream = request(pair, (b"priority", b"u=5"))
+    run(pair, {stream: 16384}, total=16384 * 2)
+    priority_update(pair, stream.stream_id, b"u=1, i")
+    run(pair, {stream: 16384}, total=16384 * (MAX_SENDS + 10))
+    record = control.record()
+    assert record is not None
+    assert len(record.sends) == MAX_SENDS and record.frames_left_out >= 10
+    assert [s.signal for s in record.sends[:2]] == [ExtensiblePriority(5, False)] * 2
+    assert record.sends[-1].signal == ExtensiblePriority(1, True)
+    assert {s.size for s in record.sends} == {16384}
+    assert [(n.stream_id, n.priority_field) for n in record.streams] == [
+        (stream.stream_id, "u=5")]
+    control.stop_recording()
+    assert control.record() is None
 
 
 def test_priority_update_overrides_and_may_come_first() -> None:
@@ -242,9 +280,10 @@ def test_a_dependency_leaves_the_fast_path_with_the_same_shares() -> None:
 
 @pytest.mark.parametrize("seed", range(5))
 def test_random_signals_keep_the_ready_count_and_decisions_consistent(seed: int) -> None:
-    """Whatever mix of RFC 7540 and RFC 9218 signals, readiness changes and
-    removals: the ready count is the number of ready streams, and a decision
-    names a ready stream exactly when there is one."""
+    """Whatever mix of RFC 7540 and RFC 9218 signals, readiness changes,
+    removals and switches of the round-robin mode: the ready count is the
+    number of ready streams, and a decision names a ready stream exactly when
+    there is one."""
     import random
 
     rng = random.Random(seed)
@@ -268,6 +307,8 @@ def test_random_signals_keep_the_ready_count_and_decisions_consistent(seed: int)
         elif action < 0.3 and ready:
             stream_id = rng.choice(list(ready))
             scheduler.set_extensible(stream_id, ExtensiblePriority(rng.randrange(8), True))
+        elif action < 0.31:
+            scheduler.ignore_priorities(not scheduler.priorities_ignored)
         elif ready:
             stream_id = rng.choice(list(ready))
             ready[stream_id] = rng.random() < 0.6

@@ -1,5 +1,11 @@
 """The demo in a real browser: headless Chromium loads it and says what it used.
 
+The priority page (``/priority``) loads resources of MiB each at high and low
+priority and reads back, from the ``trio_h2.scheduler`` scope extension,
+what the server sent on its connection: with priority on, every
+high-priority response finishes first (by byte order on the wire), with
+``?priority=off`` (round robin) not.
+
 Over TLS with ``--self-signed`` (trusted through the SPKI hash the runner
 prints), the page, its sub-resources and app.js's fetch all travel over one
 HTTP/2 connection: the page's own report (the ASGI ``http_version``), the
@@ -92,3 +98,48 @@ def test_chromium_websocket_over_http2_and_http11(tmp_path: Path) -> None:
     assert set(over_tls.alpn) == {"h2"}
     assert over_tls.http2_sessions == [f"localhost:{run.port}"]
     assert '<p id="result" data-version="1.1">|1.1|ping from the browser</p>' in plain.dom
+
+
+def finishing_order(dom: str) -> list[tuple[str, str, int, int]]:
+    """``(path, wanted, rank, last byte's position)`` per row of the page's #order table."""
+    rows = re.findall(r'<tr class="\w+" data-path="([^"]+)" data-wanted="(\w+)" '
+                      r'data-rank="(\d+)" data-last-byte-at="(\d+)">', dom)
+    return [(path, wanted, int(rank), int(at)) for path, wanted, rank, at in rows]
+
+
+def test_chromium_priority_page_high_first_with_priority_and_not_without(
+        tmp_path: Path) -> None:
+    (tmp_path / "on").mkdir()
+    (tmp_path / "off").mkdir()
+    with run_server("--self-signed", "--bind", "127.0.0.1:0", "--log-level", "info",
+                    cwd=tmp_path) as server:
+        run = read_self_signed(server)
+        url = f"https://localhost:{run.port}/priority"
+        on = load_page(url, tmp_path / "on", spki_sha256=run.spki_sha256)
+        off = load_page(url + "?priority=off", tmp_path / "off", spki_sha256=run.spki_sha256)
+        assert server.signal_and_wait(signal.SIGTERM) == 0
+        log = server.stderr.rest()
+    assert on.error is None and off.error is None
+    assert on.http2_sessions == [f"localhost:{run.port}"]
+    high = {"/priority/r/style.css", "/priority/r/script.js", "/priority/r/high.bin",
+            "/priority/r/late.bin"}
+    for load, verdict in ((on, "high-first"), (off, "mixed")):
+        assert f'<p id="verdict" data-verdict="{verdict}"' in load.dom
+        order = finishing_order(load.dom)
+        assert [rank for _, _, rank, _ in order] == list(range(1, 9))
+        assert [at for *_, at in order] == sorted(at for *_, at in order)
+        assert {path for path, wanted, *_ in order if wanted == "high"} == high
+        assert load.dom.count('src="/priority/r/image-') == 3  # the BMPs decoded
+    # With priority: the stylesheet (the most urgent) first, and the high
+    # fetch requested at the start before any low-priority response.
+    ranks = {path: rank for path, _, rank, _ in finishing_order(on.dom)}
+    assert ranks["/priority/r/style.css"] == 1
+    assert ranks["/priority/r/high.bin"] < min(rank for path, rank in ranks.items()
+                                               if path not in high)
+    # Without: a 3 MiB low-priority image ends before the 4 MiB high fetch.
+    ranks = {path: rank for path, _, rank, _ in finishing_order(off.dom)}
+    assert ranks["/priority/r/image-1.bmp"] < ranks["/priority/r/high.bin"]
+    # The server logged which signals Chromium sent (both schemes, in 2025's Chromium).
+    assert log.count("priority page: ") == 2
+    assert re.search(r"style\.css \(stream \d+\): priority field ('u=0'|None), RFC 7540 "
+                     r"(weight 256|none)", log), log

@@ -65,8 +65,10 @@ def asgi_handler(
 
     async def handle(conn: Connection, stream: Exchange) -> None:
         extensions: dict[str, Any]
-        if stream.priority:  # HTTP/2
-            extensions = {"http.response.trailers": {}, "trio_h2.priority": stream.priority}
+        control = conn.state.scheduler_control
+        if control is not None:  # HTTP/2
+            extensions = {"http.response.trailers": {}, "trio_h2.priority": stream.priority,
+                          "trio_h2.scheduler": control}
         elif stream.http_version == "1.1":  # trailers need chunked framing
             extensions = {"http.response.trailers": {}}
         else:

@@ -10,6 +10,7 @@ came over. All of it is served by this module, so a browser (or
 it is the same page, fetched over the browser's several connections. Other
 paths get 404, other methods than GET and HEAD 405. A page that did not come
 over HTTP/2 says how to see HTTP/2 in a browser (over TLS: ``--self-signed``).
+``/priority`` shows the connection's scheduler at work (``priority_page``).
 
 The only state is a count of requests per client address (which identifies
 a connection while it is open), bounded at :data:`MAX_TRACKED_CLIENTS`.
@@ -23,6 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, final
 
+from . import priority_page
 from .asgi import Receive, Scope, Send
 from .lifespan import answer_lifespan
 
@@ -72,6 +74,9 @@ class DemoApp:
             return
         if scope["type"] != "http":
             raise ValueError(f"the trio_h2 demo app does not handle {scope['type']!r} scopes")
+        if priority_page.handles(scope["path"]) and scope["method"] in ("GET", "HEAD"):
+            await priority_page.serve(scope, receive, send, _SECURITY_HEADERS)
+            return
         response = self.respond(scope)
         headers = [(b"content-type", response.content_type.encode()),
                    (b"content-length", str(len(response.body)).encode()),
@@ -221,8 +226,9 @@ def _page(info: dict[str, Any]) -> str:
     </section>
   </main>
   <footer>
+    See <a href="/priority">priority at work</a>.
     Serve your own app with <code>python -m trio_h2 module:app</code>.
-    This page comes from <code>trio_h2/_demo.py</code>.
+    This page comes from <code>trio_h2/_apps/demo.py</code>.
   </footer>
 </body>
 </html>

@@ -165,6 +165,7 @@ class H1Core:
         body arrives. Its handler starts over HTTP/2 once it has."""
         self.successor: ProtocolCore | None = None
         """The HTTP/2 core this connection was handed to (then terminated)."""
+        self.scheduler_control = None  # one exchange at a time: nothing to schedule
 
     def _new_h11(self) -> h11.Connection:
         # h11's bound on bytes held for an unfinished event: the request

@@ -52,14 +52,15 @@ from .h2internals import (
     response_headers_frame,
     stream_live,
 )
-from .h2priority import PrioritySignals
+from .h2priority import PrioritySignals, priority_field
 from .headers import Headers, MalformedRequest, RequestHead, head_cost, validate_trailers
 from .limits import TokenBucket
 from .memory import Holding, MemoryAccount, ServerMemory
 from .output import Output
 from .priority_field import PRIORITY_UPDATE, BadPriorityUpdate
 from .protocol import Handover, ProtocolCore
-from .scheduler import Scheduler, SchedulerError
+from .scheduler import DEFAULT_WEIGHT, Scheduler, SchedulerError, TreePlace
+from .sendlog import SchedulerControl, SendLog
 
 log = logging.getLogger("trio_h2")
 
@@ -129,6 +130,10 @@ class H2Core:
                                    max_idle=max(config.max_concurrent_streams, 16))
         self.priorities = PrioritySignals(self.scheduler, config)
         """The client's priority signals, kept in the scheduler (``_core.h2priority``)."""
+        self.clock = self.guard.clock
+        self.send_log: SendLog | None = None
+        """What the sender sent, while the application records it (``_core.sendlog``)."""
+        self._control: SchedulerControl | None = None
         self.error: RemoteProtocolError | None = None
         """Set when the connection ended because of the client; GOAWAY is queued."""
         self.bad_requests = 0
@@ -404,6 +409,12 @@ class H2Core:
             self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
             return None
         self.streams[stream_id] = stream
+        if self.send_log is not None:
+            self.send_log.opened(
+                stream_id, head.path, priority_field(head),
+                None if prio is None else TreePlace(prio.weight or DEFAULT_WEIGHT,
+                                                     prio.depends_on or 0),
+                bool(prio is not None and prio.exclusive))
         self.running += 1
         self.guard.streams_running(self.running)
         stream.body_ended = ended
@@ -659,6 +670,8 @@ class H2Core:
         end = last and stream.outbox_end and stream.trailers is None
         if size or not (last and stream.trailers is not None):
             self._send_data(stream.stream_id, outbox[:size], end_stream=end)
+            if self.send_log is not None and size:
+                self.send_log.sent(stream.stream_id, size, self.scheduler.signal(stream.stream_id))
         if last:
             stream.outbox = None
             if stream.trailers is not None:
@@ -891,6 +904,13 @@ class H2Core:
         for stream in self.streams.values():
             if stream.outbox is not None:
                 self._refresh(stream)
+
+    @property
+    def scheduler_control(self) -> SchedulerControl:
+        """The ``trio_h2.scheduler`` scope extension of this connection."""
+        if self._control is None:
+            self._control = SchedulerControl(self)
+        return self._control
 
     def stats(self) -> dict[str, Any]:
         """Counters for tests and debugging."""

@@ -28,6 +28,11 @@ from .priority_field import (
 from .scheduler import DEFAULT_WEIGHT, Scheduler
 
 
+def priority_field(head: RequestHead) -> bytes | None:
+    """The request's RFC 9218 ``priority`` field (the first, if repeated)."""
+    return next((v for n, v in head.headers if n == b"priority"), None)
+
+
 @final
 class PrioritySignals:
     """Priority signals for one connection, applied to its :class:`Scheduler`."""
@@ -54,7 +59,7 @@ class PrioritySignals:
         :class:`SchedulerError` if the scheduler refuses it."""
         extensible = self._early_updates.pop(stream_id, None)
         if extensible is None:
-            field_value = next((v for n, v in head.headers if n == b"priority"), None)
+            field_value = priority_field(head)
             if field_value is not None:
                 extensible = parse_priority(field_value)
         depends_on, weight, exclusive = 0, DEFAULT_WEIGHT, False

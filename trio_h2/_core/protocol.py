@@ -34,6 +34,7 @@ from .errors import RemoteProtocolError
 from .exchange import Exchange
 from .guard import ConnectionGuard
 from .headers import Headers, RequestHead
+from .sendlog import SchedulerControl
 
 
 @final
@@ -90,6 +91,11 @@ class ProtocolCore(Protocol):
         """The core this one handed the connection to (set as it terminates):
         the runner swaps it in, calls its :meth:`initiate` and starts what
         its :meth:`receive_buffered` returns."""
+
+    @property
+    def scheduler_control(self) -> SchedulerControl | None:
+        """The ``trio_h2.scheduler`` scope extension (HTTP/2), or None: the
+        protocol has no scheduler."""
 
     @property
     def sender_has_work(self) -> bool:

@@ -20,6 +20,12 @@ keeps its turn.
 A stream is *ready* when its handler has data waiting and flow-control window
 to send some; only ready streams are unblocked in the tree, so a decision
 always names a stream that can send.
+
+One mode ignores every signal (:meth:`Scheduler.ignore_priorities`, for the
+demo's comparison): each stream is then served as RFC 9218 ``u=3, i``, so
+the ready streams take turns of one quantum each in the order they became
+ready (round robin). The signals are still kept, and count again when the
+mode ends.
 """
 
 from __future__ import annotations
@@ -52,6 +58,20 @@ MAX_DEPTH = 32
 # changes: removing a stream re-heaps all its siblings in the package).
 EAGER_COST = 32
 EAGER_CHANGES = 16
+
+
+# What every stream is served as while priorities are ignored: one urgency,
+# incremental, so ready streams share the connection round robin.
+ROUND_ROBIN = ExtensiblePriority(DEFAULT_URGENCY, incremental=True)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class TreePlace:
+    """A stream's RFC 7540 place: its weight and the stream it depends on (0: the root)."""
+
+    weight: int
+    depends_on: int
 
 
 class SchedulerError(Exception):
@@ -115,6 +135,8 @@ class Scheduler:
         # dependency or exclusive flag ends it for good.
         self._flat_heap: list[tuple[float, int]] = []  # (vtime, stream id) of ready streams
         self._vnow = 0.0
+        self.priorities_ignored = False
+        """Every stream is served as :data:`ROUND_ROBIN` (see :meth:`ignore_priorities`)."""
 
     # ------------------------------------------------------------- signals
 
@@ -168,6 +190,33 @@ class Scheduler:
     def extensible(self, stream_id: int) -> ExtensiblePriority | None:
         return self._entries[stream_id].extensible
 
+    def signal(self, stream_id: int) -> ExtensiblePriority | TreePlace:
+        """The priority ``stream_id`` has now, as the client (or the app's
+        response header) last set it, whether or not it is ignored."""
+        entry = self._entries[stream_id]
+        if entry.extensible is not None:
+            return entry.extensible
+        shape = self._shape
+        parent = shape.parent(stream_id) if shape is not None and stream_id in shape else 0
+        return TreePlace(entry.weight, parent)
+
+    def ignore_priorities(self, ignored: bool) -> None:
+        """Serve every stream round robin (see the module docstring), or go
+        back to honouring the signals. The streams ready now move at once."""
+        if ignored == self.priorities_ignored:
+            return
+        ready = [entry.stream_id for entry in self._entries.values() if entry.ready]
+        for stream_id in ready:
+            self.set_ready(stream_id, False)
+        self.priorities_ignored = ignored
+        self._owed.clear()  # turns in progress were given under the other mode
+        for stream_id in ready:
+            self.set_ready(stream_id, True)
+
+    def _served_as(self, entry: _Entry) -> ExtensiblePriority | None:
+        """The RFC 9218 priority ``entry`` is served with; None: by the tree."""
+        return ROUND_ROBIN if self.priorities_ignored else entry.extensible
+
     def remove(self, stream_id: int) -> None:
         """Forget a closed stream (its tree children move up to its parent)."""
         self.set_ready(stream_id, False)
@@ -183,7 +232,7 @@ class Scheduler:
         if ready == entry.ready:
             return
         entry.ready = ready
-        value = entry.extensible
+        value = self._served_as(entry)
         self.ready_count += 1 if ready else -1
         if value is not None:
             self._rfc9218_ready += 1 if ready else -1
@@ -248,7 +297,8 @@ class Scheduler:
         entry = self._entries.get(stream_id)
         if entry is None:
             return False  # closed
-        if (stream_id in self._owed or entry.extensible is not None or self._shape is not None
+        if (stream_id in self._owed or self._served_as(entry) is not None
+                or self._shape is not None
                 or self._rfc9218_ready or len(self._tree_ready) <= 1):
             return True
         top = self._flat_top()
@@ -300,7 +350,7 @@ class Scheduler:
         while heap:
             vtime, stream_id = heap[0]
             entry = self._entries.get(stream_id)
-            if (entry is not None and entry.ready and entry.extensible is None
+            if (entry is not None and entry.ready and self._served_as(entry) is None
                     and entry.vtime == vtime):
                 return heap[0]
             heapq.heappop(heap)

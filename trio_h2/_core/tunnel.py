@@ -52,6 +52,7 @@ class TunnelCore:
         self.terminated = False
         self.successor: ProtocolCore | None = None
         """Always None: nothing follows a tunnel."""
+        self.scheduler_control = None  # one exchange at a time: nothing to schedule
         self._out = Output()
         self._out.append(handover.output)  # the 101 goes first
         self._early = handover.received
