@@ -607,14 +607,14 @@ class H2Core:
         if stream.closed or stream.response_ended or not self.pushes(stream):
             return None
         # The client's SETTINGS_MAX_CONCURRENT_STREAMS bounds the streams we
-        # open (RFC 9113 section 5.1.2); a promised stream is counted from its
-        # promise, so it can always open. Ours bounds the handlers, pushed
-        # ones with the client's requests.
-        if (self.h2.open_outbound_streams >= self.h2.remote_settings.max_concurrent_streams
+        # open (RFC 9113 section 5.1.2). A promised stream counts from its
+        # promise (h2 counts it only once its HEADERS go), so that it can
+        # always open. Ours bounds the handlers, pushed ones with the rest.
+        pushed = sum(1 for stream_id in self.streams if stream_id % 2 == 0)
+        if (pushed >= self.h2.remote_settings.max_concurrent_streams
                 or len(self.streams) + self.orphans >= self.config.max_concurrent_streams):
             log.debug("%s: stream %d: push of %r refused: %d pushed streams open (client's "
-                      "limit %d), %d streams", self.peer, stream.stream_id, head.path,
-                      self.h2.open_outbound_streams,
+                      "limit %d), %d streams", self.peer, stream.stream_id, head.path, pushed,
                       self.h2.remote_settings.max_concurrent_streams, len(self.streams))
             return None
         promised = self.h2.get_next_available_stream_id()
@@ -622,9 +622,9 @@ class H2Core:
                   (b":authority", head.authority or b""), (b":path", head.path), *head.headers]
         self.h2.push_stream(stream.stream_id, promised, fields)
         # None: max_header_memory is held, the promised stream is reset.
-        pushed = self._open(promised, head, None, ended=True)
+        opened = self._open(promised, head, None, ended=True)
         self._queue()
-        return pushed
+        return opened
 
     def offer(self, stream: Exchange, data: bytes, *, end_stream: bool,
               trailers: Headers | None = None) -> None:
