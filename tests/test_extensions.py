@@ -224,7 +224,8 @@ async def test_pathsend_of_a_bad_path_is_a_500(
 async def test_a_high_urgency_stream_overtakes_a_low_urgency_pathsend(
         h2_server: H2ServerFactory, tmp_path: Path) -> None:
     """RFC 9218: stream 3 (u=0) arrives while stream 1 (u=7) sends a file;
-    all of stream 3's DATA goes out in one run, before stream 1 ends."""
+    stream 3's DATA goes out in one run (but for the end of a turn of stream
+    1's already begun), before stream 1 ends."""
     path = tmp_path / "low.bin"
     digest = make_file(path, 16 * MiB)
     server = await h2_server(file_app(path))
@@ -252,7 +253,11 @@ async def test_a_high_urgency_stream_overtakes_a_low_urgency_pathsend(
         await read_data()
     high = [i for i, (stream_id, _, _) in enumerate(order) if stream_id == 3]
     assert sum(order[i][1] for i in high) == 256 * KiB
-    assert high == list(range(high[0], high[-1] + 1)), "stream 1 DATA between stream 3's"
+    # Between stream 3's first and last DATA, stream 1 may only finish the
+    # turn (one 16 KiB quantum, Scheduler.next's "owed" turn) that a batch's
+    # end interrupted while its next piece was being read.
+    between = [n for stream_id, n, _ in order[high[0]:high[-1] + 1] if stream_id == 1]
+    assert sum(between) < 16384 and len(between) <= 1, order[high[0]:high[-1] + 1]
     assert high[-1] < len(order) - 1
     # Stream 1's DATA after stream 3's request and before its first DATA: what
     # the sender had framed or written already (a batch, a piece, the window).
