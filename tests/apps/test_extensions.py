@@ -18,13 +18,12 @@ import trustme
 from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame, WindowUpdateFrame
 
+from tests.support.h1raw import RawClient
+from tests.support.rawh2 import H2Client, HeaderBlock
+from tests.support.tools import require_tool
 from trio_h2 import Config, serve
 from trio_h2._apps.asgi import FILE_PIECE
 from trio_h2.testing import H2ServerFactory
-
-from .conftest import require_tool
-from .h1raw import RawClient
-from .rawh2 import H2Client, HeaderBlock
 
 KiB = 1024
 MiB = 1024 * KiB
