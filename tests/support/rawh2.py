@@ -24,6 +24,7 @@ from hyperframe.frame import (
     GoAwayFrame,
     HeadersFrame,
     PingFrame,
+    PushPromiseFrame,
     RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
@@ -55,8 +56,18 @@ class HeaderBlock:
     end_stream: bool
 
 
-Received = Frame | HeaderBlock
-"""What :meth:`H2Client.recv_frame` returns: HEADERS arrive as a :class:`HeaderBlock`."""
+@dataclass
+class PushPromise:
+    """A PUSH_PROMISE frame and its CONTINUATIONs, decoded."""
+
+    stream_id: int
+    promised_stream_id: int
+    headers: list[Header]
+
+
+Received = Frame | HeaderBlock | PushPromise
+"""What :meth:`H2Client.recv_frame` returns: HEADERS arrive as a
+:class:`HeaderBlock`, PUSH_PROMISE as a :class:`PushPromise`."""
 
 
 @dataclass
@@ -65,6 +76,8 @@ class Response:
     headers: list[Header]
     body: bytes
     data_frame_sizes: list[int] = field(default_factory=list)
+    promises: list[PushPromise] = field(default_factory=list)
+    """PUSH_PROMISE frames on this stream, in order."""
 
 
 class StreamReset(Exception):
@@ -192,13 +205,15 @@ class H2Client:
 
     async def _read_frame(self) -> Received | None:
         frame = await self._read_one()
-        if isinstance(frame, HeadersFrame):
+        if isinstance(frame, HeadersFrame | PushPromiseFrame):
             block, last = frame.data, frame
             while "END_HEADERS" not in last.flags:
                 last = await self._read_one()
                 assert isinstance(last, ContinuationFrame), f"{last} inside a header block"
                 block += last.data
             headers = _as_bytes(self.decoder.decode(block, raw=True))
+            if isinstance(frame, PushPromiseFrame):
+                return PushPromise(frame.stream_id, frame.promised_stream_id, headers)
             return HeaderBlock(frame.stream_id, headers, "END_STREAM" in frame.flags)
         if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
             self.server_settings.update(frame.settings)
@@ -289,6 +304,8 @@ class H2Client:
                         WindowUpdateFrame(i, window_increment=frame.flow_controlled_length)
                         .serialize() for i in ids))
             else:
+                if isinstance(frame, PushPromise):
+                    response.promises.append(frame)
                 end = False
             if end:
                 response.body = bytes(body)

@@ -461,6 +461,29 @@ class H1Core:
                                                                 reason=b"Continue")))
         self.guard.body_wanted(stream.stream_id, wanted and not stream.closed)
 
+    def informs(self, stream: Exchange) -> bool:
+        """RFC 9110 section 15.2: no 1xx to an HTTP/1.0 client."""
+        return stream.http_version == "1.1"
+
+    def send_informational(self, stream: Exchange, headers: Headers) -> None:
+        """Queue a 1xx head (h11 ``InformationalResponse``)."""
+        assert stream is self.current and not stream.headers_sent and self.informs(stream)
+        status = int(headers[0][1])
+        if status != 100 and self._h11.they_are_waiting_for_100_continue:
+            # h11 counts any 1xx as the 100 the client waits for; a 103 is
+            # not one (RFC 9110 section 10.1.1), so what send_headers decides
+            # for an unanswered expectation holds (close after the response).
+            self._closing = True
+        self._out.append(self._h11.send(h11.InformationalResponse(
+            status_code=status, headers=headers[1:], reason=reason_phrase(status))))
+
+    def pushes(self, stream: Exchange) -> bool:
+        """HTTP/1.1 has no server push."""
+        return False
+
+    def push(self, stream: Exchange, head: RequestHead) -> Exchange | None:
+        return None
+
     def send_headers(self, stream: Exchange, headers: Headers, *, end_stream: bool) -> None:
         """Queue the response head (``:status`` first, as ``_core.headers`` makes it)."""
         assert stream is self.current and not stream.headers_sent and not stream.disconnected

@@ -591,6 +591,52 @@ class H2Core:
         if end_stream:
             self._response_ended(stream)
 
+    def informs(self, stream: Exchange) -> bool:
+        """Every HTTP/2 client takes 1xx responses (RFC 9113 section 8.1)."""
+        return True
+
+    def send_informational(self, stream: Exchange, headers: Headers) -> None:
+        """Queue a 1xx HEADERS frame, without END_STREAM (RFC 9113 section 8.1)."""
+        assert not stream.headers_sent
+        if stream.closed or self.terminated:
+            return
+        self.h2.send_headers(stream.stream_id, headers)
+        self._queue()
+
+    def pushes(self, stream: Exchange) -> bool:
+        """Push is for a client's own stream (RFC 9113 section 8.4: not a
+        pushed one), while the client's SETTINGS_ENABLE_PUSH is 1 and the
+        connection is not closing."""
+        return (stream.stream_id % 2 == 1 and not self.draining and not self.terminated
+                and bool(self.h2.remote_settings.enable_push))
+
+    def push(self, stream: Exchange, head: RequestHead) -> Exchange | None:
+        """PUSH_PROMISE ``head`` on ``stream`` (RFC 9113 section 8.4), and open
+        the promised stream as a request that has ended: its response goes
+        through the scheduler like any other (RFC 9218's default urgency,
+        unless ``head`` has a ``priority`` field)."""
+        if stream.closed or stream.response_ended or not self.pushes(stream):
+            return None
+        # The client's SETTINGS_MAX_CONCURRENT_STREAMS bounds the streams we
+        # open (RFC 9113 section 5.1.2). A promised stream counts from its
+        # promise (h2 counts it only once its HEADERS go), so that it can
+        # always open. Ours bounds the handlers, pushed ones with the rest.
+        pushed = sum(1 for stream_id in self.streams if stream_id % 2 == 0)
+        if (pushed >= self.h2.remote_settings.max_concurrent_streams
+                or len(self.streams) + self.orphans >= self.config.max_concurrent_streams):
+            log.debug("%s: stream %d: push of %r refused: %d pushed streams open (client's "
+                      "limit %d), %d streams", self.peer, stream.stream_id, head.path, pushed,
+                      self.h2.remote_settings.max_concurrent_streams, len(self.streams))
+            return None
+        promised = self.h2.get_next_available_stream_id()
+        fields = [(b":method", head.method), (b":scheme", head.scheme),
+                  (b":authority", head.authority or b""), (b":path", head.path), *head.headers]
+        self.h2.push_stream(stream.stream_id, promised, fields)
+        # None: max_header_memory is held, the promised stream is reset.
+        opened = self._open(promised, head, None, ended=True)
+        self._queue()
+        return opened
+
     def offer(self, stream: Exchange, data: bytes, *, end_stream: bool,
               trailers: Headers | None = None) -> None:
         """Hand one chunk of response body to the sender. The handler then waits
@@ -838,8 +884,7 @@ class H2Core:
                 or not any(name == b"expect" and value.lower() == b"100-continue"
                            for name, value in stream.head.headers)):
             return
-        self.h2.send_headers(stream.stream_id, [(b":status", b"100")])
-        self._queue()
+        self.send_informational(stream, [(b":status", b"100")])
 
     def _spend(self, bucket: TokenBucket, what: str) -> None:
         if not bucket.spend():

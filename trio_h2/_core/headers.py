@@ -14,6 +14,7 @@ import email.utils
 import http
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import final
 
@@ -180,6 +181,15 @@ def response_headers(status: int, fields: object) -> Headers:
     block: Headers = [(b":status", str(status).encode())]
     block.extend(_app_fields(fields, "response"))
     return block
+
+
+def early_hints_headers(links: object) -> Headers:
+    """The header block of a ``103 Early Hints`` (RFC 8297): a ``link``
+    field per value of ``links`` (ASGI ``http.response.early_hint``)."""
+    if not isinstance(links, Iterable) or isinstance(links, bytes | str):
+        raise LocalProtocolError("early hint links must be an iterable of bytes")
+    fields = [(b"link", link) for link in links]
+    return [(b":status", b"103"), *_app_fields(fields, "early hint")]
 
 
 def trailer_headers(fields: object) -> Headers:

@@ -13,6 +13,7 @@ Bytes in, exchanges started, bytes out::
     sender:   pull(budget) -> [Exchange], taken(...), data_to_send()
     watchdog: check_timeouts() -> next deadline, guard
     handler:  take_body, body_wanted, send_headers, offer, reset
+              informs / send_informational (1xx), pushes / push (HTTP/2 push)
     lifetime: initiate, start_drain, close, abort, connection_lost,
               handler_finished, terminated, finished
     hand-over: successor (HTTP/1.1 ``Upgrade``: the core that serves the
@@ -176,3 +177,22 @@ class ProtocolCore(Protocol):
 
     def reset(self, stream: Exchange, code: ErrorCodes) -> None:
         """Abandon ``stream``'s exchange; its handler sees a disconnect."""
+
+    def informs(self, stream: Exchange) -> bool:
+        """Whether ``stream``'s client can be sent 1xx informational
+        responses (HTTP/2, HTTP/1.1; not HTTP/1.0: RFC 9110 section 15.2)."""
+
+    def send_informational(self, stream: Exchange, headers: Headers) -> None:
+        """Queue a 1xx response head (``:status`` first) before the final
+        one; only where :meth:`informs`, and before :meth:`send_headers`."""
+
+    def pushes(self, stream: Exchange) -> bool:
+        """Whether the server may push a response with ``stream``'s request
+        now (HTTP/2, the client's ``SETTINGS_ENABLE_PUSH`` is 1)."""
+
+    def push(self, stream: Exchange, head: RequestHead) -> Exchange | None:
+        """Promise ``head``'s response on ``stream`` (HTTP/2 PUSH_PROMISE);
+        return the promised exchange, whose handler the caller starts, or
+        None if the push is refused now (the client disabled it, or its
+        ``SETTINGS_MAX_CONCURRENT_STREAMS`` or ours is reached, or ``stream``
+        has ended)."""

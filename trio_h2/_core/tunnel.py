@@ -29,7 +29,7 @@ from .._config import Config
 from .errors import LocalProtocolError, RemoteProtocolError
 from .exchange import Exchange, drain_body, release, take_offered
 from .guard import ConnectionGuard
-from .headers import Headers
+from .headers import Headers, RequestHead
 from .output import Output
 from .protocol import Handover, ProtocolCore
 
@@ -89,6 +89,18 @@ class TunnelCore:
 
     def send_headers(self, stream: Exchange, headers: Headers, *, end_stream: bool) -> None:
         raise LocalProtocolError("the response head of a tunnel has gone out already")
+
+    def informs(self, stream: Exchange) -> bool:
+        return False  # the response head has gone out
+
+    def send_informational(self, stream: Exchange, headers: Headers) -> None:
+        raise LocalProtocolError("the response head of a tunnel has gone out already")
+
+    def pushes(self, stream: Exchange) -> bool:
+        return False
+
+    def push(self, stream: Exchange, head: RequestHead) -> Exchange | None:
+        return None
 
     def offer(self, stream: Exchange, data: bytes, *, end_stream: bool,
               trailers: Headers | None = None) -> None:

@@ -120,6 +120,11 @@ class Connection:
         self._sender_waker.wake()
         self.check_deadlines()
 
+    def start_exchange(self, stream: Exchange) -> None:
+        """Run the handler for ``stream``, an exchange the server began
+        itself (an HTTP/2 push), in the connection's nursery like the others."""
+        self._start([stream])
+
     def _current(self) -> ProtocolCore:
         """The core that serves the connection now, after any hand-over."""
         state = self.state

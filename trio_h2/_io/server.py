@@ -15,12 +15,14 @@ from h2.errors import ErrorCodes
 
 from .._apps.asgi import ASGIApp, asgi_handler
 from .._apps.lifespan import Lifespan, LifespanFailure
+from .._apps.scope import tls_extension
 from .._config import Config
 from .._core.exchange import Address
 from .._core.memory import ServerMemory
 from .connection import Connection
 from .proxy import ReplayStream, read_proxy_header
 from .select import H2, alpn_protocol, new_core, sniff_protocol
+from .tls import cipher_suite_ids
 
 log = logging.getLogger("trio_h2")
 
@@ -184,6 +186,7 @@ class _Server:
         self._app = app
         self._config = config
         self._ssl_context = ssl_context
+        self._cipher_ids = {} if ssl_context is None else cipher_suite_ids(ssl_context)
         self._lifespan = lifespan
         # One account of request header and body memory for all connections:
         # the bounds hold for the server, not per connection
@@ -250,16 +253,19 @@ class _Server:
             # TLS ClientHello, or its HTTP bytes): whoever reads next gets them.
             stream = ReplayStream(tcp, header.rest)
             del header
+        tls_info = None
         if self._ssl_context is not None:
             tls = await self._handshake(stream, peer)
             if tls is None:
                 return
             stream = tls
+            tls_info = self._tls_info(tls)
         handler = asgi_handler(
             self._app, self._config,
             scheme="https" if self._ssl_context is not None else "http",
             server=server, client=client,
             state=self._lifespan.state if self._lifespan.supported else None,
+            tls=tls_info,
         )
         selected = await self._protocol(stream, peer)
         if selected is None:
@@ -329,6 +335,18 @@ class _Server:
             log.info("%s: TLS client did not negotiate h2 (ALPN %r); closing", peer, selected)
             return None
         return tls
+
+    def _tls_info(self, tls: trio.SSLStream[trio.abc.Stream]) -> dict[str, object]:
+        """The ``tls`` scope extension of a connection whose handshake is done."""
+        der: bytes | None = tls.getpeercert(binary_form=True)
+        cert = tls.getpeercert()
+        cipher = tls.cipher()
+        return tls_extension(
+            version=tls.version(),
+            cipher_suite=None if cipher is None else self._cipher_ids.get(cipher[0]),
+            client_cert=None if not der else ssl.DER_cert_to_PEM_cert(der),
+            client_subject=cert.get("subject") if cert else None,
+        )
 
     async def _protocol(self, stream: trio.abc.Stream, peer: str) -> tuple[str, bytes] | None:
         """The protocol ``stream`` speaks (``_io.select``), and bytes read to tell."""

@@ -65,3 +65,12 @@ def _tls12_suites(cipher_string: str) -> list[str]:
     except ssl.SSLError:  # "No cipher can be selected"
         return []
     return [suite["name"] for suite in context.get_ciphers() if suite["protocol"] != "TLSv1.3"]
+
+
+def cipher_suite_ids(context: ssl.SSLContext) -> dict[str, int]:
+    """The IANA number of each cipher suite ``context`` may negotiate, by
+    OpenSSL's name for it (what :meth:`ssl.SSLObject.cipher` reports): the
+    ASGI TLS extension's ``cipher_suite``. OpenSSL's id carries the IANA
+    number in its low 16 bits (``0x03001302`` is ``TLS_AES_256_GCM_SHA384``,
+    0x1302)."""
+    return {cipher["name"]: cipher["id"] & 0xFFFF for cipher in context.get_ciphers()}
