@@ -199,6 +199,10 @@ class H1Core:
         self._head_started = True
         return self._parse()
 
+    # h11 parses at most one request head per exchange (the rest is held) and
+    # hands body bytes through: a read costs about its copy, whatever it holds.
+    whole_reads = True
+
     @property
     def reading_paused(self) -> bool:
         # (While an upgrade body arrives there is no application to take it:
