@@ -12,8 +12,13 @@ With ``--against DIR`` (another checkout of trio_h2, for example
 ``git worktree add /tmp/base HEAD~1``) it alternates DIR and this checkout
 and prints both, medians of ``--repeat`` runs.
 
-Run: ``python bench/cpu_cost.py`` (every load, h2c), ``--tls``, ``--only c100``,
-``--against /tmp/base --repeat 3``. Needs h2load (nghttp2-client) and Linux.
+The ``h1-`` loads are HTTP/1.1 on plain TCP, driven by wrk (one thread,
+keep-alive, one request at a time per connection) for ``H1_SECONDS``; the
+figure is the CPU time divided by the requests wrk completed.
+
+Run: ``python bench/cpu_cost.py`` (every load, h2c and HTTP/1.1), ``--tls``,
+``--only c100``, ``--only h1-`` (every HTTP/1.1 load), ``--against /tmp/base
+--repeat 3``. Needs h2load (nghttp2-client), wrk and Linux.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import _wrk
 from bench._apps import DOWNLOAD_SIZE, MiB
 from bench._servers import ROOT, make_tls
 
@@ -41,9 +47,13 @@ class Load:
     name: str
     path: str
     h2load: tuple[str, ...]
-    requests: int
+    requests: int  # h2load; wrk runs for H1_SECONDS instead
     unit: str  # "request" or "MiB"
+    wrk: bool = False  # HTTP/1.1, with wrk --connections h2load[0]
 
+
+# wrk runs for a time, not a number of requests: long enough for thousands.
+H1_SECONDS = 3
 
 LOADS = [
     Load("c1", "/", ("-c1", "-m100"), 40_000, "request"),
@@ -51,6 +61,11 @@ LOADS = [
     Load("c100", "/", ("-c100", "-m1"), 20_000, "request"),
     Load("download", "/download", ("-c1", "-m4"), 2_000, "MiB"),
     Load("echo", "/echo", ("-c1", "-m4"), 1_000, "MiB"),
+    Load("h1-c1", "/", ("1",), 0, "request", wrk=True),
+    Load("h1-c10", "/", ("10",), 0, "request", wrk=True),
+    Load("h1-c100", "/", ("100",), 0, "request", wrk=True),
+    Load("h1-download", "/download", ("1",), 0, "MiB", wrk=True),
+    Load("h1-echo", "/echo", ("1",), 0, "MiB", wrk=True),
 ]
 
 UPLOAD_SIZE = 1 * MiB
@@ -77,7 +92,26 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def measure(load: Load, tree: Path, tls_files: list[str], upload: Path) -> Cost:
+def _drive(load: Load, url: str, upload: Path, script: Path) -> int:
+    """Run the load generator; return how many requests completed."""
+    if load.wrk:
+        argv = _wrk.command(url, clients=int(load.h2load[0]), duration=H1_SECONDS,
+                            script=script if load.path == "/echo" else None)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+        result = _wrk.parse(argv, done.stdout + done.stderr, done.returncode)
+        if result.problems:
+            raise RuntimeError(f"wrk: {'; '.join(result.problems)}:\n{result.output}")
+        return result.counts["requests"]
+    argv = ["h2load", "-n", str(load.requests), *load.h2load, url]
+    if load.path == "/echo":
+        argv[1:1] = ["-d", str(upload)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    if f"{load.requests} succeeded" not in done.stdout:
+        raise RuntimeError(f"h2load: not every request succeeded:\n{done.stdout}")
+    return load.requests
+
+
+def measure(load: Load, tree: Path, tls_files: list[str], upload: Path, script: Path) -> Cost:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT}"}
     server = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_cpu_server.py"),
@@ -88,15 +122,9 @@ def measure(load: Load, tree: Path, tls_files: list[str], upload: Path) -> Cost:
         if server.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the server in {tree} did not start")
         scheme = "https" if tls_files else "http"
-        argv = ["h2load", "-n", str(load.requests), *load.h2load,
-                f"{scheme}://127.0.0.1:{port}{load.path}"]
-        if load.path == "/echo":
-            argv[1:1] = ["-d", str(upload)]
         before = _cpu_seconds(server.pid)
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+        n = _drive(load, f"{scheme}://127.0.0.1:{port}{load.path}", upload, script)
         after = _cpu_seconds(server.pid)
-        if f"{load.requests} succeeded" not in done.stdout:
-            raise RuntimeError(f"h2load: not every request succeeded:\n{done.stdout}")
         server.send_signal(2)  # SIGINT: the counts
         counts = json.loads(server.stdout.readline())
         if not counts["trio_h2"].startswith(str(tree)):
@@ -104,24 +132,31 @@ def measure(load: Load, tree: Path, tls_files: list[str], upload: Path) -> Cost:
     finally:
         server.kill()
         server.wait()
-    n = load.requests
     return Cost((after - before) * 1e6 / n, counts["steps"] / n, counts["iterations"] / n)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", action="append", choices=[load.name for load in LOADS])
+    parser.add_argument("--only", action="append", metavar="LOAD",
+                        help="a load's name, or a prefix ending in - (h1-); repeatable: "
+                             f"{', '.join(load.name for load in LOADS)}")
     parser.add_argument("--tls", action="store_true", help="over TLS instead of h2c")
     parser.add_argument("--against", type=Path, metavar="DIR",
                         help="another trio_h2 checkout to compare with")
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     trees = [ROOT] if args.against is None else [args.against.resolve(), ROOT]
-    loads = [load for load in LOADS if not args.only or load.name in args.only]
+    loads = [load for load in LOADS
+             if not args.only or any(load.name == only or (only.endswith("-") and
+                                                            load.name.startswith(only))
+                                     for only in args.only)]
+    if args.tls:
+        loads = [load for load in loads if not load.wrk]  # HTTP/1.1 runs on plain TCP
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         upload = directory / "upload.bin"
         upload.write_bytes(os.urandom(UPLOAD_SIZE))
+        script = _wrk.upload_script(directory, UPLOAD_SIZE)
         tls_files: list[str] = []
         if args.tls:
             tls = make_tls(directory)
@@ -131,7 +166,7 @@ def main() -> None:
             runs: dict[Path, list[Cost]] = {tree: [] for tree in trees}
             for _ in range(args.repeat):
                 for tree in trees:  # alternating, so a slow spell hits both
-                    runs[tree].append(measure(load, tree, tls_files, upload))
+                    runs[tree].append(measure(load, tree, tls_files, upload, script))
                     time.sleep(0.2)
             for tree, costs in runs.items():
                 name = f"{load.name}{' TLS' if args.tls else ''}"

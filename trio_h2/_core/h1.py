@@ -8,10 +8,8 @@ single owner of its state, and of the connection's (h11's) state.
 One exchange at a time, in order (RFC 9112 section 9.3.2): the next request
 is not parsed until the response to the current one has gone out. Bounds:
 
-* Request head: at most ``Config.max_header_list_size`` bytes (counted as
-  HTTP/2 counts them: name + value + 32 per field; an unfinished head as the
-  bytes h11 holds) and ``Config.max_header_fields`` fields (431), a
-  request-target of at most :data:`MAX_TARGET` bytes (414).
+* Request head: as ``_core.h1heads`` checks it once parsed (431, 414); an
+  unfinished head at most ``Config.max_header_list_size`` bytes held in h11.
 * Request body: the body is read from the socket only as the application
   takes it. The reader pauses once ``Config.initial_window_size`` bytes wait
   unread (the bound an HTTP/2 stream has), so at most that plus one read
@@ -35,28 +33,21 @@ with ``Connection: close``: the client may hold its body back or send it
 anyway, so its next bytes could be either, and only closing is safe.
 
 ``Upgrade: h2c`` (RFC 7540 section 3.2) on a connection that may speak HTTP/2
-(plain TCP: the ``upgrade`` callback): once the request, body included, has
-arrived, ``101 Switching Protocols`` is queued and this core hands the
-connection to the HTTP/2 core it builds (:attr:`H1Core.successor`, from a
-``_core.protocol.Handover``): the request becomes stream 1 and the bytes h11 holds
-after it (``trailing_data``) are the client's preface. The body is read
-before the switch, as the RFC requires, up to ``Config.initial_window_size``
-(what one HTTP/2 stream may hold). Past that bound, or when the upgrade cannot
-be taken (HTTP/1.0, a drain, a handler of an earlier exchange still
-running), the request is served over HTTP/1.1 as if ``Upgrade`` were absent,
-as RFC 7540 allows. Apache's mod_http2 never upgrades a request with a body;
-h2o and Go's h2c read the body first, as here. A malformed ``HTTP2-Settings``
-is answered 400.
+(plain TCP: the ``upgrade`` callback), when ``_core.h1heads.h2c_settings``
+takes it: once the request, body included, has arrived, ``101 Switching
+Protocols`` is queued and this core hands the connection to the HTTP/2 core
+it builds (:attr:`H1Core.successor`, from a ``_core.protocol.Handover``): the
+request becomes stream 1 and the bytes h11 holds after it
+(``trailing_data``) are the client's preface. A body past
+``Config.initial_window_size``, or a drain, declines it: the request is
+served over HTTP/1.1 as if ``Upgrade`` were absent, as RFC 7540 allows.
 
-``Upgrade: websocket`` (RFC 6455 section 4) on a ``GET`` that names
-``upgrade`` in ``Connection`` (with ``Config.websocket``): the handshake is
-checked here (``_core.websocket.handshake_problem``: a missing or malformed
-``Sec-WebSocket-Key`` is answered 400, a ``Sec-WebSocket-Version`` other
-than 13 is answered 426 with ``Sec-WebSocket-Version: 13``, never a 101),
-then the exchange starts with ``RequestHead.protocol`` set, for the ASGI
-websocket adapter. When it accepts (a 200 response head, as over HTTP/2),
-``101 Switching Protocols`` is queued with ``Sec-WebSocket-Accept`` and the
-connection is handed to ``_core.tunnel.TunnelCore`` with the running exchange;
+``Upgrade: websocket`` (RFC 6455 section 4), once
+``_core.h1heads.check_request`` has checked the handshake: the exchange
+starts with ``RequestHead.protocol`` set, for the ASGI websocket adapter.
+When it accepts (a 200 response head, as over HTTP/2), ``101 Switching
+Protocols`` is queued with ``Sec-WebSocket-Accept`` and the connection is
+handed to ``_core.tunnel.TunnelCore`` with the running exchange;
 any other response denies the WebSocket as a plain HTTP/1.1 response.
 """
 
@@ -74,36 +65,31 @@ from .._config import Config
 from .errors import LocalProtocolError, RemoteProtocolError
 from .exchange import Exchange, drain_body, release, take_offered
 from .guard import ConnectionGuard
-from .h2extras import decode_settings_header
+from .h1heads import MAX_TARGET as MAX_TARGET
+from .h1heads import (
+    Refused,
+    check_request,
+    h2c_settings,
+    response_head,
+    tokens,
+    without_hop_fields,
+)
 from .h2internals import h11_buffered
-from .headers import CONNECTION_SPECIFIC, Headers, RequestHead, error_page, reason_phrase
+from .headers import Headers, error_page, reason_phrase
 from .memory import Holding, ServerMemory
 from .output import Output
 from .protocol import Handover, ProtocolCore
 from .tunnel import TunnelCore
-from .websocket import accept_key, handshake_problem
+from .websocket import accept_key
 
 log = logging.getLogger("trio_h2")
-
-# The longest request-target accepted; longer is answered 414. nginx answers
-# 414 past one large_client_header_buffers buffer (8 KiB), Apache past
-# LimitRequestLine (8190 bytes for the whole line).
-MAX_TARGET = 8 * 1024
 
 # Request body a response left unread that is read and dropped to keep the
 # connection alive; past it the connection is closed. Go's server reads up
 # to 256 KiB (maxPostHandlerReadBytes) for the same purpose.
 DISCARD_LIMIT = 256 * 1024
 
-_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
-# h11 parses any HTTP/d.d; RFC 9112 section 2.3: a higher minor version of
-# HTTP/1 is served as the highest one we implement.
 _NO_BODY_STATUSES = (204, 304)
-
-# Fields of an upgrade request that belong to the HTTP/1.1 hop: not passed on
-# to its HTTP/2 stream (RFC 9113 section 8.2.2), with those its Connection
-# field names. Its Expect has been answered under HTTP/1.1.
-_HOP_FIELDS = CONNECTION_SPECIFIC | {b"http2-settings", b"te", b"expect"}
 
 Upgrade = Callable[[Handover], ProtocolCore]
 
@@ -200,6 +186,10 @@ class H1Core:
         self._head_started = True
         return self._parse()
 
+    # h11 parses at most one request head per exchange (the rest is held) and
+    # hands body bytes through: a read costs about its copy, whatever it holds.
+    whole_reads = True
+
     @property
     def reading_paused(self) -> bool:
         # (While an upgrade body arrives there is no application to take it:
@@ -257,50 +247,12 @@ class H1Core:
 
     def _request(self, event: h11.Request) -> Exchange | None:
         self._head_started = False
-        version = _VERSIONS.get(event.http_version)
-        if version is None:
-            if event.http_version[:2] != b"1.":
-                self._bad_request(505, f"HTTP/{event.http_version.decode()} is not "
-                                       "supported (HTTP/1.0, HTTP/1.1 and HTTP/2 are)")
-                return None
-            version = "1.1"
-        if len(event.target) > MAX_TARGET:
-            self._bad_request(414, f"request-target of {len(event.target)} bytes, "
-                                   f"over {MAX_TARGET}")
+        checked = check_request(event, self.config)
+        if isinstance(checked, Refused):
+            self._bad_request(checked.status, checked.reason, checked.extra)
             return None
-        fields = list(event.headers)
-        if len(fields) > self.config.max_header_fields:
-            self._bad_request(431, f"{len(fields)} header fields, over max_header_fields "
-                                   f"{self.config.max_header_fields}")
-            return None
-        size = sum(len(name) + len(value) + 32 for name, value in fields)
-        if size > self.config.max_header_list_size:
-            self._bad_request(431, f"header fields of {size} bytes, over "
-                                   f"max_header_list_size {self.config.max_header_list_size}")
-            return None
-        names = {name for name, _ in fields}
-        if b"transfer-encoding" in names and b"content-length" in names:
-            # RFC 9112 section 6.3: a smuggling attempt, or a broken proxy.
-            self._bad_request(400, "both Content-Length and Transfer-Encoding")
-            return None
-        if event.method == b"CONNECT":
-            self._bad_request(501, "CONNECT is not supported")
-            return None
-        head = _request_head(event.method, event.target, fields)
-        if head is None:
-            self._bad_request(400, f"invalid request-target {event.target[:64]!r}")
-            return None
-        if self.config.websocket and version == "1.1" and \
-                b"websocket" in _tokens(fields, b"upgrade") and \
-                b"upgrade" in _tokens(fields, b"connection"):
-            problem = handshake_problem(fields, need_key=True)
-            if event.method != b"GET":
-                problem = 400, f"WebSocket handshake with method {event.method!r}", []
-            if problem is not None:
-                self._bad_request(*problem)
-                return None
-            head = RequestHead(head.method, head.scheme, head.authority, head.path,
-                               head.headers, b"websocket")
+        version, head = checked
+        fields = head.headers
         if self.draining:
             # The drain began while this head was on its way: a keep-alive
             # request that crossed it (see start_drain). Answered, with
@@ -308,14 +260,21 @@ class H1Core:
             # whether it was processed.
             self._closing = True
             self.guard.drain_deadline = None
-        try:
-            settings = self._h2c_settings(version, fields)
-        except ValueError as exc:
-            self._bad_request(400, str(exc))
-            return None
+        settings = None
+        if self._upgrade is not None:  # (over TLS, ALPN alone chooses HTTP/2)
+            try:
+                asked = h2c_settings(version, fields, busy=bool(self.running),
+                                     window=self.config.initial_window_size)
+            except ValueError as exc:
+                self._bad_request(400, str(exc))
+                return None
+            if isinstance(asked, str):
+                log.debug("%s: Upgrade: h2c ignored: %s", self.peer, asked)
+            else:
+                settings = asked
         self._count += 1
         stream = Exchange(self._count, head, http_version=version)
-        self._renew = version == "1.0" and b"keep-alive" in _tokens(fields, b"connection")
+        self._renew = version == "1.0" and b"keep-alive" in tokens(fields, b"connection")
         self.current = stream
         self._unread = 0
         if settings is not None:
@@ -332,35 +291,6 @@ class H1Core:
         self.running += 1
         self.guard.streams_running(self.running)
         return stream
-
-    def _h2c_settings(self, version: str, fields: Headers) -> bytes | None:
-        """The SETTINGS payload of a request to upgrade to HTTP/2 that is
-        taken; None to serve it over HTTP/1.1. Raises :exc:`ValueError` for a
-        malformed ``HTTP2-Settings``."""
-        if self._upgrade is None or version != "1.1" or \
-                b"h2c" not in _tokens(fields, b"upgrade") or \
-                b"websocket" in _tokens(fields, b"upgrade"):
-            return None  # (HTTP/1.0: RFC 9110 section 7.8 ignores its Upgrade)
-        connection = _tokens(fields, b"connection")
-        values = [value for name, value in fields if name == b"http2-settings"]
-        if b"upgrade" not in connection or b"http2-settings" not in connection or \
-                len(values) != 1:
-            # RFC 7540 section 3.2.1: exactly one HTTP2-Settings, named in
-            # Connection; RFC 9110 section 7.8: Upgrade named there too.
-            log.debug("%s: Upgrade: h2c without the Connection options or one "
-                      "HTTP2-Settings; ignored", self.peer)
-            return None
-        settings = decode_settings_header(values[0])
-        length = next((value for name, value in fields if name == b"content-length"), None)
-        why = None
-        if self.running:
-            why = "a handler of an earlier request is still running"
-        elif length is not None and int(length) > self.config.initial_window_size:
-            why = f"request body over initial_window_size ({self.config.initial_window_size})"
-        if why is not None:
-            log.debug("%s: Upgrade: h2c ignored: %s", self.peer, why)
-            return None
-        return settings
 
     def _body(self, data: bytes) -> None:
         stream = self.current
@@ -418,10 +348,7 @@ class H1Core:
             status_code=101, headers=[(b"connection", b"Upgrade"), (b"upgrade", b"h2c")],
             reason=b"Switching Protocols")))
         received, _ = self._h11.trailing_data
-        head = stream.head
-        hop = _HOP_FIELDS | _tokens(head.headers, b"connection")
-        head = RequestHead(head.method, head.scheme, head.authority, head.path,
-                           [(name, value) for name, value in head.headers if name not in hop])
+        head = without_hop_fields(stream.head)
         log.debug("%s: upgraded to HTTP/2 (h2c)", self.peer)
         self.terminated = True
         self.successor = upgrade(Handover(
@@ -520,7 +447,7 @@ class H1Core:
         # adds "connection: close"; this head says keep-alive instead.
         self._renew = self._renew and not self.draining and (no_body or length is not None)
         if self._renew:
-            head = _head(status, reason, [*fields, (b"connection", b"keep-alive")])
+            head = response_head(status, reason, [*fields, (b"connection", b"keep-alive")])
         self._out.append(head)
         if end_stream:
             self._end_response(stream, None)
@@ -784,38 +711,4 @@ class H1Core:
         """Counters for tests and debugging."""
         return {"exchanges": self._count, "buffered_body_bytes": self._unread,
                 "held": self._held, "output": len(self._out)}
-
-
-def _tokens(fields: Headers, name: bytes) -> set[bytes]:
-    """The comma-separated, case-insensitive tokens of the fields ``name``."""
-    return {token.strip().lower() for field, value in fields if field == name
-            for token in value.split(b",")}
-
-
-def _request_head(method: bytes, target: bytes, fields: Headers) -> RequestHead | None:
-    """The request head for ``target`` in origin, asterisk or absolute form
-    (RFC 9112 section 3.2); None for anything else."""
-    if target[:1] == b"/":
-        return RequestHead(method, b"", None, target, fields)
-    if target == b"*":
-        return RequestHead(method, b"", None, target, fields) if method == b"OPTIONS" else None
-    scheme, sep, rest = target.partition(b"://")
-    if not sep or scheme.lower() not in (b"http", b"https"):
-        return None
-    # RFC 9112 section 3.2.2: the authority in the target overrides Host.
-    end = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
-    authority, path = rest[:end], rest[end:]
-    if not authority:
-        return None
-    if path[:1] != b"/":
-        path = b"/" + path
-    return RequestHead(method, b"", authority, path, fields)
-
-
-def _head(status: int, reason: bytes, fields: Headers) -> bytes:
-    """A response head as h11 writes one (h11 has no keep-alive for HTTP/1.0)."""
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-    lines += [name + b": " + value + b"\r\n" for name, value in fields]
-    lines.append(b"\r\n")
-    return b"".join(lines)
 

@@ -244,6 +244,8 @@ class H2Core:
         what reading produced, and WINDOW_UPDATE frames."""
         return len(self._out)
 
+    whole_reads = False  # thousands of frames fit in one read (issue 11)
+
     @property
     def reading_paused(self) -> bool:
         """What we owe the client (PING and SETTINGS acknowledgements,

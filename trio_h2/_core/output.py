@@ -34,8 +34,13 @@ class Output:
             self._size += len(piece)
 
     def take(self) -> bytes:
-        """Everything queued, as one buffer; the queue is then empty."""
-        data = b"".join(self._pieces)
+        """Everything queued, as one buffer; the queue is then empty. A lone
+        piece that is all of a ``bytes`` (an HTTP/1.1 body chunk, as the
+        application gave it) is that ``bytes``, not a copy."""
+        pieces = self._pieces
+        data = _whole(pieces[0]) if len(pieces) == 1 else None
+        if data is None:
+            data = b"".join(pieces)
         self._pieces.clear()
         self._size = 0
         return data
@@ -43,3 +48,13 @@ class Output:
     def clear(self) -> None:
         self._pieces.clear()
         self._size = 0
+
+
+def _whole(piece: Piece) -> bytes | None:
+    """``piece`` as the ``bytes`` it is all of, or None."""
+    if isinstance(piece, bytes):
+        return piece
+    if isinstance(piece, memoryview) and isinstance(piece.obj, bytes) and \
+            piece.nbytes == len(piece.obj):
+        return piece.obj
+    return None

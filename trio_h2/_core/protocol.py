@@ -113,6 +113,13 @@ class ProtocolCore(Protocol):
         takes body), then calls :meth:`receive_buffered`."""
 
     @property
+    def whole_reads(self) -> bool:
+        """The reader may hand this core a whole read (up to 64 KiB) at once.
+        False: in slices of 16 KiB with a checkpoint between, for a core
+        whose work per byte can be large (HTTP/2: a read full of small
+        frames, each answered)."""
+
+    @property
     def ready_to_send(self) -> bool:
         """Response data is waiting that :meth:`pull` would take now."""
 

@@ -76,6 +76,8 @@ class TunnelCore:
         data, self._early = self._early, b""
         return self.receive_data(data) if data else []
 
+    whole_reads = False  # as HTTP/2: the WebSocket frames in it are parsed by the handler
+
     @property
     def reading_paused(self) -> bool:
         return self._unread >= self.config.initial_window_size

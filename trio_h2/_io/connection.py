@@ -31,6 +31,7 @@ core has no handler left running by then (it hands over only then).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import final
@@ -214,6 +215,11 @@ class Connection:
         received, self._received = self._received, b""
         if received:
             await self._receive(received)
+        # A read shorter than READ_SIZE emptied the kernel's buffer: the next
+        # bytes are not there yet (an HTTP/1.1 client sends its next request
+        # after our response), so wait for them before reading, not after a
+        # read that fails with EAGAIN: one system call less per request.
+        empty = len(received) < READ_SIZE
         # Neither the first read nor the last (up to READ_SIZE each) is kept
         # while the next is awaited: the core holds what it needs of them.
         del received
@@ -227,10 +233,8 @@ class Connection:
                 await self._reader_waker.sleep()
                 state = self._start(self._current().receive_buffered())
                 continue
-            try:
-                data = await self._stream.receive_some(READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
+            data = await self._read(wait_first=empty)
+            empty = len(data) < READ_SIZE
             state = self._current()  # a handler may have handed over meanwhile
             if not data:
                 log.debug("%s: connection closed by client", self.peer)
@@ -240,12 +244,37 @@ class Connection:
             await self._receive(data)
             del data
 
+    async def _read(self, *, wait_first: bool) -> bytes | bytearray:
+        """Up to :data:`READ_SIZE` bytes from the client; empty once it has
+        closed (or reset) the connection.
+
+        ``wait_first``: the kernel's buffer was empty a moment ago, so on a
+        plain socket wait until it is readable, then read at once. trio's
+        ``receive_some`` reads first (a ``recv`` failing with EAGAIN, then
+        the wait, then the ``recv``) and, when the read succeeds at once,
+        yields once more. Over TLS the TLS layer may hold decrypted bytes
+        already, so ``receive_some`` reads at once."""
+        stream = self._stream
+        try:
+            if wait_first and isinstance(stream, trio.SocketStream):
+                await trio.lowlevel.wait_readable(stream.socket)
+                try:
+                    return os.read(stream.socket.fileno(), READ_SIZE)
+                except BlockingIOError:
+                    pass  # woken but nothing to read after all: trio's way
+            return await stream.receive_some(READ_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return b""  # (trio turns the socket's OSErrors into those two)
+
     async def _receive(self, data: bytes | bytearray) -> ProtocolCore:
         """Feed ``data`` to the core in pieces of :data:`READ_SLICE` bytes,
         with a checkpoint between them. TCP may cut a stream anywhere, so the
         core takes any split of its input; the cuts change only who runs when.
         Returns the core that serves the connection from now on (after a
-        hand-over, the rest of ``data`` goes to the new one)."""
+        hand-over, the rest of ``data`` goes to the new one). A core that
+        takes ``whole_reads`` gets ``data`` at once."""
+        if self._current().whole_reads:
+            return self._start(self._current().receive_data(data))
         for start in range(0, len(data), READ_SLICE):
             if start:
                 await trio.lowlevel.checkpoint()
