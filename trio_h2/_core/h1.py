@@ -75,7 +75,7 @@ from .h1heads import (
     without_hop_fields,
 )
 from .h2internals import h11_buffered
-from .headers import Headers, error_page, reason_phrase
+from .headers import Headers, RequestHead, error_page, reason_phrase
 from .memory import Holding, ServerMemory
 from .output import Output
 from .protocol import Handover, ProtocolCore
