@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -28,3 +29,19 @@ def test_version_matches_the_package_metadata() -> None:
     from importlib.metadata import version
 
     assert trio_h2.__version__ == version("trio_h2")
+
+
+def test_serving_does_not_load_trustme(tmp_path: Path) -> None:
+    """trustme and cryptography cost about 15 MiB in every process (every
+    worker); only ``--self-signed`` needs them, so serving does not load
+    them."""
+    import subprocess
+    import sys
+
+    from tests.support.processes import environment
+
+    probe = ("import sys, trio_h2, trio_h2._cli._runner, trio_h2._apps.demo; "
+             "print(sorted(m for m in ('trustme', 'cryptography') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env=environment(tmp_path), check=True, timeout=60).stdout
+    assert out.strip() == "[]"

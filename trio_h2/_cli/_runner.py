@@ -27,7 +27,7 @@ import ssl
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TypeVar, cast, final
+from typing import TYPE_CHECKING, TypeVar, cast, final
 
 import trio
 
@@ -36,7 +36,6 @@ from .._apps.demo import DemoApp
 from .._apps.lifespan import LifespanFailure
 from .._apps.wsgi import DEFAULT_THREADS, WSGIApp, WSGICallable, detect_interface
 from .._core.exchange import Address
-from .._io.selfsigned import SelfSigned, make_self_signed
 from .._io.server import _address, serve_listeners
 from .._io.workers import (
     REUSEPORT_SPREADS_CONNECTIONS,
@@ -57,6 +56,11 @@ from ._binds import (
 from ._errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, PROG, CommandError
 from ._loading import load_app, load_tls
 from ._options import VERIFY_MODES, Options, loads_toml, parse_options
+
+if TYPE_CHECKING:
+    # trustme and cryptography take about 15 MiB of every process that
+    # imports them: only --self-signed runs load them (make_self_signed).
+    from .._io.selfsigned import SelfSigned
 
 log = logging.getLogger("trio_h2")
 
@@ -110,6 +114,8 @@ def _main(argv: list[str]) -> int:
             # load the certificate from it too.
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="trio_h2-"))
             hosts = [bind.host for bind in options.bind if isinstance(bind, TCPBind)]
+            from .._io.selfsigned import make_self_signed
+
             try:
                 self_signed = make_self_signed(directory, hosts)
             except (OSError, ValueError) as exc:  # a --bind host trustme cannot name
