@@ -18,27 +18,7 @@ import trio
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
-from tests.support.attack_client import (
-    MAX_WINDOW,
-    PING,
-    SETTINGS,
-    TINY_RCVBUF,
-    Attacker,
-    Ending,
-    block,
-    code_name,
-    continuation,
-    data,
-    headers,
-    literal,
-    ping,
-    request_block,
-    rst_stream,
-    settings,
-    split_block,
-    window_update,
-)
-from tests.support.attack_client import priority as priority_frame
+from tests.support.attack_client import TINY_RCVBUF, Attacker, Ending
 from tests.support.attack_harness import (
     CALM,
     ENDING_LIMIT,
@@ -54,6 +34,24 @@ from tests.support.attack_harness import (
     still_serves,
     watched,
 )
+from tests.support.frames import (
+    MAX_WINDOW,
+    PING,
+    SETTINGS,
+    block,
+    code_name,
+    continuation,
+    data,
+    headers,
+    literal,
+    ping,
+    rst_stream,
+    settings,
+    split_block,
+    window_update,
+)
+from tests.support.frames import priority as priority_frame
+from tests.support.requests import request_block
 from trio_h2.testing import H2ServerFactory, H2TestServer
 
 

@@ -40,7 +40,8 @@ from hypothesis import event, example, given, settings
 from hypothesis.control import currently_in_test_context
 
 import trio_h2
-from tests.support.attack_client import (
+from tests.support.attack_client import Attacker, Ending
+from tests.support.frames import (
     CONTINUATION,
     DATA,
     END_HEADERS,
@@ -49,24 +50,21 @@ from tests.support.attack_client import (
     HEADERS,
     PADDED,
     PING,
+    PREFACE,
     PRIORITY,
     PRIORITY_FLAG,
     PUSH_PROMISE,
     RST_STREAM,
     SETTINGS,
     WINDOW_UPDATE,
-    Attacker,
-    Ending,
     block,
     code_name,
     headers,
+    raw_frame,
     rst_stream,
 )
-from tests.support.attack_client import (
-    settings as settings_frame,
-)
+from tests.support.frames import settings as settings_frame
 from tests.support.fuzzing import EXAMPLES, FUZZ_SETTINGS
-from tests.support.rawh2 import PREFACE, raw_frame
 from tests.support.tasks import tasks_left
 from trio_h2._core.h2 import H2Core
 from trio_h2.testing import open_h2_client

@@ -27,16 +27,7 @@ from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
 import trio_h2
-from tests.support.attack_client import (
-    Attacker,
-    Ending,
-    data,
-    headers,
-    literal,
-    request_block,
-    split_block,
-)
-from tests.support.attack_client import goaway as goaway_frame
+from tests.support.attack_client import Attacker, Ending
 from tests.support.attack_harness import (
     CALM,
     ENDING_LIMIT,
@@ -46,9 +37,12 @@ from tests.support.attack_harness import (
     start,
     still_serves,
 )
+from tests.support.frames import data, headers, literal, split_block
+from tests.support.frames import goaway as goaway_frame
 from tests.support.h1raw import RawClient
 from tests.support.processes import environment
 from tests.support.rawh2 import H2Client
+from tests.support.requests import request_block
 from trio_h2.testing import H2ServerFactory, open_h2_client
 
 LIMIT = 16

@@ -15,7 +15,8 @@ import trio.testing
 from h2.settings import SettingCodes
 
 from tests.support.apps import http_only, read_body
-from tests.support.sansio import GET, Pair
+from tests.support.requests import GET
+from tests.support.sansio import Pair
 from tests.support.tasks import all_trio_h2_tasks
 from trio_h2._io.connection import SEND_BATCH
 from trio_h2.testing import H2ServerFactory, open_h2_client

@@ -15,10 +15,11 @@ import pytest
 import trio
 
 from tests.support.apps import app
+from tests.support.frames import PREFACE
 from tests.support.h1raw import RawClient
 from tests.support.processes import curl, h2c_get, run_server
 from tests.support.proxy_headers import inet, v2
-from tests.support.rawh2 import PREFACE, H2Client
+from tests.support.rawh2 import H2Client
 from tests.support.tools import curl_args, run
 from tests.support.wsgiapps import wsgi_app
 from trio_h2 import Config, WSGIApp

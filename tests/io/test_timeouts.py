@@ -13,7 +13,8 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame, PingFrame
 
 from tests.support.apps import http_only, read_body
-from tests.support.rawh2 import H2Client, raw_frame
+from tests.support.frames import raw_frame
+from tests.support.rawh2 import H2Client
 from trio_h2 import Budget
 from trio_h2._core.guard import _header_block_pending
 from trio_h2.testing import H2ServerFactory

@@ -20,8 +20,9 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import SettingsFrame
 
 from tests.support.apps import app
+from tests.support.frames import PREFACE, raw_frame
 from tests.support.h1raw import RawClient
-from tests.support.rawh2 import PREFACE, H2Client, raw_frame
+from tests.support.rawh2 import H2Client
 from tests.support.tools import require_tool, run
 from trio_h2 import Config
 from trio_h2._core.exchange import Exchange
