@@ -76,7 +76,7 @@ from tests.support.frames import (
     window_update,
 )
 from tests.support.frames import data as data_frame
-from tests.support.requests import request_block
+from tests.support.requests import H1_GET, request_block
 from trio_h2 import Config
 from trio_h2._core.exchange import Exchange
 from trio_h2._core.h1 import H1Core
@@ -265,7 +265,6 @@ CLASSES: dict[str, Callable[[random.Random], tuple[bytes, Iterator[bytes]]]] = {
     "header-count-bomb": header_count_bomb,
 }
 
-H1_GET = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"
 
 
 def h1_pipelined(rng: random.Random) -> Iterator[bytes]:

@@ -42,7 +42,7 @@ from tests.support.frames import goaway as goaway_frame
 from tests.support.h1raw import RawClient
 from tests.support.processes import environment
 from tests.support.rawh2 import H2Client
-from tests.support.requests import request_block
+from tests.support.requests import request, request_block
 from trio_h2.testing import H2ServerFactory, open_h2_client
 
 LIMIT = 16
@@ -119,8 +119,7 @@ async def test_431_says_what_was_wrong_as_http11_does(
     server = await start(h2_server, app, max_header_fields=LIMIT)
     client = await H2Client.connect(server.host, server.port)
     extra = [(f"x-f{i}", "v") for i in range(LIMIT - 3)]
-    await client.send_headers(1, [(":method", method), (":scheme", "http"), (":path", "/"),
-                                  (":authority", "x"), *extra], end_stream=True)
+    await client.send_headers(1, request(method, "/", *extra, authority="x"), end_stream=True)
     response = await client.read_response(1)
     text = f"431 Request Header Fields Too Large: {LIMIT + 1} header fields, over " \
            f"max_header_fields {LIMIT}\n".encode()

@@ -45,7 +45,7 @@ from tests.support.frames import (
     settings,
     window_update,
 )
-from tests.support.requests import request_block
+from tests.support.requests import H1_GET, request_block
 from tests.support.tasks import tasks_left, trio_h2_tasks
 from trio_h2 import Budget
 from trio_h2.testing._servers import TEST_HOST, TLS_NAME
@@ -147,7 +147,7 @@ async def idle(server: Server, client: trio.abc.Stream, protocol: str) -> None:
     if protocol == H2:
         await client.send_all(ping() * 5000)
     else:
-        await client.send_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        await client.send_all(H1_GET)
 
 
 ENDINGS: dict[str, Callable[[Server, trio.abc.Stream, str], Awaitable[None]]] = {

@@ -15,6 +15,7 @@ from hyperframe.frame import DataFrame, HeadersFrame, WindowUpdateFrame
 
 from tests.support.apps import http_only
 from tests.support.rawh2 import H2Client
+from tests.support.requests import request
 from trio_h2._apps.priority_page import COMMITTED, RESOURCES, summarize
 from trio_h2._core.priority_field import ExtensiblePriority
 from trio_h2._core.sendlog import SendRecord, SentData, StreamNote
@@ -23,11 +24,6 @@ from trio_h2.testing import H2ServerFactory
 
 BIG = 1 << 20  # each response: 64 quanta of 16 KiB
 CHUNK = 16384
-
-
-def request(path: str, *extra: tuple[str, str]) -> list[tuple[str, str]]:
-    return [(":method", "GET"), (":scheme", "http"), (":path", path), (":authority", "t"),
-            *extra]
 
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -61,7 +57,7 @@ async def connect(server: Any) -> H2Client:
 
 
 async def get_json(client: H2Client, stream_id: int, path: str) -> Any:
-    await client.send_headers(stream_id, request(path), end_stream=True)
+    await client.send_headers(stream_id, request("GET", path), end_stream=True)
     return json.loads((await client.read_response(stream_id, flow_control=False)).body)
 
 
@@ -69,8 +65,8 @@ async def two_big_responses(client: H2Client) -> list[tuple[int, int]]:
     """u=7 (stream 3) and u=0 (stream 5) asked for in one write;
     ``(stream id, DATA length)`` of every non-empty DATA frame."""
     block = b"".join([
-        await _headers_bytes(client, 3, request("/big", ("priority", "u=7"))),
-        await _headers_bytes(client, 5, request("/big", ("priority", "u=0"))),
+        await _headers_bytes(client, 3, request("GET", "/big", ("priority", "u=7"))),
+        await _headers_bytes(client, 5, request("GET", "/big", ("priority", "u=0"))),
     ])
     await client.send_raw(block)
     frames: list[tuple[int, int]] = []

@@ -39,3 +39,6 @@ def h1_request(method: str = "GET", target: str = "/", *extra: tuple[str, str],
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}",
              *(f"{name}: {value}" for name, value in extra)]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+H1_GET = h1_request()
