@@ -9,7 +9,6 @@ bounded, the attacker stopped), are in :mod:`tests.support.attack_harness`.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from itertools import repeat
 
@@ -45,6 +44,7 @@ from tests.support.frames import (
     headers,
     literal,
     ping,
+    raw_frame,
     rst_stream,
     settings,
     split_block,
@@ -389,8 +389,7 @@ async def test_oversized_settings_frame(h2_server: H2ServerFactory, app: App) ->
     server = await start(h2_server, app)
     async with watched(server, app) as watch:
         attacker = await watch.connect()
-        length = 2**24 - 1
-        header = struct.pack("!BHBBL", length >> 16, length & 0xFFFF, SETTINGS, 0, 0)
+        header = raw_frame(SETTINGS, 0, 0, b"", length=2**24 - 1)
         await attacker.flood([header, *repeat(bytes(6 * 1024), 170)], seconds=FLOOD_LIMIT)
         ending = await attacker.finish(ENDING_LIMIT)
         assert_stopped(ending, ErrorCodes.FRAME_SIZE_ERROR,

@@ -49,9 +49,11 @@ def code_name(code: int | None) -> str:
 # ------------------------------------------------------------------ frames
 
 
-def raw_frame(frame_type: int, flags: int, stream_id: int, payload: bytes) -> bytes:
-    """A frame exactly as given: no checks, so it can be as broken as a test needs."""
-    n = len(payload)
+def raw_frame(frame_type: int, flags: int, stream_id: int, payload: bytes, *,
+              length: int | None = None) -> bytes:
+    """A frame exactly as given: no checks, so it can be as broken as a test
+    needs. ``length`` is the length its header announces, if not the payload's."""
+    n = len(payload) if length is None else length
     return struct.pack("!HBBBL", n >> 8, n & 0xFF, frame_type, flags, stream_id) + payload
 
 
