@@ -11,9 +11,10 @@ import json
 from typing import Any
 
 import trio
-from hyperframe.frame import DataFrame, HeadersFrame, WindowUpdateFrame
+from hyperframe.frame import DataFrame, HeadersFrame
 
 from tests.support.apps import http_only
+from tests.support.frames import MAX_WINDOW
 from tests.support.rawh2 import H2Client
 from tests.support.requests import request
 from trio_h2._apps.priority_page import COMMITTED, RESOURCES, summarize
@@ -51,8 +52,8 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
 
 async def connect(server: Any) -> H2Client:
     # Windows that never hold the server back: the scheduler alone decides.
-    client = await H2Client.connect(server.host, server.port, settings={0x4: 2**31 - 1})
-    await client.send_frame(WindowUpdateFrame(0, window_increment=2**31 - 1 - 65535))
+    client = await H2Client.connect(server.host, server.port, settings={0x4: MAX_WINDOW})
+    await client.send_window_update(0, MAX_WINDOW - 65535)
     return client
 
 
