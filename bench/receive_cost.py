@@ -62,21 +62,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from h2.settings import SettingCodes
 
 import trio_h2
-from tests.support.attack_client import (
+from tests.support.frames import (
     MAX_WINDOW,
+    PREFACE,
     block,
     continuation,
     headers,
     literal,
     ping,
     priority,
-    request_block,
     rst_stream,
     settings,
     window_update,
 )
-from tests.support.attack_client import data as data_frame
-from tests.support.rawh2 import PREFACE
+from tests.support.frames import data as data_frame
+from tests.support.requests import H1_GET, request_block
 from trio_h2 import Config
 from trio_h2._core.exchange import Exchange
 from trio_h2._core.h1 import H1Core
@@ -265,7 +265,6 @@ CLASSES: dict[str, Callable[[random.Random], tuple[bytes, Iterator[bytes]]]] = {
     "header-count-bomb": header_count_bomb,
 }
 
-H1_GET = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"
 
 
 def h1_pipelined(rng: random.Random) -> Iterator[bytes]:

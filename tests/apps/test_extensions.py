@@ -16,10 +16,12 @@ import pytest
 import trio
 import trustme
 from h2.settings import SettingCodes
-from hyperframe.frame import DataFrame, WindowUpdateFrame
+from hyperframe.frame import DataFrame
 
+from tests.support.frames import MAX_WINDOW
 from tests.support.h1raw import RawClient
 from tests.support.rawh2 import H2Client, HeaderBlock
+from tests.support.requests import GET, h1_request, request
 from tests.support.tools import require_tool
 from trio_h2 import Config, serve
 from trio_h2._apps.asgi import FILE_PIECE
@@ -27,11 +29,6 @@ from trio_h2.testing import H2ServerFactory
 
 KiB = 1024
 MiB = 1024 * KiB
-GET = [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/")]
-
-
-def request(path: str, *extra: tuple[str, str]) -> list[tuple[str, str]]:
-    return [*GET[:3], (":path", path), *extra]
 
 
 def make_file(path: Path, size: int) -> str:
@@ -104,7 +101,7 @@ async def test_early_hints_on_h2_are_103_headers_before_the_200(
         h2_server: H2ServerFactory, big_file: tuple[Path, str]) -> None:
     server = await h2_server(file_app(big_file[0]))
     client = await H2Client.connect(server.host, server.port)
-    await client.send_headers(1, request("/hint"), end_stream=True)
+    await client.send_headers(1, request("GET", "/hint"), end_stream=True)
     blocks = []
     while len(blocks) < 3:
         frame = await client.next_frame(lambda f: isinstance(f, HeaderBlock))
@@ -124,11 +121,11 @@ async def test_early_hints_on_http11_and_none_on_http10(
         h2_server: H2ServerFactory, big_file: tuple[Path, str]) -> None:
     server = await h2_server(file_app(big_file[0]))
     client = await RawClient.connect(server.host, server.port)
-    await client.send(b"GET /hint HTTP/1.1\r\nhost: x\r\n\r\n")
+    await client.send(h1_request("GET", "/hint"))
     response = await client.response()
     assert response.head == b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
     assert (response.status, response.body) == (200, b"final")
-    await client.send(b"GET /hint HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    await client.send(h1_request("GET", "/hint", ("connection", "close")))
     raw = await client.eof()
     heads = [part.split(b"\r\n")[0] for part in raw.split(b"\r\n\r\n")[:3]]
     assert heads == [b"HTTP/1.1 103 Early Hints"] * 2 + [b"HTTP/1.1 200 OK"]
@@ -168,7 +165,7 @@ async def test_a_file_arrives_intact_over_h2_and_http11(
     path, digest = big_file
     server = await h2_server(file_app(path))
     client = await H2Client.connect(server.host, server.port)
-    await client.send_headers(1, request(route), end_stream=True)
+    await client.send_headers(1, request("GET", route), end_stream=True)
     response = await client.read_response(1)
     assert response.status == 200
     assert dict(response.headers)[b"content-length"] == str(path.stat().st_size).encode()
@@ -176,11 +173,11 @@ async def test_a_file_arrives_intact_over_h2_and_http11(
     assert max(response.data_frame_sizes) <= 16384
     await client.aclose()
     h1 = await RawClient.connect(server.host, server.port)
-    await h1.send(f"GET {route} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+    await h1.send(h1_request("GET", route))
     answer = await h1.response()
     assert answer.headers[b"content-length"] == str(path.stat().st_size).encode()
     assert hashlib.sha256(answer.body).hexdigest() == digest
-    await h1.send(f"HEAD {route} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+    await h1.send(h1_request("HEAD", route))
     head = await h1.response(b"HEAD")
     assert head.body == b"" and head.headers[b"content-length"] == answer.headers[
         b"content-length"]
@@ -195,7 +192,7 @@ async def test_zerocopysend_offset_and_count_then_more_body(
     client = await H2Client.connect(server.host, server.port)
     for stream_id, (offset, count) in zip((1, 3, 5), [(0, 0), (1, 200000), (70000, 2 * MiB)],
                                           strict=True):
-        await client.send_headers(stream_id, request(f"/range?{offset},{count}"),
+        await client.send_headers(stream_id, request("GET", f"/range?{offset},{count}"),
                                   end_stream=True)
         response = await client.read_response(stream_id)
         assert response.body == data[offset:offset + count] + b"<end>"
@@ -208,14 +205,14 @@ async def test_pathsend_of_a_bad_path_is_a_500(
         caplog: pytest.LogCaptureFixture) -> None:
     server = await h2_server(file_app(big_file[0]))
     client = await H2Client.connect(server.host, server.port)
-    await client.send_headers(1, request(f"/bad?{bad}"), end_stream=True)
+    await client.send_headers(1, request("GET", f"/bad?{bad}"), end_stream=True)
     response = await client.read_response(1)
     assert response.status == 500
     raised = [r for r in caplog.records if "application raised" in r.getMessage()]
     expected = "FileNotFoundError" if bad == "/does/not/exist" else "LocalProtocolError"
     assert [r.getMessage().split()[-1] for r in raised] == [expected]
     # The connection goes on.
-    await client.send_headers(3, request("/"), end_stream=True)
+    await client.send_headers(3, request("GET", "/"), end_stream=True)
     assert (await client.read_response(3)).status == 200
     await client.aclose()
 
@@ -230,8 +227,8 @@ async def test_a_high_urgency_stream_overtakes_a_low_urgency_pathsend(
     server = await h2_server(file_app(path))
     client = await H2Client.connect(server.host, server.port,
                                     settings={SettingCodes.INITIAL_WINDOW_SIZE: MiB})
-    await client.send_frame(WindowUpdateFrame(0, window_increment=2**31 - 1 - 65535))
-    await client.send_headers(1, request("/path", ("priority", "u=7")), end_stream=True)
+    await client.send_window_update(0, MAX_WINDOW - 65535)
+    await client.send_headers(1, request("GET", "/path", ("priority", "u=7")), end_stream=True)
     order: list[tuple[int, int, bool]] = []  # (stream, bytes, END_STREAM)
     low = bytearray()
 
@@ -242,11 +239,11 @@ async def test_a_high_urgency_stream_overtakes_a_low_urgency_pathsend(
         if frame.stream_id == 1:
             low.extend(frame.data)
             if frame.data and "END_STREAM" not in frame.flags:
-                await client.send_frame(WindowUpdateFrame(1, window_increment=len(frame.data)))
+                await client.send_window_update(1, len(frame.data))
 
     while len(low) < 256 * KiB:
         await read_data()
-    await client.send_headers(3, request("/memory?262144", ("priority", "u=0")),
+    await client.send_headers(3, request("GET", "/memory?262144", ("priority", "u=0")),
                               end_stream=True)
     while order[-1][0] != 1 or not order[-1][2]:
         await read_data()
@@ -285,7 +282,7 @@ async def test_a_closed_window_stops_the_file_being_read(
     path, _ = big_file
     server = await h2_server(file_app(path))
     client = await H2Client.connect(server.host, server.port)
-    await client.send_headers(1, request(route), end_stream=True)
+    await client.send_headers(1, request("GET", route), end_stream=True)
     received = 0
     while received < 65535:
         frame = await client.next_frame(lambda f: isinstance(f, DataFrame))
@@ -296,7 +293,7 @@ async def test_a_closed_window_stops_the_file_being_read(
     assert 65535 <= file_position(path) <= 65535 + FILE_PIECE
     # Open the window: the rest comes, and the file is read to its end.
     for stream_id in (0, 1):
-        await client.send_frame(WindowUpdateFrame(stream_id, window_increment=received))
+        await client.send_window_update(stream_id, received)
     response = await client.read_response(1)
     assert received + len(response.body) == path.stat().st_size
     await client.aclose()

@@ -20,6 +20,7 @@ from wsproto.events import CloseConnection, Ping
 
 from tests.support.h1raw import RawClient
 from tests.support.rawh2 import H2Client as RawH2
+from tests.support.requests import request
 from tests.support.wsapps import TRANSPORTS, echo, frame
 from trio_h2 import Config
 from trio_h2._apps.asgi import asgi_handler
@@ -250,8 +251,7 @@ async def test_h2_extended_connect_edge_cases(server: H2TestServer) -> None:
     assert response.status == 426
     assert (b"sec-websocket-version", b"13") in response.headers
     # Still serving on the same connection.
-    await client.send_headers(11, [(b":method", b"GET"), (b":scheme", b"http"),
-                                   (b":path", b"/"), (b":authority", b"x")], end_stream=True)
+    await client.send_headers(11, request(authority="x"), end_stream=True)
     assert (await client.read_response(11)).body == b"http"
 
 

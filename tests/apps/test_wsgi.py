@@ -22,6 +22,7 @@ import trio.testing
 from h2.errors import ErrorCodes
 
 from tests.support.h1raw import RawClient
+from tests.support.requests import H1_GET, h1_request
 from tests.support.tools import CURL_TRANSPORTS, curl_for, run
 from tests.support.wsgiapps import Arrivals, Environ, wsgi_app
 from trio_h2 import WSGIApp
@@ -193,7 +194,7 @@ async def test_exception_after_the_response_started_closes_http1(
 ) -> None:
     server = await serve_wsgi(h2_server, "http1")
     raw = await RawClient.connect(server.host, server.port)
-    await raw.send(b"GET /boom-late HTTP/1.1\r\nHost: x\r\n\r\n")
+    await raw.send(h1_request("GET", "/boom-late"))
     with trio.fail_after(10):
         received = await raw.eof()
     assert received.startswith(b"HTTP/1.1 200 ")
@@ -360,7 +361,7 @@ async def test_client_that_disconnects_mid_response(
     with trio.fail_after(20):
         if how == "http1 connection closed":
             raw = await RawClient.connect(server.host, server.port)
-            await raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await raw.send(H1_GET)
             received = 0
             while received < 64 * KiB:
                 received += len(await raw.stream.receive_some(65536))

@@ -15,16 +15,7 @@ import pytest
 import trio
 from h2.errors import ErrorCodes
 
-from tests.support.attack_client import (
-    CONTINUATION,
-    END_HEADERS,
-    HEADERS,
-    SETTINGS,
-    Attacker,
-    data,
-    headers,
-    request_block,
-)
+from tests.support.attack_client import Attacker
 from tests.support.attack_harness import (
     CALM,
     ENDING_LIMIT,
@@ -37,8 +28,17 @@ from tests.support.attack_harness import (
     still_serves,
     watched,
 )
+from tests.support.frames import (
+    CONTINUATION,
+    END_HEADERS,
+    HEADERS,
+    SETTINGS,
+    data,
+    headers,
+    raw_frame,
+)
 from tests.support.h1raw import RawClient
-from tests.support.rawh2 import raw_frame
+from tests.support.requests import request_block
 from trio_h2.testing import H2ServerFactory, open_h2_client
 
 

@@ -13,8 +13,8 @@ import pytest
 import trio
 from h2.settings import SettingCodes
 
-from tests.support.attack_client import headers, literal, split_block
 from tests.support.attack_harness import ENDING_LIMIT, App, start, watched
+from tests.support.frames import headers, literal, split_block
 from trio_h2.testing import H2ServerFactory
 
 HEADER_TABLE_LIMIT = 4096

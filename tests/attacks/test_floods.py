@@ -9,7 +9,6 @@ bounded, the attacker stopped), are in :mod:`tests.support.attack_harness`.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from itertools import repeat
 
@@ -18,27 +17,7 @@ import trio
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
-from tests.support.attack_client import (
-    MAX_WINDOW,
-    PING,
-    SETTINGS,
-    TINY_RCVBUF,
-    Attacker,
-    Ending,
-    block,
-    code_name,
-    continuation,
-    data,
-    headers,
-    literal,
-    ping,
-    request_block,
-    rst_stream,
-    settings,
-    split_block,
-    window_update,
-)
-from tests.support.attack_client import priority as priority_frame
+from tests.support.attack_client import TINY_RCVBUF, Attacker, Ending
 from tests.support.attack_harness import (
     CALM,
     ENDING_LIMIT,
@@ -54,6 +33,25 @@ from tests.support.attack_harness import (
     still_serves,
     watched,
 )
+from tests.support.frames import (
+    MAX_WINDOW,
+    PING,
+    SETTINGS,
+    block,
+    code_name,
+    continuation,
+    data,
+    headers,
+    literal,
+    ping,
+    raw_frame,
+    rst_stream,
+    settings,
+    split_block,
+    window_update,
+)
+from tests.support.frames import priority as priority_frame
+from tests.support.requests import request_block
 from trio_h2.testing import H2ServerFactory, H2TestServer
 
 
@@ -391,8 +389,7 @@ async def test_oversized_settings_frame(h2_server: H2ServerFactory, app: App) ->
     server = await start(h2_server, app)
     async with watched(server, app) as watch:
         attacker = await watch.connect()
-        length = 2**24 - 1
-        header = struct.pack("!BHBBL", length >> 16, length & 0xFFFF, SETTINGS, 0, 0)
+        header = raw_frame(SETTINGS, 0, 0, b"", length=2**24 - 1)
         await attacker.flood([header, *repeat(bytes(6 * 1024), 170)], seconds=FLOOD_LIMIT)
         ending = await attacker.finish(ENDING_LIMIT)
         assert_stopped(ending, ErrorCodes.FRAME_SIZE_ERROR,

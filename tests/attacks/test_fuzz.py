@@ -40,7 +40,8 @@ from hypothesis import event, example, given, settings
 from hypothesis.control import currently_in_test_context
 
 import trio_h2
-from tests.support.attack_client import (
+from tests.support.attack_client import Attacker, Ending
+from tests.support.frames import (
     CONTINUATION,
     DATA,
     END_HEADERS,
@@ -49,24 +50,22 @@ from tests.support.attack_client import (
     HEADERS,
     PADDED,
     PING,
+    PREFACE,
     PRIORITY,
     PRIORITY_FLAG,
     PUSH_PROMISE,
     RST_STREAM,
     SETTINGS,
     WINDOW_UPDATE,
-    Attacker,
-    Ending,
     block,
     code_name,
     headers,
+    raw_frame,
     rst_stream,
 )
-from tests.support.attack_client import (
-    settings as settings_frame,
-)
+from tests.support.frames import settings as settings_frame
 from tests.support.fuzzing import EXAMPLES, FUZZ_SETTINGS
-from tests.support.rawh2 import PREFACE, raw_frame
+from tests.support.requests import request, request_block
 from tests.support.tasks import tasks_left
 from trio_h2._core.h2 import H2Core
 from trio_h2.testing import open_h2_client
@@ -115,9 +114,7 @@ VALUES = st.one_of(
                      b"*", b"localhost", b"0", b"3", b"-1", b"trailers", b"u=0, i", b""]),
     st.binary(max_size=12))
 GOOD_REQUEST = st.builds(
-    lambda method, path, extra: (
-        (b":method", method), (b":scheme", b"http"), (b":path", path),
-        (b":authority", b"localhost"), *extra),
+    lambda method, path, extra: tuple(request(method, path, *extra)),
     st.sampled_from([b"GET", b"POST", b"HEAD"]), st.sampled_from([b"/", b"/echo"]),
     st.lists(st.tuples(NAMES, VALUES), max_size=2))
 FIELDS = st.one_of(GOOD_REQUEST, GOOD_REQUEST, st.lists(st.tuples(NAMES, VALUES), max_size=8)
@@ -245,8 +242,7 @@ SCRIPTS = st.booleans().flatmap(lambda chaotic: st.builds(
 # idle and closed streams, exclusive or not, among resets, window updates and
 # body. Mostly valid, so that the connection lives long enough to matter.
 TREE_TARGETS = [0, *range(1, 24, 2), 101, 103]
-UPLOAD = ((b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/echo"),
-          (b":authority", b"localhost"))
+UPLOAD = tuple(request("POST", "/echo"))
 
 
 @st.composite
@@ -343,9 +339,7 @@ async def _exercise(script: Script, errors: _Errors) -> None:
             # left, the probe is answered (response, RST_STREAM or GOAWAY) or
             # the connection ends. (Otherwise its bytes may complete a cut
             # frame and become a body the server rightly waits for the rest of.)
-            await attacker.send(headers(PROBE_STREAM, block(
-                [(":method", "GET"), (":scheme", "http"), (":path", "/"),
-                 (":authority", "localhost")])))
+            await attacker.send(headers(PROBE_STREAM, request_block()))
             ending = attacker.ending
             # Aligned: a liveness bound (the probe must be answered). Cut: the
             # server may rightly wait for the rest of a frame; 1 s to see.
@@ -475,8 +469,7 @@ def test_scripts_serialize() -> None:
     """The strategy's building blocks make the frames they claim (a sanity
     check, so that a quiet fuzz run is not a broken generator)."""
     script = Script((Spec(HEADERS, END_HEADERS | END_STREAM, 1,
-                          fields=((b":method", b"GET"), (b":scheme", b"http"),
-                                  (b":path", b"/"), (b":authority", b"x"))),
+                          fields=tuple(request(authority="x"))),
                      Spec(PING, 0, 0, b"12345678", mutation=("length", 1))), (30, 31))
     wire = script.wire()
     assert wire.startswith(PREFACE)

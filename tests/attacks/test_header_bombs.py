@@ -27,16 +27,7 @@ from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
 import trio_h2
-from tests.support.attack_client import (
-    Attacker,
-    Ending,
-    data,
-    headers,
-    literal,
-    request_block,
-    split_block,
-)
-from tests.support.attack_client import goaway as goaway_frame
+from tests.support.attack_client import Attacker, Ending
 from tests.support.attack_harness import (
     CALM,
     ENDING_LIMIT,
@@ -46,9 +37,12 @@ from tests.support.attack_harness import (
     start,
     still_serves,
 )
+from tests.support.frames import data, headers, literal, split_block
+from tests.support.frames import goaway as goaway_frame
 from tests.support.h1raw import RawClient
 from tests.support.processes import environment
 from tests.support.rawh2 import H2Client
+from tests.support.requests import request, request_block
 from trio_h2.testing import H2ServerFactory, open_h2_client
 
 LIMIT = 16
@@ -125,8 +119,7 @@ async def test_431_says_what_was_wrong_as_http11_does(
     server = await start(h2_server, app, max_header_fields=LIMIT)
     client = await H2Client.connect(server.host, server.port)
     extra = [(f"x-f{i}", "v") for i in range(LIMIT - 3)]
-    await client.send_headers(1, [(":method", method), (":scheme", "http"), (":path", "/"),
-                                  (":authority", "x"), *extra], end_stream=True)
+    await client.send_headers(1, request(method, "/", *extra, authority="x"), end_stream=True)
     response = await client.read_response(1)
     text = f"431 Request Header Fields Too Large: {LIMIT + 1} header fields, over " \
            f"max_header_fields {LIMIT}\n".encode()

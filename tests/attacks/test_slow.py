@@ -15,17 +15,7 @@ import pytest
 import trio
 from h2.settings import SettingCodes
 
-from tests.support.attack_client import (
-    MAX_WINDOW,
-    TINY_RCVBUF,
-    Attacker,
-    continuation,
-    data,
-    headers,
-    ping,
-    request_block,
-    window_update,
-)
+from tests.support.attack_client import TINY_RCVBUF, Attacker
 from tests.support.attack_harness import (
     BIG,
     CALM,
@@ -39,6 +29,8 @@ from tests.support.attack_harness import (
     still_serves,
     watched,
 )
+from tests.support.frames import MAX_WINDOW, continuation, data, headers, ping, window_update
+from tests.support.requests import request_block
 from trio_h2.testing import H2ServerFactory, open_h2_client
 
 

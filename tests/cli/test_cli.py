@@ -27,6 +27,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from tests.support.frames import PREFACE, settings
 from tests.support.processes import (
     TIMEOUT,
     curl,
@@ -594,8 +595,7 @@ def test_timeout_flags_reach_the_connection(tmp_path: Path, flag: str, message: 
         host, port = server.url.removeprefix("http://").rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
             if flag == "--idle-timeout":
-                preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-                sock.sendall(preface + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # SETTINGS
+                sock.sendall(PREFACE + settings())
             while sock.recv(65536):  # until the server closes
                 pass
         server.stderr.wait_for(message)

@@ -13,7 +13,8 @@ import pytest
 from h2.errors import ErrorCodes
 from hyperframe.frame import Frame, GoAwayFrame, PingFrame, RstStreamFrame
 
-from tests.support.sansio import GET, POST, Pair, received
+from tests.support.requests import GET, POST
+from tests.support.sansio import Pair, received
 from trio_h2 import Config
 
 

@@ -29,7 +29,7 @@ import hyperframe.frame
 import pytest
 from h2.errors import ErrorCodes
 
-from tests.support.sansio import GET, POST
+from tests.support.requests import GET, POST
 from trio_h2._core import h2internals as _h2internals
 from trio_h2._core.h2internals import (
     HOOKS,

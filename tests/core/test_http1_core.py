@@ -7,6 +7,7 @@ import pytest
 
 from tests.support import h1raw
 from tests.support.h1raw import Response
+from tests.support.requests import h1_request
 from trio_h2 import Config
 from trio_h2._core.errors import LocalProtocolError
 from trio_h2._core.exchange import Exchange
@@ -220,7 +221,7 @@ def test_no_keep_alive_closes_after_the_response(request_bytes: bytes) -> None:
 
 def test_head_response_has_no_body() -> None:
     core = Core()
-    [stream] = core.feed(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    [stream] = core.feed(h1_request("HEAD", "/"))
     core.server.send_headers(stream, [(b":status", b"200"), (b"content-length", b"1000")],
                              end_stream=False)
     with pytest.raises(LocalProtocolError):

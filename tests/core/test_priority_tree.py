@@ -24,15 +24,7 @@ from h2.settings import SettingCodes
 from hypothesis import given, settings
 from priority.priority import PriorityTree
 
-from tests.support.attack_client import (
-    MAX_WINDOW,
-    Attacker,
-    headers,
-    priority,
-    request_block,
-    rst_stream,
-    window_update,
-)
+from tests.support.attack_client import Attacker
 from tests.support.attack_harness import (
     CALM,
     FLOOD_LIMIT,
@@ -43,7 +35,9 @@ from tests.support.attack_harness import (
     still_serves,
     watched,
 )
+from tests.support.frames import MAX_WINDOW, headers, priority, rst_stream, window_update
 from tests.support.fuzzing import EXAMPLES, FUZZ_SETTINGS
+from tests.support.requests import request_block
 from trio_h2._core import scheduler as scheduler_module
 from trio_h2._core.priority_field import ExtensiblePriority
 from trio_h2._core.scheduler import MAX_DEPTH, Scheduler

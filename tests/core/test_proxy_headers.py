@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support.proxy_headers import inet, tlv, v2
+from tests.support.requests import H1_GET
 from trio_h2._core.forwarded import TrustedProxies, forwarded_client
 from trio_h2._core.proxy_protocol import (
     NEED_MORE,
@@ -18,9 +19,6 @@ from trio_h2._core.proxy_protocol import (
     ProxyHeader,
     parse_proxy_header,
 )
-
-REQUEST = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"
-
 
 VALID = [
     (b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n",
@@ -48,7 +46,7 @@ VALID = [
 
 @pytest.mark.parametrize(("header", "expected"), VALID, ids=range(len(VALID)))
 def test_valid_header_split_at_every_byte(header: bytes, expected: ProxyHeader) -> None:
-    data = header + REQUEST
+    data = header + H1_GET
     for cut in range(len(header)):
         assert parse_proxy_header(data[:cut]) is NEED_MORE, cut
     for cut in range(len(header), len(data) + 1):
@@ -59,7 +57,7 @@ def test_valid_header_split_at_every_byte(header: bytes, expected: ProxyHeader) 
 
 
 INVALID = [
-    (REQUEST, "no PROXY protocol signature"),
+    (H1_GET, "no PROXY protocol signature"),
     (b"\x16\x03\x01\x02\x00", "no PROXY protocol signature"),  # a TLS ClientHello
     (b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\n", "not ended by CRLF"),
     (b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443 \r\n", "malformed PROXY v1 line"),

@@ -10,7 +10,8 @@ import pytest
 from h2.errors import ErrorCodes
 from hyperframe.frame import PriorityFrame
 
-from tests.support.sansio import GET, Pair
+from tests.support.requests import GET
+from tests.support.sansio import Pair
 from trio_h2 import Config
 from trio_h2._core.exchange import Exchange
 from trio_h2._core.priority_field import ExtensiblePriority, parse_priority

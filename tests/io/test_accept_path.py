@@ -31,10 +31,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.support.attack_client import headers, request_block, settings
 from tests.support.attack_harness import ENDING_LIMIT, App, start
+from tests.support.frames import PREFACE, headers, settings
 from tests.support.processes import SOURCE_ROOT, TIMEOUT, curl, h2c_get, run_server
-from tests.support.rawh2 import PREFACE
+from tests.support.requests import request_block
 from tests.support.tasks import all_trio_h2_tasks, tasks_left
 from trio_h2._core.h2 import H2Core
 from trio_h2.testing import ConnectionClosed, H2ServerFactory, H2TestServer, open_h2_client

@@ -15,7 +15,8 @@ import trio.testing
 from h2.settings import SettingCodes
 
 from tests.support.apps import http_only, read_body
-from tests.support.sansio import GET, Pair
+from tests.support.requests import GET, request
+from tests.support.sansio import Pair
 from tests.support.tasks import all_trio_h2_tasks
 from trio_h2._io.connection import SEND_BATCH
 from trio_h2.testing import H2ServerFactory, open_h2_client
@@ -162,8 +163,7 @@ async def test_a_vanished_client_disconnects_handlers_and_leaves_no_task(
         raw = await trio.open_tcp_stream(server.host, server.port)
         conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
         conn.initiate_connection()
-        conn.send_headers(1, [(b":method", b"POST"), (b":scheme", b"http"),
-                              (b":path", path.encode()), (b":authority", b"t")])
+        conn.send_headers(1, request("POST", path, authority="t"))
         conn.send_data(1, b"part")
         await raw.send_all(conn.data_to_send())
         with trio.fail_after(10):  # liveness, not speed: holds on a loaded machine
@@ -198,8 +198,7 @@ async def test_initial_window_size_changes_apply_to_open_streams(
     conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
     conn.initiate_connection()
     conn.increment_flow_control_window(1 << 20)  # connection window is not the limit
-    conn.send_headers(1, [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"),
-                          (b":authority", b"t")], end_stream=True)
+    conn.send_headers(1, request(authority="t"), end_stream=True)
     await raw.send_all(conn.data_to_send())
     received = bytearray()
 

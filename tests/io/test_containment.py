@@ -24,18 +24,7 @@ import trio
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
-from tests.support.attack_client import (
-    TINY_RCVBUF,
-    Attacker,
-    headers,
-    literal,
-    ping,
-    request_block,
-    rst_stream,
-    settings,
-    split_block,
-)
-from tests.support.attack_client import priority as priority_frame
+from tests.support.attack_client import TINY_RCVBUF, Attacker
 from tests.support.attack_harness import (
     BASE_EXCEPTIONS,
     BYSTANDER_LIMIT,
@@ -51,6 +40,9 @@ from tests.support.attack_harness import (
     still_serves,
     watched,
 )
+from tests.support.frames import headers, literal, ping, rst_stream, settings, split_block
+from tests.support.frames import priority as priority_frame
+from tests.support.requests import request_block
 from tests.support.tasks import tasks_left
 from trio_h2.testing import H2ServerFactory, H2TestServer, open_h2_client
 

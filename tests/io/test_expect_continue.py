@@ -18,6 +18,7 @@ from hyperframe.frame import PingFrame, RstStreamFrame
 
 from tests.support.apps import app, read_body
 from tests.support.rawh2 import H2Client, HeaderBlock
+from tests.support.requests import Header, h1_request, request
 from tests.support.tools import require_tool, run
 from trio_h2.testing import H2ServerFactory, H2TestServer
 
@@ -55,9 +56,8 @@ def gate() -> Gate:
     return Gate()
 
 
-def post(path: str, length: int, *, expect: bool = True) -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n".encode()
-            + (b"Expect: 100-continue\r\n" if expect else b"") + b"\r\n")
+def post(path: str, length: int) -> bytes:
+    return h1_request("POST", path, ("Content-Length", str(length)), ("Expect", "100-continue"))
 
 
 async def receive_for(stream: trio.abc.Stream, seconds: float) -> bytes:
@@ -102,7 +102,7 @@ async def test_http11_answer_without_reading_sends_no_100_and_closes(
     """The body the client then sends anyway (as curl does after its timeout)
     is never read as a request, even one that looks like a request."""
     server = await h2_server(gate)
-    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    smuggled = h1_request("GET", "/smuggled")
     stream = await trio.open_tcp_stream(server.host, server.port)
     await stream.send_all(post("/refuse", len(smuggled)))
     received = await receive_until(stream, b"too large\n")
@@ -133,9 +133,8 @@ async def test_http11_body_sent_without_waiting_gets_no_100(
 # -------------------------------------------------------------------- HTTP/2
 
 
-def expecting(path: str) -> list[tuple[str, str]]:
-    return [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "x"),
-            ("expect", "100-continue")]
+def expecting(path: str) -> list[Header]:
+    return request("POST", path, ("expect", "100-continue"))
 
 
 async def test_http2_100_comes_when_the_app_receives(h2_server: H2ServerFactory,

@@ -22,8 +22,7 @@ import trio.testing
 
 import trio_h2
 from tests.support import h1raw
-
-GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+from tests.support.requests import H1_GET
 
 # A liveness bound for one answer on a loaded 2-core machine.
 LIVENESS = 10.0
@@ -78,7 +77,7 @@ async def test_connections_in_the_listen_queue_are_answered() -> None:
     async with serving() as (port, stop):
         for _ in range(4):
             client = socket.create_connection(("127.0.0.1", port))
-            client.sendall(GET)
+            client.sendall(H1_GET)
             clients.append(client)
         stop.cancel()  # no checkpoint since the connects: none was accepted
     for client in clients:
@@ -91,11 +90,11 @@ async def test_a_request_still_arriving_is_answered() -> None:
     # the connection is not running yet when the shutdown begins.
     async with serving() as (port, stop):
         client = await trio.open_tcp_stream("127.0.0.1", port)
-        await client.send_all(GET[:5])
+        await client.send_all(H1_GET[:5])
         await trio.testing.wait_all_tasks_blocked()
         stop.cancel()
         await trio.testing.wait_all_tasks_blocked()
-        await client.send_all(GET[5:])
+        await client.send_all(H1_GET[5:])
         raw = b""
         with trio.fail_after(LIVENESS):
             while chunk := await client.receive_some():
@@ -108,14 +107,14 @@ async def test_a_keep_alive_request_that_crosses_the_shutdown_is_answered() -> N
     # connection: its next request may be on the wire when the drain begins.
     async with serving() as (port, stop):
         client = await trio.open_tcp_stream("127.0.0.1", port)
-        await client.send_all(GET)
+        await client.send_all(H1_GET)
         raw = b""
         with trio.fail_after(LIVENESS):
             while h1raw.parse(raw, [b"GET"]) is None:
                 raw += await client.receive_some()
         stop.cancel()
         await trio.testing.wait_all_tasks_blocked()
-        await client.send_all(GET)
+        await client.send_all(H1_GET)
         with trio.fail_after(LIVENESS):
             while chunk := await client.receive_some():
                 raw += chunk

@@ -19,6 +19,7 @@ import trustme
 
 from tests.support.apps import app, http_only, read_body
 from tests.support.h1raw import RawClient
+from tests.support.requests import H1_GET, h1_request
 from tests.support.tools import curl_args, require_tool, run
 from trio_h2 import Config, configure_h2_context
 from trio_h2._apps.asgi import asgi_handler
@@ -27,7 +28,6 @@ from trio_h2._io.connection import READ_SIZE, SEND_BATCH, Connection
 from trio_h2.testing import H2ServerFactory, H2TestServer
 
 KiB = 1024
-GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 async def connect(server: H2TestServer) -> RawClient:
@@ -138,7 +138,7 @@ async def test_content_length_with_transfer_encoding_is_never_two_requests(
     recorder = Recorder()
     server = await h2_server(recorder)
     client = await connect(server)
-    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    smuggled = h1_request("GET", "/smuggled")
     with trio.fail_after(10):
         await client.send(b"POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
                           b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled)
@@ -165,7 +165,7 @@ async def test_idle_keep_alive_connection_is_closed_at_idle_timeout(
 ) -> None:
     server = await h2_server(app, idle_timeout=30)
     client = await connect(server)
-    await client.send(GET)
+    await client.send(H1_GET)
     assert (await client.response()).status == 200
     done = trio.current_time()
     assert await client.eof() == b""
@@ -193,9 +193,8 @@ async def test_pipelined_requests_are_answered_in_order_and_read_one_at_a_time(
     server = await h2_server(recorder)
     client = await connect(server)
     with trio.fail_after(10):
-        await client.send(b"GET /hold/1 HTTP/1.1\r\nHost: x\r\n\r\n"
-                          b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n"
-                          b"GET /third HTTP/1.1\r\nHost: x\r\n\r\n")
+        await client.send(h1_request("GET", "/hold/1") + h1_request("GET", "/second")
+                          + h1_request("GET", "/third"))
         await trio.sleep(0.5)
         # The next request is not read until the response before it is done.
         assert recorder.started == ["/hold/1"]
@@ -213,7 +212,7 @@ async def test_chunked_upload_and_chunked_download(server: H2TestServer) -> None
         await trio.sleep(0.1)
         await client.send(b"6\r\n world\r\n0\r\n\r\n")
         echoed = await client.response(b"POST")
-        await client.send(b"GET /stream?n=3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        await client.send(h1_request("GET", "/stream?n=3"))
         streamed = await client.response()
     assert echoed.body == b"hello world"
     assert echoed.headers[b"content-length"] == b"11"
@@ -263,7 +262,7 @@ async def test_pipelined_http10_keep_alive_requests_are_all_answered(
 async def test_connection_close_closes_after_the_response(server: H2TestServer) -> None:
     client = await connect(server)
     with trio.fail_after(10):
-        await client.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" + GET)
+        await client.send(h1_request("GET", "/", ("Connection", "close")) + H1_GET)
         response = await client.response()
         assert await client.eof() == b""  # the pipelined GET is not answered
     assert response.headers[b"connection"] == b"close"
@@ -272,7 +271,7 @@ async def test_connection_close_closes_after_the_response(server: H2TestServer) 
 async def test_head_has_headers_and_no_body(server: H2TestServer) -> None:
     client = await connect(server)
     with trio.fail_after(10):
-        await client.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + GET)
+        await client.send(h1_request("HEAD", "/") + H1_GET)
         head, get = await client.responses(b"HEAD", b"GET")
     assert head.status == 200 and head.body == b""
     assert head.headers[b"content-type"] == b"text/plain"
@@ -297,7 +296,7 @@ async def test_scope_says_http_version_and_headers(server: H2TestServer) -> None
 async def test_app_error_is_500_and_the_connection_goes_on(server: H2TestServer) -> None:
     client = await connect(server)
     with trio.fail_after(10):
-        await client.send(b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n" + GET)
+        await client.send(h1_request("GET", "/boom") + H1_GET)
         boom, hello = await client.responses(b"GET", b"GET")
     assert boom.status == 500 and hello.status == 200
 
@@ -316,7 +315,7 @@ async def test_trailers_go_in_the_last_chunk_on_11_and_are_dropped_on_10(
     server = await h2_server(http_only(trailers_app))
     client = await connect(server)
     with trio.fail_after(10):
-        await client.send(GET)
+        await client.send(H1_GET)
         response = await client.response()
         await client.send(b"GET / HTTP/1.0\r\n\r\n")
         raw10 = await client.eof()
@@ -402,9 +401,9 @@ async def test_pipelined_bytes_held_are_one_read(nursery: trio.Nursery) -> None:
     sent = 0
     with trio.move_on_after(1):
         while True:
-            await client.send_all(GET)
-            sent += len(GET)
-    assert sent <= READ_SIZE + len(GET), sent
+            await client.send_all(H1_GET)
+            sent += len(H1_GET)
+    assert sent <= READ_SIZE + len(H1_GET), sent
 
 
 async def test_send_to_a_client_that_never_reads_blocks(nursery: trio.Nursery) -> None:
@@ -419,7 +418,7 @@ async def test_send_to_a_client_that_never_reads_blocks(nursery: trio.Nursery) -
             passed += chunk
 
     client = await run_connection(nursery, endless, Config())
-    await client.send_all(GET)
+    await client.send_all(H1_GET)
     await trio.sleep(1)
     assert passed <= SEND_BATCH + chunk, passed  # in the one write under way, and one more
 
@@ -444,7 +443,7 @@ async def test_send_timeout_ends_a_download_nobody_reads(
     server = await h2_server(http_only(endless), send_timeout=20)
     sock = socket.create_connection((server.host, server.port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.sendall(GET)
+    sock.sendall(H1_GET)
     start = trio.current_time()
     await done.wait()
     assert outcome[0] == "ClientDisconnected"
@@ -521,14 +520,14 @@ async def test_h2_clients_on_the_same_port(server: H2TestServer) -> None:
     out = await run(curl, "-sS", "--http2-prior-knowledge", server.url + "/scope")
     assert json.loads(out)["http_version"] == "2"
     client = await connect(server)  # and HTTP/1.1 beside them
-    await client.send(GET)
+    await client.send(H1_GET)
     assert (await client.response()).status == 200
 
 
 async def test_http1_off_is_http2_only(h2_server: H2ServerFactory) -> None:
     server = await h2_server(app, http1=False)
     client = await connect(server)
-    await client.send(GET)
+    await client.send(H1_GET)
     with trio.fail_after(10):
         raw = await client.eof()
     assert not raw.startswith(b"HTTP/1.1")  # h2's SETTINGS and GOAWAY, not a response

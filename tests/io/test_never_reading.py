@@ -34,17 +34,18 @@ import trustme
 from h2.settings import SettingCodes
 
 import trio_h2
-from tests.support.attack_client import (
+from tests.support.attack_client import TINY_RCVBUF
+from tests.support.attack_harness import LIVENESS_LIMIT, SEND_TIMEOUT, App
+from tests.support.frames import (
     MAX_WINDOW,
-    TINY_RCVBUF,
+    PREFACE,
     headers,
     ping,
-    request_block,
+    raw_frame,
     settings,
     window_update,
 )
-from tests.support.attack_harness import LIVENESS_LIMIT, SEND_TIMEOUT, App
-from tests.support.rawh2 import PREFACE, raw_frame
+from tests.support.requests import H1_GET, request_block
 from tests.support.tasks import tasks_left, trio_h2_tasks
 from trio_h2 import Budget
 from trio_h2.testing._servers import TEST_HOST, TLS_NAME
@@ -146,7 +147,7 @@ async def idle(server: Server, client: trio.abc.Stream, protocol: str) -> None:
     if protocol == H2:
         await client.send_all(ping() * 5000)
     else:
-        await client.send_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        await client.send_all(H1_GET)
 
 
 ENDINGS: dict[str, Callable[[Server, trio.abc.Stream, str], Awaitable[None]]] = {

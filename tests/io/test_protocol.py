@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import ssl
-import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,33 +18,37 @@ import trustme
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from hyperframe.frame import (
-    ContinuationFrame,
     DataFrame,
     GoAwayFrame,
-    HeadersFrame,
     PingFrame,
     RstStreamFrame,
-    SettingsFrame,
     WindowUpdateFrame,
 )
 
 import trio_h2
-from tests.support.rawh2 import PREFACE, H2Client, Received, raw_frame
+from tests.support.frames import (
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    HEADERS,
+    MAX_WINDOW,
+    PING,
+    PREFACE,
+    SETTINGS,
+    Field,
+    continuation,
+    data,
+    headers,
+    ping,
+    raw_frame,
+    settings,
+    window_update,
+)
+from tests.support.rawh2 import H2Client, Received
+from tests.support.requests import GET, request
 
-# Frame types and flags (RFC 9113 section 6), for frames built byte by byte.
-DATA, HEADERS, SETTINGS, PING, WINDOW_UPDATE, CONTINUATION = 0x0, 0x1, 0x4, 0x6, 0x8, 0x9
-END_STREAM, END_HEADERS = 0x1, 0x4
-MAX_WINDOW = 2**31 - 1
-
-Fields = list[tuple[str, str]]
-
-
-def request(method: str = "GET", path: str = "/", *extra: tuple[str, str]) -> Fields:
-    return [(":method", method), (":scheme", "http"), (":path", path),
-            (":authority", "localhost"), *extra]
-
-
-GET = request()
+Fields = list[Field]
 
 
 # ------------------------------------------------------------------ the app
@@ -209,7 +212,7 @@ async def test_bad_preface_gets_goaway_protocol_error(start_test_server: StartSe
 
 
 def without(name: str) -> Fields:
-    return [field for field in GET if field[0] != name]
+    return [field for field in GET if field[0] != name.encode()]
 
 
 MALFORMED = [
@@ -288,7 +291,7 @@ def headers_frame(client: H2Client, stream_id: int, fields: Fields = GET,
 def interleaved(client: H2Client) -> bytes:
     block = client.encode(GET)
     return (raw_frame(HEADERS, END_STREAM, 3, block[:3])
-            + PingFrame(0, opaque_data=b"12345678").serialize()
+            + ping(b"12345678")
             + raw_frame(CONTINUATION, END_HEADERS, 3, block[3:]))
 
 
@@ -307,16 +310,15 @@ CONNECTION_ERRORS = [
                  ErrorCodes.FRAME_SIZE_ERROR, id="frame over MAX_FRAME_SIZE"),
     pytest.param(lambda c: raw_frame(SETTINGS, 0, 0, bytes(5)),
                  ErrorCodes.FRAME_SIZE_ERROR, id="SETTINGS length not a multiple of 6"),
-    pytest.param(lambda c: SettingsFrame(0, settings={
-                     SettingCodes.INITIAL_WINDOW_SIZE: MAX_WINDOW + 1}).serialize(),
+    pytest.param(lambda c: settings([(SettingCodes.INITIAL_WINDOW_SIZE, MAX_WINDOW + 1)]),
                  ErrorCodes.FLOW_CONTROL_ERROR, id="SETTINGS_INITIAL_WINDOW_SIZE 2^31"),
-    pytest.param(lambda c: SettingsFrame(0, settings={SettingCodes.ENABLE_PUSH: 2}).serialize(),
+    pytest.param(lambda c: settings([(SettingCodes.ENABLE_PUSH, 2)]),
                  ErrorCodes.PROTOCOL_ERROR, id="SETTINGS_ENABLE_PUSH 2"),
     pytest.param(lambda c: raw_frame(PING, 0, 0, bytes(7)),
                  ErrorCodes.FRAME_SIZE_ERROR, id="PING of 7 bytes"),
-    pytest.param(lambda c: raw_frame(WINDOW_UPDATE, 0, 0, struct.pack("!L", 0)),
+    pytest.param(lambda c: window_update(0, 0),
                  ErrorCodes.PROTOCOL_ERROR, id="WINDOW_UPDATE 0 on stream 0"),
-    pytest.param(lambda c: raw_frame(WINDOW_UPDATE, 0, 0, struct.pack("!L", MAX_WINDOW)),
+    pytest.param(lambda c: window_update(0, MAX_WINDOW),
                  ErrorCodes.FLOW_CONTROL_ERROR, id="connection window past 2^31-1"),
     *[pytest.param(lambda c, block=block: raw_frame(HEADERS, END_HEADERS | END_STREAM, 3, block),
                    ErrorCodes.COMPRESSION_ERROR, id=name)
@@ -561,12 +563,12 @@ async def test_request_split_at_every_byte(server: Server) -> None:
         block = client.encode(request("POST", "/", ("content-type", "text/plain")))
         wire = b"".join([
             PREFACE,
-            SettingsFrame(0, settings={SettingCodes.MAX_FRAME_SIZE: 16384}).serialize(),
-            HeadersFrame(1, data=block[:5]).serialize(),
-            ContinuationFrame(1, data=block[5:], flags=["END_HEADERS"]).serialize(),
-            PingFrame(0, opaque_data=b"12345678").serialize(),
-            DataFrame(1, data=b"hello ").serialize(),
-            DataFrame(1, data=b"world", flags=["END_STREAM"]).serialize(),
+            settings([(SettingCodes.MAX_FRAME_SIZE, 16384)]),
+            headers(1, block[:5], end_stream=False, end_headers=False),
+            continuation(1, block[5:], end_headers=True),
+            ping(b"12345678"),
+            data(1, b"hello "),
+            data(1, b"world", end_stream=True),
         ])
         for i in range(len(wire)):
             await client.send_raw(wire[i:i + 1])  # TCP_NODELAY: one segment each

@@ -15,10 +15,12 @@ import pytest
 import trio
 
 from tests.support.apps import app
+from tests.support.frames import PREFACE, settings
 from tests.support.h1raw import RawClient
 from tests.support.processes import curl, h2c_get, run_server
 from tests.support.proxy_headers import inet, v2
-from tests.support.rawh2 import PREFACE, H2Client
+from tests.support.rawh2 import H2Client
+from tests.support.requests import h1_request, request
 from tests.support.tools import curl_args, run
 from tests.support.wsgiapps import wsgi_app
 from trio_h2 import Config, WSGIApp
@@ -28,7 +30,7 @@ V1 = b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n"
 V2 = v2(1, 1, 1, inet("192.0.2.1", "198.51.100.2", (56324, 443)))
 V2_TCP6 = v2(1, 2, 1, inet("2001:db8::1", "2001:db8::2", (40000, 8443)))
 LOCAL = v2(0, 0, 0, b"")
-SCOPE_GET = b"GET /scope HTTP/1.1\r\nHost: x\r\n\r\n"
+SCOPE_GET = h1_request("GET", "/scope")
 
 
 async def h1_scope(stream: trio.abc.Stream, first: bytes) -> dict[str, Any]:
@@ -46,9 +48,9 @@ async def h2_scope(stream: trio.abc.Stream, header: bytes, scheme: str) -> dict[
     """``header``, then HTTP/2 on ``stream``: the scope of a request for /scope."""
     await stream.send_all(header)
     client = H2Client(stream)
-    await client.send_raw(PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # empty SETTINGS
-    await client.send_headers(1, [(":method", "GET"), (":scheme", scheme), (":path", "/scope"),
-                                  (":authority", "x")], end_stream=True)
+    await client.send_raw(PREFACE + settings())
+    await client.send_headers(1, request("GET", "/scope", scheme=scheme, authority="x"),
+                              end_stream=True)
     response = await client.read_response(1)
     await client.aclose()
     assert response.status == 200, response
@@ -169,10 +171,10 @@ async def test_forwarded_headers_over_h2c_and_websocket_scheme(
     server = await h2_server(app, proxy_headers=True)
     stream = await trio.open_tcp_stream(server.host, server.port)
     client = H2Client(stream)
-    await client.send_raw(PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-    await client.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":path", "/scope"),
-                                  (":authority", "x"), ("x-forwarded-for", "203.0.113.9"),
-                                  ("x-forwarded-proto", "https")], end_stream=True)
+    await client.send_raw(PREFACE + settings())
+    await client.send_headers(1, request("GET", "/scope", ("x-forwarded-for", "203.0.113.9"),
+                                         ("x-forwarded-proto", "https"), authority="x"),
+                              end_stream=True)
     response = await client.read_response(1)
     await client.aclose()
     scope = json.loads(response.body)

@@ -8,8 +8,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.support.attack_client import block, data, headers, ping, request_block, settings
-from tests.support.rawh2 import PREFACE
+from tests.support.frames import PREFACE, block, data, headers, ping, settings
+from tests.support.requests import request_block
 from trio_h2 import Budget, Config
 from trio_h2._core.guard import SLICE_FRAMES, FrameSlicer
 from trio_h2._core.h2 import H2Core

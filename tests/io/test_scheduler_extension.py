@@ -11,10 +11,12 @@ import json
 from typing import Any
 
 import trio
-from hyperframe.frame import DataFrame, HeadersFrame, WindowUpdateFrame
+from hyperframe.frame import DataFrame, HeadersFrame
 
 from tests.support.apps import http_only
+from tests.support.frames import MAX_WINDOW
 from tests.support.rawh2 import H2Client
+from tests.support.requests import request
 from trio_h2._apps.priority_page import COMMITTED, RESOURCES, summarize
 from trio_h2._core.priority_field import ExtensiblePriority
 from trio_h2._core.sendlog import SendRecord, SentData, StreamNote
@@ -23,11 +25,6 @@ from trio_h2.testing import H2ServerFactory
 
 BIG = 1 << 20  # each response: 64 quanta of 16 KiB
 CHUNK = 16384
-
-
-def request(path: str, *extra: tuple[str, str]) -> list[tuple[str, str]]:
-    return [(":method", "GET"), (":scheme", "http"), (":path", path), (":authority", "t"),
-            *extra]
 
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -55,13 +52,13 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
 
 async def connect(server: Any) -> H2Client:
     # Windows that never hold the server back: the scheduler alone decides.
-    client = await H2Client.connect(server.host, server.port, settings={0x4: 2**31 - 1})
-    await client.send_frame(WindowUpdateFrame(0, window_increment=2**31 - 1 - 65535))
+    client = await H2Client.connect(server.host, server.port, settings={0x4: MAX_WINDOW})
+    await client.send_window_update(0, MAX_WINDOW - 65535)
     return client
 
 
 async def get_json(client: H2Client, stream_id: int, path: str) -> Any:
-    await client.send_headers(stream_id, request(path), end_stream=True)
+    await client.send_headers(stream_id, request("GET", path), end_stream=True)
     return json.loads((await client.read_response(stream_id, flow_control=False)).body)
 
 
@@ -69,8 +66,8 @@ async def two_big_responses(client: H2Client) -> list[tuple[int, int]]:
     """u=7 (stream 3) and u=0 (stream 5) asked for in one write;
     ``(stream id, DATA length)`` of every non-empty DATA frame."""
     block = b"".join([
-        await _headers_bytes(client, 3, request("/big", ("priority", "u=7"))),
-        await _headers_bytes(client, 5, request("/big", ("priority", "u=0"))),
+        await _headers_bytes(client, 3, request("GET", "/big", ("priority", "u=7"))),
+        await _headers_bytes(client, 5, request("GET", "/big", ("priority", "u=0"))),
     ])
     await client.send_raw(block)
     frames: list[tuple[int, int]] = []

@@ -13,12 +13,16 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame, PingFrame
 
 from tests.support.apps import http_only, read_body
-from tests.support.rawh2 import H2Client, raw_frame
+from tests.support.frames import raw_frame
+from tests.support.rawh2 import H2Client
+from tests.support.requests import request
 from trio_h2 import Budget
 from trio_h2._core.guard import _header_block_pending
 from trio_h2.testing import H2ServerFactory
 
-GET = [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "t")]
+GET = request(authority="t")
+"""A short block (6 bytes): the slowloris test sends all of it, a byte every
+2 s, within its 5 s header timeout plus one step."""
 
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -105,7 +109,7 @@ async def test_a_stream_stalled_at_a_zero_window_is_reset(
     client = await H2Client.connect(server.host, server.port, settings={0x4: 0})
     client.timeout = 1000
     start = trio.current_time()
-    await client.send_headers(1, [*GET[:2], (":path", "/?100000"), GET[3]], end_stream=True)
+    await client.send_headers(1, request("GET", "/?100000"), end_stream=True)
     assert await client.expect_rst(1) == ErrorCodes.CANCEL
     assert 20 <= trio.current_time() - start < 21
     # The connection goes on.
@@ -123,7 +127,7 @@ async def test_a_stream_whose_window_runs_out_mid_response_is_reset_on_time(
     client = await H2Client.connect(server.host, server.port)  # a 65,535-byte window
     client.timeout = 1000
     start = trio.current_time()
-    await client.send_headers(1, [*GET[:2], (":path", "/?100000"), GET[3]], end_stream=True)
+    await client.send_headers(1, request("GET", "/?100000"), end_stream=True)
     assert await client.expect_rst(1) == ErrorCodes.CANCEL
     assert 20 <= trio.current_time() - start < 21
 
@@ -135,8 +139,7 @@ async def test_a_client_that_does_not_read_is_cut_off(
     conn.initiate_connection()
     conn.update_settings({0x4: 2**31 - 1})
     conn.increment_flow_control_window(2**31 - 1 - 65535)
-    conn.send_headers(1, [(b":method", b"GET"), (b":scheme", b"http"),
-                          (b":path", b"/?50000000"), (b":authority", b"t")], end_stream=True)
+    conn.send_headers(1, request("GET", "/?50000000"), end_stream=True)
     raw = await trio.open_tcp_stream(server.host, server.port)
     await raw.send_all(conn.data_to_send())
     start = trio.current_time()
@@ -169,7 +172,7 @@ async def test_budgets_end_the_connection(
             await client.send_ping(b"%08d" % i)
         elif kind == "empty DATA":
             if i == 0:
-                await client.send_headers(1, [(":method", "POST"), *GET[1:]])
+                await client.send_headers(1, request("POST"))
             await client.send_raw(raw_frame(0x0, 0, 1, b""))
         else:
             await client.send_raw(raw_frame(0x2, 0, 101 + 2 * i, b"\x00\x00\x00\x00\x0f"))
@@ -226,7 +229,7 @@ async def test_body_timeout_resets_a_starved_upload(
     autojump_clock: trio.abc.Clock, h2_server: H2ServerFactory,
 ) -> None:
     client = await connect(h2_server, body_timeout=15, idle_timeout=1000)
-    await client.send_headers(1, [(":method", "POST"), *GET[1:], ("content-length", "1000")])
+    await client.send_headers(1, request("POST", "/", ("content-length", "1000")))
     start = trio.current_time()
     for _ in range(3):  # data keeps it alive...
         await trio.sleep(10)

@@ -20,8 +20,10 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import SettingsFrame
 
 from tests.support.apps import app
+from tests.support.frames import PREFACE, headers, settings
 from tests.support.h1raw import RawClient
-from tests.support.rawh2 import PREFACE, H2Client, raw_frame
+from tests.support.rawh2 import H2Client
+from tests.support.requests import H1_GET, request
 from tests.support.tools import require_tool, run
 from trio_h2 import Config
 from trio_h2._core.exchange import Exchange
@@ -83,7 +85,7 @@ async def upgraded(server: H2TestServer, request: bytes) -> tuple[H2Client, list
     client = H2Client(stream)
     client.feed(rest)
     # (Our preface first: the client acknowledges the server's SETTINGS on reading them.)
-    await client.send_raw(PREFACE + SettingsFrame(0).serialize())
+    await client.send_raw(PREFACE + settings())
     first = await client.recv_frame()
     assert isinstance(first, SettingsFrame) and "ACK" not in first.flags, first
     return client, heads
@@ -98,8 +100,7 @@ async def test_get_upgrades_and_is_answered_as_stream_1(server: H2TestServer) ->
     names = [name for name, _ in scope["headers"]]
     assert names == ["host"], "the HTTP/1.1 hop's fields reached the HTTP/2 stream"
     # The connection is HTTP/2 now: a new stream is served on it.
-    await client.send_headers(3, [(":method", "GET"), (":scheme", "http"), (":path", "/"),
-                                  (":authority", "x")], end_stream=True)
+    await client.send_headers(3, request(authority="x"), end_stream=True)
     assert (await client.read_response(3)).body == b"hello from trio_h2\n"
     await client.aclose()
 
@@ -128,7 +129,7 @@ async def test_body_over_the_bound_is_served_over_http11(server: H2TestServer) -
     response = await client.response(b"POST")
     assert response.status == 200 and response.body == body
     assert not response.head.startswith(b"HTTP/1.1 101")
-    await client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await client.send(H1_GET)
     assert (await client.response()).body == b"hello from trio_h2\n"
     await client.aclose()
 
@@ -159,10 +160,9 @@ async def test_chunked_body_under_the_bound_upgrades(server: H2TestServer) -> No
 async def test_client_preface_in_the_same_write_as_the_request(server: H2TestServer) -> None:
     """Everything at once: request, preface, SETTINGS and stream 3. Both served."""
     client = H2Client(await trio.open_tcp_stream(server.host, server.port))
-    stream3 = client.encode([(":method", "GET"), (":scheme", "http"), (":path", "/scope"),
-                             (":authority", "x")])
-    await client.send_raw(upgrade_request("/") + PREFACE + SettingsFrame(0).serialize()
-                          + raw_frame(0x1, 0x5, 3, stream3))
+    stream3 = client.encode(request("GET", "/scope", authority="x"))
+    await client.send_raw(upgrade_request("/") + PREFACE + settings()
+                          + headers(3, stream3))
     heads, rest = await read_interim(client.stream)
     assert heads[0].startswith(b"HTTP/1.1 101 ")
     client.feed(rest)
@@ -187,7 +187,7 @@ async def test_expect_100_continue_with_upgrade_gets_100_then_101(
     assert heads[0].startswith(b"HTTP/1.1 101 "), heads
     client = H2Client(stream)
     client.feed(rest)
-    await client.send_raw(PREFACE + SettingsFrame(0).serialize())
+    await client.send_raw(PREFACE + settings())
     assert (await client.read_response(1)).body == body
     await client.aclose()
 

@@ -1,18 +1,21 @@
 """An attacker's HTTP/2 connection, for the abuse and fuzz tests.
 
-:mod:`tests.support.rawh2` is a careful client: it parses every frame with hyperframe
-and keeps them. An attacker is careless on purpose: it sends frames by the
-ten thousand, may never read its socket (with a receive buffer shrunk so that
-the server's answers back up quickly), and then has to count a hundred
-thousand answers. So this client builds frames as bytes (:func:`rawh2.raw_frame`),
-sends them in batches with a time limit, and scans what the server sends with
-``struct`` instead of hyperframe, keeping only counts and the frames that
-decide a test: GOAWAY, RST_STREAM, response headers.
+Two raw clients, two jobs. :mod:`tests.support.rawh2` follows the protocol:
+it keeps an HPACK encoder, acknowledges SETTINGS, returns window credit and
+parses every frame with hyperframe, so a test can read one response at a
+time. An :class:`Attacker` sends anything, and is careless on purpose: it
+sends frames by the ten thousand, may never read its socket (with a receive
+buffer shrunk so that the server's answers back up quickly), and then has to
+count a hundred thousand answers. So it sends bytes in batches with a time
+limit and scans what the server sends with ``struct`` instead of hyperframe,
+keeping only counts and the frames that decide a test: GOAWAY, RST_STREAM,
+response headers.
 
-Header blocks it sends are *stateless* (:func:`block`): never indexed, so the
-same bytes can be sent any number of times, on any stream, in any order, and
-the server's HPACK decoder stays in step. Header blocks the server sends are
-decoded as they arrive, so :attr:`Ending.statuses` is trustworthy.
+Both send frames built by :mod:`tests.support.frames`. An attacker's header
+blocks are *stateless* (:func:`tests.support.frames.block`): never indexed, so
+the same bytes can be sent any number of times, on any stream, in any order,
+and the server's HPACK decoder stays in step. Header blocks the server sends
+are decoded as they arrive, so :attr:`Ending.statuses` is trustworthy.
 """
 
 from __future__ import annotations
@@ -24,22 +27,27 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import trio
-from h2.errors import ErrorCodes
-from hpack import Decoder, Encoder, HPACKError, NeverIndexedHeaderTuple
-from hpack.hpack import encode_integer
+from hpack import Decoder, HPACKError
 from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import Frame
 
-from tests.support.rawh2 import PREFACE, raw_frame
-
-# Frame types (RFC 9113 section 6) and flags.
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS = 0x0, 0x1, 0x2, 0x3, 0x4
-PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 0x5, 0x6, 0x7, 0x8, 0x9
-END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
-FRAME_NAMES = {DATA: "DATA", HEADERS: "HEADERS", PRIORITY: "PRIORITY", RST_STREAM: "RST_STREAM",
-               SETTINGS: "SETTINGS", PUSH_PROMISE: "PUSH_PROMISE", PING: "PING",
-               GOAWAY: "GOAWAY", WINDOW_UPDATE: "WINDOW_UPDATE", CONTINUATION: "CONTINUATION"}
-MAX_WINDOW = 2**31 - 1
+from tests.support.frames import (
+    ACK,
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    FRAME_NAMES,
+    GOAWAY,
+    HEADERS,
+    PADDED,
+    PREFACE,
+    PRIORITY_FLAG,
+    RST_STREAM,
+    SETTINGS,
+    code_name,
+    settings,
+)
 
 # SO_RCVBUF for an attacker that does not read: Linux doubles it and clamps
 # it to at least 2304 bytes, so a few KiB of the server's answers fill it.
@@ -49,94 +57,6 @@ TINY_RCVBUF = 4096
 FLOOD_BATCH = 64 * 1024
 
 _HEADER = struct.Struct("!BHBBL")  # length as 1 + 2 bytes, type, flags, stream id
-
-
-def code_name(code: int | None) -> str:
-    if code is None:
-        return "none"
-    try:
-        return ErrorCodes(code).name
-    except ValueError:
-        return f"0x{code:x}"
-
-
-# ------------------------------------------------------------------ frames
-
-
-def block(headers: Iterable[tuple[str | bytes, str | bytes]]) -> bytes:
-    """An HPACK header block that touches no dynamic table (literals never
-    indexed, static indexes): valid whatever was sent before or after it."""
-    encoder = Encoder()
-    fields = [NeverIndexedHeaderTuple(_b(name), _b(value)) for name, value in headers]
-    return encoder.encode(fields)
-
-
-def literal(name: bytes, value: bytes, *, indexed: bool = False) -> bytes:
-    """One HPACK literal field with a new name, not Huffman-coded (RFC 7541
-    section 6.2): added to the dynamic table if ``indexed``."""
-    prefix = b"\x40" if indexed else b"\x00"
-    return (prefix + bytes(encode_integer(len(name), 7)) + name
-            + bytes(encode_integer(len(value), 7)) + value)
-
-
-def request_block(method: str = "GET", path: str = "/",
-                  *extra: tuple[str | bytes, str | bytes]) -> bytes:
-    return block([(":method", method), (":scheme", "http"), (":path", path),
-                  (":authority", "localhost"), *extra])
-
-
-def headers(stream_id: int, header_block: bytes, *, end_stream: bool = True,
-            end_headers: bool = True) -> bytes:
-    flags = (END_STREAM if end_stream else 0) | (END_HEADERS if end_headers else 0)
-    return raw_frame(HEADERS, flags, stream_id, header_block)
-
-
-def continuation(stream_id: int, fragment: bytes, *, end_headers: bool = False) -> bytes:
-    return raw_frame(CONTINUATION, END_HEADERS if end_headers else 0, stream_id, fragment)
-
-
-def split_block(stream_id: int, header_block: bytes, size: int = 16384) -> bytes:
-    """HEADERS (END_STREAM) and CONTINUATIONs carrying ``header_block``."""
-    fragments = [header_block[i:i + size] for i in range(0, len(header_block), size)]
-    frames = [headers(stream_id, fragments[0], end_headers=len(fragments) == 1)]
-    frames += [continuation(stream_id, f, end_headers=i == len(fragments) - 2)
-               for i, f in enumerate(fragments[1:])]
-    return b"".join(frames)
-
-
-def data(stream_id: int, payload: bytes = b"", *, end_stream: bool = False) -> bytes:
-    return raw_frame(DATA, END_STREAM if end_stream else 0, stream_id, payload)
-
-
-def rst_stream(stream_id: int, code: int = ErrorCodes.CANCEL) -> bytes:
-    return raw_frame(RST_STREAM, 0, stream_id, struct.pack("!L", code))
-
-
-def ping(payload: bytes = b"attack!!", *, ack: bool = False) -> bytes:
-    return raw_frame(PING, ACK if ack else 0, 0, payload)
-
-
-def settings(pairs: Iterable[tuple[int, int]] = (), *, ack: bool = False) -> bytes:
-    payload = b"".join(struct.pack("!HL", ident, value) for ident, value in pairs)
-    return raw_frame(SETTINGS, ACK if ack else 0, 0, payload)
-
-
-def window_update(stream_id: int, increment: int) -> bytes:
-    return raw_frame(WINDOW_UPDATE, 0, stream_id, struct.pack("!L", increment))
-
-
-def priority(stream_id: int, depends_on: int = 0, weight: int = 16,
-             exclusive: bool = False) -> bytes:
-    dependency = depends_on | (0x80000000 if exclusive else 0)
-    return raw_frame(PRIORITY, 0, stream_id, struct.pack("!LB", dependency, weight - 1))
-
-
-def goaway(last_stream_id: int = 0, code: int = ErrorCodes.NO_ERROR) -> bytes:
-    return raw_frame(GOAWAY, 0, 0, struct.pack("!LL", last_stream_id, code))
-
-
-def _b(value: str | bytes) -> bytes:
-    return value.encode() if isinstance(value, str) else value
 
 
 # ------------------------------------------------------------------ outcome

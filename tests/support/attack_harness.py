@@ -62,15 +62,9 @@ import trio
 from h2.errors import ErrorCodes
 
 import trio_h2
-from tests.support.attack_client import (
-    PING,
-    Attacker,
-    Ending,
-    code_name,
-    headers,
-    ping,
-    request_block,
-)
+from tests.support.attack_client import Attacker, Ending
+from tests.support.frames import PING, code_name, headers, ping
+from tests.support.requests import request_block
 from trio_h2.testing import H2ServerFactory, H2TestServer, open_h2_client
 
 MiB = 1024 * 1024

@@ -1,7 +1,9 @@
 """A raw HTTP/2 client for protocol tests: it sends exactly the bytes a test asks for.
 
-Frames are built with hyperframe (or :func:`raw_frame`, for frames hyperframe
-refuses to build) and header blocks with this client's own HPACK encoder.
+This client follows the protocol (an attacker that sends anything is
+:class:`tests.support.attack_client.Attacker`). Frames are built by
+:mod:`tests.support.frames`, which both clients share (a test may also send a
+hyperframe ``Frame``), and header blocks with this client's own HPACK encoder.
 Every header block the server sends is decoded on arrival, whichever stream it
 belongs to, so the HPACK decoder stays in step with the server's encoder.
 Frames a helper is not looking for are kept, in order, for later calls.
@@ -10,7 +12,6 @@ Frames a helper is not looking for are kept, in order, for later calls.
 from __future__ import annotations
 
 import ssl
-import struct
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,28 +24,23 @@ from hyperframe.frame import (
     Frame,
     GoAwayFrame,
     HeadersFrame,
-    PingFrame,
     PushPromiseFrame,
     RstStreamFrame,
     SettingsFrame,
-    WindowUpdateFrame,
 )
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-Header = tuple[bytes, bytes]
+from tests.support import frames
+from tests.support.frames import PREFACE as PREFACE
+from tests.support.frames import Field, as_bytes
+from tests.support.frames import raw_frame as raw_frame
+from tests.support.requests import Header
+
 TIMEOUT = 3.0
 """Default seconds any one wait for the server may take (:attr:`H2Client.timeout`)."""
 
 
-def raw_frame(frame_type: int, flags: int, stream_id: int, payload: bytes) -> bytes:
-    """A frame exactly as given: no checks, so it can be as broken as a test needs."""
-    n = len(payload)
-    return struct.pack("!HBBBL", n >> 8, n & 0xFF, frame_type, flags, stream_id) + payload
-
-
-def _as_bytes(headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[Header]:
-    return [(n.encode() if isinstance(n, str) else n, v.encode() if isinstance(v, str) else v)
-            for n, v in headers]
+def _as_bytes(headers: Iterable[Field]) -> list[Header]:
+    return [(as_bytes(name), as_bytes(value)) for name, value in headers]
 
 
 @dataclass
@@ -91,6 +87,10 @@ class ConnectionEnded(Exception):
 
 
 class H2Client:
+    """One HTTP/2 connection that follows the protocol unless a test sends
+    otherwise: SETTINGS acknowledged, header blocks encoded and decoded with
+    HPACK state, response DATA given back as window credit."""
+
     def __init__(self, stream: trio.abc.Stream, *, ack_settings: bool = True) -> None:
         self.stream = stream
         self.ack_settings = ack_settings
@@ -123,7 +123,7 @@ class H2Client:
         client = cls(stream, ack_settings=ack_settings)
         data = preface
         if preface == PREFACE or settings is not None:
-            data += SettingsFrame(0, settings=settings or {}).serialize()
+            data += frames.settings((settings or {}).items())
         await client.send_raw(data)
         if wait_for_settings:
             await client.next_frame(lambda f: isinstance(f, SettingsFrame)
@@ -146,53 +146,36 @@ class H2Client:
     async def send_frame(self, frame: Frame) -> None:
         await self.send_raw(frame.serialize())
 
-    def encode(self, headers: Iterable[tuple[bytes | str, bytes | str]]) -> bytes:
+    def encode(self, headers: Iterable[Field]) -> bytes:
         """An HPACK block from this client's encoder (its state changes)."""
         return self.encoder.encode(_as_bytes(headers))
 
     async def send_headers(self, stream_id: int,
-                           headers: Iterable[tuple[bytes | str, bytes | str]], *,
+                           headers: Iterable[Field], *,
                            end_stream: bool = False, priority: tuple[int, int, bool] | None = None,
                            fragment_size: int | None = None) -> None:
         """HEADERS, split into CONTINUATIONs of ``fragment_size`` bytes if given.
         ``priority`` is ``(depends_on, weight 1-256, exclusive)``."""
         block = self.encode(headers)
-        size = fragment_size or len(block) or 1
-        fragments = [block[i:i + size] for i in range(0, len(block), size)] or [b""]
-        first = HeadersFrame(stream_id, data=fragments[0])
-        if end_stream:
-            first.flags.add("END_STREAM")
-        if priority is not None:
-            first.flags.add("PRIORITY")
-            first.depends_on, weight, first.exclusive = priority
-            first.stream_weight = weight - 1
-        frames: list[Frame] = [first]
-        frames += [ContinuationFrame(stream_id, data=f) for f in fragments[1:]]
-        frames[-1].flags.add("END_HEADERS")
-        await self.send_raw(b"".join(f.serialize() for f in frames))
+        await self.send_raw(frames.split_block(stream_id, block, fragment_size or len(block) or 1,
+                                               end_stream=end_stream, priority=priority))
 
     async def send_data(self, stream_id: int, data: bytes, *, end_stream: bool = False,
                         pad_length: int | None = None) -> None:
-        frame = DataFrame(stream_id, data=data)
-        if end_stream:
-            frame.flags.add("END_STREAM")
-        if pad_length is not None:
-            frame.flags.add("PADDED")
-            frame.pad_length = pad_length
-        await self.send_frame(frame)
+        await self.send_raw(frames.data(stream_id, data, end_stream=end_stream,
+                                        pad_length=pad_length))
 
     async def send_window_update(self, stream_id: int, increment: int) -> None:
-        # Built by hand: hyperframe refuses to build an increment of 0.
-        await self.send_raw(raw_frame(0x8, 0, stream_id, struct.pack("!L", increment)))
+        await self.send_raw(frames.window_update(stream_id, increment))
 
     async def send_rst(self, stream_id: int, error_code: int) -> None:
-        await self.send_frame(RstStreamFrame(stream_id, error_code=error_code))
+        await self.send_raw(frames.rst_stream(stream_id, error_code))
 
     async def send_ping(self, payload: bytes) -> None:
-        await self.send_frame(PingFrame(0, opaque_data=payload))
+        await self.send_raw(frames.ping(payload))
 
     async def send_settings(self, settings: dict[int, int]) -> None:
-        await self.send_frame(SettingsFrame(0, settings=settings))
+        await self.send_raw(frames.settings(settings.items()))
 
     # ------------------------------------------------------------- receiving
 
@@ -218,7 +201,7 @@ class H2Client:
         if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
             self.server_settings.update(frame.settings)
             if self.ack_settings:
-                await self.send_frame(SettingsFrame(0, flags=["ACK"]))
+                await self.send_raw(frames.settings(ack=True))
         return frame
 
     async def _read_one(self) -> Frame | None:
@@ -301,8 +284,7 @@ class H2Client:
                     # The stream's window only while the stream is still open.
                     ids = (0,) if end else (0, stream_id)
                     await self.send_raw(b"".join(
-                        WindowUpdateFrame(i, window_increment=frame.flow_controlled_length)
-                        .serialize() for i in ids))
+                        frames.window_update(i, frame.flow_controlled_length) for i in ids))
             else:
                 if isinstance(frame, PushPromise):
                     response.promises.append(frame)

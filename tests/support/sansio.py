@@ -11,9 +11,6 @@ from trio_h2 import Config
 from trio_h2._core.exchange import Exchange
 from trio_h2._core.h2 import H2Core
 
-GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"x")]
-POST = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/up"), (b":authority", b"x")]
-
 
 class Pair:
     """A client H2Connection wired to a server H2Core in memory."""
