@@ -90,6 +90,7 @@ class Option:
     short: str | None = None
     config_field: bool = False  # a field of Config, checked by building one
     repeat: bool = False  # --bind: each use adds one
+    alias: str | None = None  # a second long flag: the name gunicorn and Hypercorn use
 
     @property
     def flag(self) -> str:
@@ -119,8 +120,13 @@ def _config_options() -> list[Option]:
             kind = choice([str(arg) for arg in typing.get_args(hint)])
         else:  # pragma: no cover - a new field type needs a Kind here
             raise TypeError(f"no command-line form for Config.{each.name}: {hint!r}")
-        options.append(Option(each.name, kind, each.default, "", config_field=True))
+        options.append(Option(each.name, kind, each.default, "", config_field=True,
+                              alias=_CONFIG_ALIASES.get(each.name)))
     return options
+
+
+# gunicorn's and Hypercorn's flag for it (their config key is the field's name).
+_CONFIG_ALIASES = {"access_log_format": "--access-logformat"}
 
 
 def config_help(option: Option) -> str:
@@ -219,6 +225,11 @@ RUNNER_OPTIONS = [
                 "after the defaults"),
     Option("error_logfile", FILE, "-",
            help="where the log goes: a file (appended to) or - for stderr (default -)"),
+    Option("access_logfile", FILE, None,
+           help="write the access log, one line per request or WebSocket once it has ended "
+                "(in --access-log-format), to this file (appended to), or - for stdout, as "
+                "gunicorn and Hypercorn do. It is the trio_h2.access logger at INFO, which a "
+                "--log-config can route instead (default: no access log)"),
 ]
 
 OPTIONS = [*RUNNER_OPTIONS, *_config_options()]
@@ -252,6 +263,7 @@ class Options:
     log_level: str | None
     log_config: str | None
     error_logfile: str
+    access_logfile: str | None
     # What a supervisor tells its worker (see _runner._worker_command).
     worker_channel: int | None = None
     worker_bound: tuple[TCPBind, ...] = ()
@@ -318,7 +330,7 @@ def parser(*, full_help: bool = True) -> argparse.ArgumentParser:
     server = result.add_argument_group("server (trio_h2.Config fields)")
     for option in OPTIONS:
         group = server if option.config_field else runner
-        flags = [*filter(None, [option.short]), option.flag]
+        flags = [*filter(None, [option.short]), option.flag, *filter(None, [option.alias])]
         help_text = option.help.replace("%(default)s", _show(option.default))
         if option.config_field:
             help_text = (config_help(option) if full_help else "")
@@ -447,6 +459,8 @@ def options_table() -> str:
             flag = f"``{option.short}``, {flag}"
         if not option.kind.flag:
             flag = flag[:-2] + f" {option.kind.metavar}``"
+        if option.alias:
+            flag += f", ``{option.alias}``"
         default = ("none" if option.default is None else f"{option.default:o}"
                    if option.kind is MODE else _show(option.default))
         lines += [f"   * - {flag}", f"     - ``{option.name}``", f"     - ``{default}``",

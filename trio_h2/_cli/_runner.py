@@ -27,11 +27,11 @@ import ssl
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar, cast, final
+from typing import TYPE_CHECKING, TextIO, TypeVar, cast, final
 
 import trio
 
-from .._apps.asgi import ASGIApp
+from .._apps.asgi import ACCESS_LOG, ASGIApp
 from .._apps.demo import DemoApp
 from .._apps.lifespan import LifespanFailure
 from .._apps.wsgi import DEFAULT_THREADS, WSGIApp, WSGICallable, detect_interface
@@ -181,19 +181,22 @@ def _check(options: Options) -> None:
 
 def _configure_logging(options: Options, *, several: bool) -> None:
     """The log goes to ``--error-logfile`` (stderr by default) in our format,
-    then ``--log-config`` applies, then ``--log-level`` (default ``info``
-    unless a ``--log-config`` is given)."""
-    handler: logging.Handler
-    if options.error_logfile == "-":
-        handler = logging.StreamHandler(sys.stderr)
-    else:
-        try:
-            handler = logging.FileHandler(options.error_logfile, encoding="utf-8")
-        except OSError as exc:
-            raise CommandError(f"cannot open --error-logfile {options.error_logfile!r}: "
-                               f"{exc.strerror or exc}") from None
+    and the access log (the ``trio_h2.access`` logger) to ``--access-logfile``
+    (stdout for ``-``) as it is, or nowhere; then ``--log-config`` applies,
+    then ``--log-level`` (default ``info`` unless a ``--log-config`` is
+    given), which the access log does not follow."""
+    handler = _log_handler("--error-logfile", options.error_logfile, sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT_WORKERS if several else LOG_FORMAT))
     logging.getLogger().addHandler(handler)
+    access = logging.getLogger(ACCESS_LOG.name)
+    if options.access_logfile is None:
+        # Off, so that no exchange pays for it; a --log-config may turn it on.
+        access.setLevel(logging.WARNING)
+    else:
+        # The line is the whole record: the format has its own time (%(t)s).
+        access.addHandler(_log_handler("--access-logfile", options.access_logfile, sys.stdout))
+        access.setLevel(logging.INFO)
+        access.propagate = False  # not into the error log too
     if options.log_config is not None:
         # Imported only here: it costs every worker's start-up 20 ms.
         from logging import config as logging_config
@@ -208,6 +211,16 @@ def _configure_logging(options: Options, *, several: bool) -> None:
                                EXIT_USAGE) from None
     if options.log_level is not None or options.log_config is None:
         log.setLevel((options.log_level or "info").upper())
+
+
+def _log_handler(flag: str, path: str, standard: TextIO) -> logging.Handler:
+    """A handler writing to ``path`` (appending), or to ``standard`` for ``-``."""
+    if path == "-":
+        return logging.StreamHandler(standard)
+    try:
+        return logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot open {flag} {path!r}: {exc.strerror or exc}") from None
 
 
 def _read_log_config(path: str) -> dict[str, object]:
