@@ -27,6 +27,7 @@ from trio_h2._core.accesslog import (
     ATOMS,
     DEFAULT_FORMAT,
     NO_RESPONSE,
+    atoms_table,
     check_format,
     escape,
 )
@@ -72,6 +73,13 @@ def parse(line: str) -> dict[str, str]:
 
 def test_every_documented_atom_has_a_value_and_back() -> None:
     assert {name for name in ATOMS if not name.startswith("{")} == set(_ATOM_VALUES)
+
+
+def test_docs_list_every_atom() -> None:
+    # Regenerate with: python -c "from trio_h2._core.accesslog import atoms_table;
+    # print(atoms_table(), end='')" > docs/access_log_atoms.inc
+    documented = (Path(__file__).parent.parent / "docs" / "access_log_atoms.inc").read_text()
+    assert documented == atoms_table()
 
 
 def test_default_format_is_gunicorns() -> None:

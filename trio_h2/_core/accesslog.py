@@ -32,7 +32,7 @@ from .exchange import Address
 from .headers import Headers, RequestHead
 
 __all__ = ["ATOMS", "DEFAULT_FORMAT", "NO_RESPONSE", "OUTCOMES", "AccessAtoms",
-           "check_format", "escape"]
+           "atoms_table", "check_format", "escape"]
 
 # gunicorn's default (Apache's combined log format), so is Hypercorn's.
 DEFAULT_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
@@ -50,7 +50,7 @@ OUTCOMES = {
 }
 
 ATOMS = {
-    "h": "the client's address (after --proxy-protocol and --proxy-headers)",
+    "h": "the client's address (after ``--proxy-protocol`` and ``--proxy-headers``)",
     "l": "``-``",
     "u": "the user name of an ``Authorization: Basic`` request header, else ``-``",
     "t": "when the request arrived, ``[06/Dec/2026:23:00:44 +0000]`` (local time)",
@@ -95,6 +95,16 @@ _ENCLOSED = re.compile(r"\{([^{}]+)\}([ioe])")
 # nginx's escaping for its access log (ngx_http_log_escape): '"', '\' and
 # bytes outside 0x20-0x7e as \xHH.
 _UNSAFE = re.compile(rb'["\\\x00-\x1f\x7f-\xff]')
+
+
+def atoms_table() -> str:
+    """docs/access_log_atoms.inc: :data:`ATOMS` as an RST list-table (a test
+    checks that the file is this function's output)."""
+    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 20 80", "",
+             "   * - Atom", "     - Its value"]
+    for name, meaning in ATOMS.items():
+        lines += [f"   * - ``%({name})s``", f"     - {meaning}"]
+    return "\n".join(lines) + "\n"
 
 
 def escape(value: bytes) -> str:
