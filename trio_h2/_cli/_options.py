@@ -31,10 +31,23 @@ from typing import Any, NoReturn, cast, final
 from .._apps.wsgi import DEFAULT_THREADS
 from .._config import Config
 from .._core.limits import Budget
+from .._io.reload import DEFAULT_PATTERNS, RELOAD_EXTRA
 from .._io.workers import BACKLOG, WORKER_TIMEOUT
 from ._binds import DEFAULT_UNIX_MODE, Bind, TCPBind
 from ._errors import EXIT_USAGE, PROG, CommandError
-from ._values import BINDS, BUDGET, FILE, MODE, Kind, choice, integer, number, switch, text
+from ._values import (
+    BINDS,
+    BUDGET,
+    FILE,
+    MODE,
+    Kind,
+    choice,
+    integer,
+    number,
+    switch,
+    text,
+    texts,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -175,6 +188,18 @@ RUNNER_OPTIONS = [
            help=f"with --workers: a worker whose event loop sends no heartbeat for this long "
                 f"is taken for hung; its stack is dumped to stderr and it is killed and "
                 f"replaced (default {WORKER_TIMEOUT:g}, as gunicorn's --timeout)"),
+    Option("reload", switch(), False,
+           help=f"restart the worker(s) when source files change, for development: "
+                f"each worker is stopped gracefully and a new one imports the code "
+                f"afresh; a change that does not import is logged and waits for the next "
+                f"change. Needs {RELOAD_EXTRA} (watchfiles)"),
+    Option("reload_dir", texts("DIR", "a directory"), ["."], repeat=True,
+           help="with --reload: a directory to watch, recursively; repeat for several "
+                "(default %(default)s, the current directory)"),
+    Option("reload_include", texts("PATTERN", "a file name pattern"),
+           list(DEFAULT_PATTERNS), repeat=True,
+           help="with --reload: the file names whose changes count, a glob pattern such as "
+                "'*.toml'; repeat for several (default %(default)s)"),
     Option("interface", choice(["auto", "asgi", "wsgi"]), "auto",
            help="the interface MODULE:APP serves; auto tells an ASGI app (a coroutine "
                 "function) from a WSGI one (environ, start_response) by its signature "
@@ -247,6 +272,9 @@ class Options:
     bind: tuple[Bind, ...]
     workers: int
     worker_timeout: float
+    reload: bool
+    reload_dir: tuple[str, ...]
+    reload_include: tuple[str, ...]
     interface: str
     threads: int | None
     max_requests: int | None
@@ -396,7 +424,8 @@ def parse_options(argv: Sequence[str]) -> Options:
     # Any: each value was made by its option's Kind, which checked its type.
     merged: dict[str, Any] = {option.name: option.default for option in RUNNER_OPTIONS}
     merged.update(values)
-    merged["bind"] = tuple(merged["bind"])
+    for name in ("bind", "reload_dir", "reload_include"):
+        merged[name] = tuple(merged[name])
     for internal in ("worker_bound", "worker_fds"):
         merged[internal] = tuple(bind for binds in namespace.pop(internal, [])
                                  for bind in (binds if isinstance(binds, list) else [binds]))
@@ -451,8 +480,8 @@ def options_table() -> str:
     for option in OPTIONS:
         if option.config_field:
             doc = field_docs(Config)[option.name].replace("\n\n", "\n")
-        else:
-            doc = option.help.replace("%(default)s", _show(option.default))
+        else:  # (an asterisk would start emphasis in RST)
+            doc = option.help.replace("%(default)s", _show(option.default)).replace("*", "\\*")
         flag = (f"``--{option.flag[2:]}`` / ``--no-{option.flag[2:]}``" if option.kind.flag
                 and option.config_field else f"``{option.flag}``")
         if option.short:
