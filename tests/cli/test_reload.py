@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_cli import Server, curl, run_server, run_to_exit, write_module
+from tests.support.processes import Server, curl, run_server, run_to_exit, write_module
 
 # Seconds the new code may take to answer after a change: watchfiles'
 # debounce (1.6 s), the old worker's graceful stop and a new python process
