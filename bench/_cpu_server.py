@@ -3,13 +3,16 @@
 Usage: ``python bench/_cpu_server.py PORT [CERTFILE KEYFILE]``. Prints
 ``ready`` once it accepts connections; on SIGINT prints one JSON line (task
 steps, event-loop iterations, tasks spawned, and which trio_h2 it imported)
-and exits. ``PYTHONPATH`` must name the trio_h2 tree to measure, then this
-checkout (for ``bench``).
+and exits. With :data:`ACCESS_LOG_VARIABLE` set to a file name, the access
+log (default format) is written there. ``PYTHONPATH`` must name the trio_h2
+tree to measure, then this checkout (for ``bench``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import signal
 import sys
 
@@ -17,6 +20,8 @@ import trio
 
 import trio_h2
 from bench._apps import app
+
+ACCESS_LOG_VARIABLE = "TRIO_H2_BENCH_ACCESS_LOG"
 
 
 class Counts(trio.abc.Instrument):
@@ -53,4 +58,9 @@ async def main(port: int, ssl_files: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    if ACCESS_LOG_VARIABLE in os.environ:
+        access = logging.getLogger("trio_h2.access")
+        access.addHandler(logging.FileHandler(os.environ[ACCESS_LOG_VARIABLE]))
+        access.setLevel(logging.INFO)
+        access.propagate = False
     trio.run(main, int(sys.argv[1]), sys.argv[2:])

@@ -16,9 +16,13 @@ The ``h1-`` loads are HTTP/1.1 on plain TCP, driven by wrk (one thread,
 keep-alive, one request at a time per connection) for ``H1_SECONDS``; the
 figure is the CPU time divided by the requests wrk completed.
 
+With ``--access-log`` it alternates the server without and with the access
+log (``trio_h2.access`` at INFO, the default format, to a file) instead.
+
 Run: ``python bench/cpu_cost.py`` (every load, h2c and HTTP/1.1), ``--tls``,
 ``--only c100``, ``--only h1-`` (every HTTP/1.1 load), ``--against /tmp/base
---repeat 3``. Needs h2load (nghttp2-client), wrk and Linux.
+--repeat 3``, ``--only c10 --access-log --repeat 3``. Needs h2load
+(nghttp2-client), wrk and Linux.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _wrk
 from bench._apps import DOWNLOAD_SIZE, MiB
+from bench._cpu_server import ACCESS_LOG_VARIABLE
 from bench._servers import ROOT, make_tls
 
 
@@ -111,9 +116,12 @@ def _drive(load: Load, url: str, upload: Path, script: Path) -> int:
     return load.requests
 
 
-def measure(load: Load, tree: Path, tls_files: list[str], upload: Path, script: Path) -> Cost:
+def measure(load: Load, tree: Path, tls_files: list[str], upload: Path, script: Path,
+            access_log: Path | None = None) -> Cost:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT}"}
+    if access_log is not None:
+        env[ACCESS_LOG_VARIABLE] = str(access_log)
     server = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_cpu_server.py"),
                                str(port), *tls_files], env=env, cwd=tree,
                               stdout=subprocess.PIPE, text=True)
@@ -143,9 +151,15 @@ def main() -> None:
     parser.add_argument("--tls", action="store_true", help="over TLS instead of h2c")
     parser.add_argument("--against", type=Path, metavar="DIR",
                         help="another trio_h2 checkout to compare with")
+    parser.add_argument("--access-log", action="store_true",
+                        help="this checkout without, then with, the access log")
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     trees = [ROOT] if args.against is None else [args.against.resolve(), ROOT]
+    # Each run: a tree, and where its access log goes (None: off).
+    variants: list[tuple[Path, bool]] = [(tree, False) for tree in trees]
+    if args.access_log:
+        variants = [(ROOT, False), (ROOT, True)]
     loads = [load for load in LOADS
              if not args.only or any(load.name == only or (only.endswith("-") and
                                                             load.name.startswith(only))
@@ -163,14 +177,18 @@ def main() -> None:
             tls_files = [str(tls.certfile), str(tls.keyfile)]
         print(f"{'load':10} {'tree':32} {'CPU us':>10} {'per':8} {'steps':>7} {'loops':>7}")
         for load in loads:
-            runs: dict[Path, list[Cost]] = {tree: [] for tree in trees}
+            runs: dict[tuple[Path, bool], list[Cost]] = {variant: [] for variant in variants}
             for _ in range(args.repeat):
-                for tree in trees:  # alternating, so a slow spell hits both
-                    runs[tree].append(measure(load, tree, tls_files, upload, script))
+                for tree, logged in variants:  # alternating, so a slow spell hits both
+                    log_file = directory / "access.log" if logged else None
+                    runs[tree, logged].append(measure(load, tree, tls_files, upload, script,
+                                                      log_file))
                     time.sleep(0.2)
-            for tree, costs in runs.items():
+            for (tree, logged), costs in runs.items():
                 name = f"{load.name}{' TLS' if args.tls else ''}"
-                print(f"{name:10} {str(tree)[-32:]:32} "
+                label = str(tree)[-32:] if not args.access_log else (
+                    f"access log {'on' if logged else 'off'}")
+                print(f"{name:10} {label:32} "
                       f"{statistics.median(c.cpu_us for c in costs):10,.0f} {load.unit:8} "
                       f"{statistics.median(c.steps for c in costs):7.1f} "
                       f"{statistics.median(c.iterations for c in costs):7.1f}", flush=True)

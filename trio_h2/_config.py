@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal, final
 
+from ._core.accesslog import DEFAULT_FORMAT, check_format
 from ._core.forwarded import TrustedProxies
 from ._core.limits import Budget
 
@@ -262,6 +263,15 @@ class Config:
     believes: comma-separated IP addresses and CIDR networks, or ``*`` for
     every peer (Unix sockets included). uvicorn's default, the local host."""
 
+    access_log_format: str = DEFAULT_FORMAT
+    """The line the ``trio_h2.access`` logger writes for each request and
+    WebSocket once it has ended, when that logger is enabled for INFO (the
+    runner's ``--access-logfile`` enables it): gunicorn's atoms (``%(h)s``
+    the client, ``%(r)s`` the request line, ``%(s)s`` the status...) and
+    trio_h2's own, listed in :doc:`logging`. The default is gunicorn's and
+    Hypercorn's, Apache's combined log format. An unknown atom is a
+    :exc:`ValueError` here, not at the first request."""
+
     lifespan: Literal["auto", "on", "off"] = "auto"
     """ASGI lifespan protocol. ``auto`` runs it and carries on without it if
     the app raises before answering startup; ``on`` treats that as a failure;
@@ -298,6 +308,7 @@ class Config:
         for name in ("http1", "websocket", "proxy_protocol", "proxy_headers"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        check_format(self.access_log_format)
         if self.lifespan not in ("auto", "on", "off"):
             raise ValueError(f"lifespan must be 'auto', 'on' or 'off', not {self.lifespan!r}")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import suppress
 from typing import Any, final
@@ -28,6 +29,7 @@ import trio
 from h2.errors import ErrorCodes
 
 from .._config import Config
+from .._core.accesslog import AccessAtoms
 from .._core.errors import ClientDisconnected, LocalProtocolError
 from .._core.exchange import Address, Exchange
 from .._core.forwarded import TrustedProxies, forwarded_client
@@ -42,9 +44,11 @@ from .._core.headers import (
 )
 from .._io.connection import Connection, StreamHandler
 from .scope import build_scope
-from .websocket import serve_websocket, websocket_scope
+from .websocket import WebSocketSession, websocket_scope
 
 log = logging.getLogger("trio_h2")
+ACCESS_LOG = logging.getLogger("trio_h2.access")
+"""One line per exchange, at INFO, once it has ended (:attr:`Config.access_log_format`)."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -92,7 +96,11 @@ def asgi_handler(
     that exchange (docs/asgi.rst): ``http.response.early_hint`` where the
     protocol core sends 1xx responses, ``http.response.push`` where it may
     push now, ``http.response.pathsend`` and ``http.response.zerocopysend``
-    everywhere."""
+    everywhere.
+
+    When :data:`ACCESS_LOG` is enabled for INFO, each exchange is logged to
+    it once its handler is done (its response ended, or it was reset): one
+    check per exchange when it is not."""
     trusted = (TrustedProxies.parse(config.forwarded_allow_ips) if config.proxy_headers
                else None)
 
@@ -119,10 +127,25 @@ def asgi_handler(
         if trusted is not None:  # X-Forwarded-Proto wins over HTTP/2's :scheme too
             scope["client"], scope["scheme"] = forwarded_client(
                 stream.head.headers, client, scope["scheme"], trusted)
+        exchange: _Exchange | WebSocketSession
         if stream.head.protocol is not None:  # a WebSocket handshake (HTTP/1.1 or 2)
-            await serve_websocket(conn, stream, websocket_scope(scope, stream), app, config)
+            exchange = WebSocketSession(conn, stream, websocket_scope(scope, stream), config)
+        else:
+            exchange = _Exchange(conn, stream, scope)
+        if not ACCESS_LOG.isEnabledFor(logging.INFO):  # the access log's one gate
+            await exchange.run(app)
             return
-        await _Exchange(conn, stream, scope).run(app)
+        started, clock = time.time(), time.perf_counter()
+        try:
+            await exchange.run(app)
+        finally:
+            # Formatted by logging, lazily: AccessAtoms computes the atoms the format names.
+            ACCESS_LOG.info(config.access_log_format, AccessAtoms(
+                head=stream.head, stream_id=stream.stream_id, http_version=stream.http_version,
+                scheme=exchange.scope["scheme"], client=exchange.scope["client"], peer=client,
+                status=exchange.status, response=exchange.response, sent=exchange.sent,
+                received=exchange.received, outcome=exchange.outcome, started=started,
+                duration=time.perf_counter() - clock))
 
     return handle
 
@@ -135,7 +158,16 @@ class _Exchange:
         self._conn = conn
         self._state = conn.state
         self._stream = stream
-        self._scope = scope
+        self.scope = scope
+        # What the access log says of the exchange once run() is over.
+        self.response: Headers = []
+        """The response header block, once it went to the connection."""
+        self.sent = 0
+        """Response body bytes the connection's sender has taken."""
+        self.received = 0
+        """Request body bytes the application has received."""
+        self._failed = False  # _fail() answered for the application
+        self._delivered = False  # the sender has taken the response's end
         # A ParkingLot, not a Waker: an application may wait in receive()
         # in one task (for http.disconnect) while it sends in another.
         self._lot = trio.lowlevel.ParkingLot()
@@ -150,7 +182,7 @@ class _Exchange:
     async def run(self, app: ASGIApp) -> None:
         stream = self._stream
         try:
-            await app(self._scope, self.receive, self.send)
+            await app(self.scope, self.receive, self.send)
         except BaseException as exc:
             if _propagates(exc):
                 raise
@@ -165,11 +197,26 @@ class _Exchange:
                           self._conn.peer, stream.stream_id)
                 await self._fail()
 
+    @property
+    def outcome(self) -> str:
+        """``ok``, ``error`` or ``reset`` (see ``_core.accesslog.OUTCOMES``),
+        from what has happened so far: the connection may end (and cancel
+        this handler) as soon as the client has the whole response."""
+        if self._failed:
+            return "error"
+        return "ok" if self._delivered else "reset"
+
+    @property
+    def status(self) -> int | None:
+        """The response status, once its head went to the connection."""
+        return int(self.response[0][1]) if self.response else None
+
     async def _fail(self) -> None:
         """500 if nothing was sent yet, else RST_STREAM INTERNAL_ERROR."""
         stream = self._stream
         if stream.disconnected:
             return
+        self._failed = True
         if stream.headers_sent:
             self._state.reset(stream, ErrorCodes.INTERNAL_ERROR)
             self._conn.wake_sender()
@@ -185,6 +232,8 @@ class _Exchange:
         self._complete = True
         with suppress(ClientDisconnected):
             await self._taken()
+            if not self._is_head:
+                self.sent += len(_ERROR_BODY)
 
     async def receive(self) -> Message:
         stream = self._stream
@@ -192,6 +241,7 @@ class _Exchange:
             if stream.body:
                 data = self._state.take_body(stream)
                 self._conn.body_taken()
+                self.received += len(data)
                 more = not stream.body_ended or bool(stream.body)
                 self._request_done = not more
                 return {"type": "http.request", "body": data, "more_body": more}
@@ -279,11 +329,14 @@ class _Exchange:
             self._send_headers(headers, end_stream=end and not body)
             if not body:
                 self._conn.wake_sender()
+                self._delivered = end  # (queued in the core's output already)
                 return
         elif not body and not end:
             return
         self._state.offer(stream, bytes(body), end_stream=end)
         await self._taken()
+        self.sent += len(body)
+        self._delivered = end
 
     async def _send_path(self, message: Message) -> None:
         """``http.response.pathsend``: the file at ``path``, as the last body."""
@@ -358,6 +411,7 @@ class _Exchange:
         self._complete = True
         self._state.offer(self._stream, b"", end_stream=True, trailers=headers)
         await self._taken()
+        self._delivered = True
 
     def _early_hint(self, message: Message) -> None:
         """``http.response.early_hint``: a ``103 Early Hints`` (RFC 8297)
@@ -403,6 +457,7 @@ class _Exchange:
     def _send_headers(self, headers: Headers, *, end_stream: bool) -> None:
         try:
             self._state.send_headers(self._stream, headers, end_stream=end_stream)
+            self.response = headers
         except ClientDisconnected:
             self._conn.wake_sender()  # h2 failed: the connection's GOAWAY must go now
             raise

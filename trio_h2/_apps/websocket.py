@@ -21,7 +21,7 @@ WebSocket is accepted:
   of time in which the pump was reading.
 
 ``send`` returns once the connection's sender has taken the frame
-(:meth:`_Session._transmit`, the one place that hands bytes to the
+(:meth:`WebSocketSession._transmit`, the one place that hands bytes to the
 exchange), so an application sending to a client that reads nothing waits,
 and the server holds one frame of it.
 """
@@ -75,22 +75,27 @@ def websocket_scope(http_scope: dict[str, Any], stream: Exchange) -> dict[str, A
     return scope
 
 
-async def serve_websocket(conn: Connection, stream: Exchange, scope: dict[str, Any],
-                          app: ASGIApp, config: Config) -> None:
-    """Run ``app`` for the WebSocket handshake on ``stream`` to its end."""
-    await _Session(conn, stream, scope, config).run(app)
-
-
 @final
-class _Session:
-    """One WebSocket as the application sees it."""
+class WebSocketSession:
+    """One WebSocket as the application sees it; :meth:`run` runs the
+    application for the handshake on ``stream`` to its end."""
 
     def __init__(self, conn: Connection, stream: Exchange, scope: dict[str, Any],
                  config: Config) -> None:
         self._conn = conn
         self._stream = stream
-        self._scope = scope
+        self.scope = scope
         self._config = config
+        # What the access log says of the WebSocket once run() is over.
+        self.status: int | None = None
+        """101 (HTTP/1.1) or 200 (HTTP/2) once accepted; a refusal's status."""
+        self.response: Headers = []
+        self.sent = 0
+        """Bytes of WebSocket frames (or of a refusal's body) offered to the connection."""
+        self.received = 0
+        """Bytes of WebSocket frames taken from the client."""
+        self._failed = False  # the application raised
+        self._responded = False  # a refusal's response is all taken
         self._lot = trio.lowlevel.ParkingLot()
         stream.wake = self._lot.unpark_all
         self._ws: WebSocketCore | None = None
@@ -113,15 +118,28 @@ class _Session:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             try:
-                await app(self._scope, self.receive, self.send)
+                await app(self.scope, self.receive, self.send)
             except Exception as exc:
                 if not (isinstance(exc, ClientDisconnected) and self._ended is not None):
                     log.error("%s: stream %d: websocket application raised %s",
                               self._conn.peer, stream.stream_id, type(exc).__name__, exc_info=exc)
+                    self._failed = True
                     await self._finish(INTERNAL_ERROR, failed=True)
             else:
                 await self._finish(NORMAL, failed=False)
             nursery.cancel_scope.cancel()
+
+    @property
+    def outcome(self) -> str:
+        """``ok``, ``error`` or ``reset`` (see ``_core.accesslog.OUTCOMES``),
+        from what has happened so far: the connection may end (and cancel
+        this handler) as soon as the client has seen the end."""
+        if self._failed:
+            return "error"
+        ended = self._ended
+        if ended is not None:  # 1006: no close handshake; 1011: no PONG (the keepalive)
+            return "reset" if ended["code"] in (ABNORMAL, INTERNAL_ERROR) else "ok"
+        return "ok" if self._responded else "reset"
 
     async def _finish(self, code: int, *, failed: bool) -> None:
         """The application is done: close what it left open."""
@@ -204,7 +222,7 @@ class _Session:
         headers = response_headers(200, message.get("headers", ()))
         subprotocol = message.get("subprotocol")
         if subprotocol is not None:
-            if subprotocol not in self._scope["subprotocols"]:
+            if subprotocol not in self.scope["subprotocols"]:
                 raise LocalProtocolError(f"subprotocol {subprotocol!r} was not offered")
             headers.append((b"sec-websocket-protocol", subprotocol.encode()))
         if accepted is not None:
@@ -214,6 +232,8 @@ class _Session:
         self._phase = "denying"  # if the head fails: the exchange is reset
         self._conn.state.send_headers(self._stream, headers, end_stream=False)
         self._phase = "accepted"
+        self.status = 200 if self._stream.http_version == "2" else 101  # (the tunnel's 101)
+        self.response = headers
         self._conn.wake_sender()  # (and HTTP/1.1 hands over to the tunnel)
         assert self._nursery is not None
         self._nursery.start_soon(self._pump)
@@ -250,10 +270,13 @@ class _Session:
             headers = response_headers(status, ())
         headers = [*headers, (b"content-length", str(len(body)).encode())]
         self._conn.state.send_headers(stream, headers, end_stream=not body)
+        self.status, self.response = int(headers[0][1]), headers
         self._conn.wake_sender()
         if body:
             self._conn.state.offer(stream, body, end_stream=True)
             await self._taken()
+            self.sent += len(body)
+        self._responded = not stream.disconnected
 
     def _check_connected(self) -> None:
         if self._stream.disconnected or self._ended is not None:
@@ -273,7 +296,9 @@ class _Session:
                 raise ClientDisconnected(f"stream {stream.stream_id}: client disconnected")
             if not stream.in_flight:
                 if ws.has_output:
-                    self._conn.state.offer(stream, ws.data_to_send(), end_stream=end)
+                    data = ws.data_to_send()
+                    self.sent += len(data)
+                    self._conn.state.offer(stream, data, end_stream=end)
                     self._conn.wake_sender()
                 elif end and not stream.response_ended:
                     self._conn.state.offer(stream, b"", end_stream=True)
@@ -301,7 +326,9 @@ class _Session:
                     with suppress(ClientDisconnected):
                         await self._transmit()  # the PONG
                 if stream.body:
-                    ws.receive_data(conn.state.take_body(stream))
+                    data = conn.state.take_body(stream)
+                    self.received += len(data)
+                    ws.receive_data(data)
                     conn.body_taken()
                     continue
                 if stream.disconnected or stream.body_ended:

@@ -31,10 +31,23 @@ from typing import Any, NoReturn, cast, final
 from .._apps.wsgi import DEFAULT_THREADS
 from .._config import Config
 from .._core.limits import Budget
+from .._io.reload import DEFAULT_PATTERNS, RELOAD_EXTRA
 from .._io.workers import BACKLOG, WORKER_TIMEOUT
 from ._binds import DEFAULT_UNIX_MODE, Bind, TCPBind
 from ._errors import EXIT_USAGE, PROG, CommandError
-from ._values import BINDS, BUDGET, FILE, MODE, Kind, choice, integer, number, switch, text
+from ._values import (
+    BINDS,
+    BUDGET,
+    FILE,
+    MODE,
+    Kind,
+    choice,
+    integer,
+    number,
+    switch,
+    text,
+    texts,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -90,6 +103,7 @@ class Option:
     short: str | None = None
     config_field: bool = False  # a field of Config, checked by building one
     repeat: bool = False  # --bind: each use adds one
+    alias: str | None = None  # a second long flag: the name gunicorn and Hypercorn use
 
     @property
     def flag(self) -> str:
@@ -119,8 +133,13 @@ def _config_options() -> list[Option]:
             kind = choice([str(arg) for arg in typing.get_args(hint)])
         else:  # pragma: no cover - a new field type needs a Kind here
             raise TypeError(f"no command-line form for Config.{each.name}: {hint!r}")
-        options.append(Option(each.name, kind, each.default, "", config_field=True))
+        options.append(Option(each.name, kind, each.default, "", config_field=True,
+                              alias=_CONFIG_ALIASES.get(each.name)))
     return options
+
+
+# gunicorn's and Hypercorn's flag for it (their config key is the field's name).
+_CONFIG_ALIASES = {"access_log_format": "--access-logformat"}
 
 
 def config_help(option: Option) -> str:
@@ -169,6 +188,18 @@ RUNNER_OPTIONS = [
            help=f"with --workers: a worker whose event loop sends no heartbeat for this long "
                 f"is taken for hung; its stack is dumped to stderr and it is killed and "
                 f"replaced (default {WORKER_TIMEOUT:g}, as gunicorn's --timeout)"),
+    Option("reload", switch(), False,
+           help=f"restart the worker(s) when source files change, for development: "
+                f"each worker is stopped gracefully and a new one imports the code "
+                f"afresh; a change that does not import is logged and waits for the next "
+                f"change. Needs {RELOAD_EXTRA} (watchfiles)"),
+    Option("reload_dir", texts("DIR", "a directory"), ["."], repeat=True,
+           help="with --reload: a directory to watch, recursively; repeat for several "
+                "(default %(default)s, the current directory)"),
+    Option("reload_include", texts("PATTERN", "a file name pattern"),
+           list(DEFAULT_PATTERNS), repeat=True,
+           help="with --reload: the file names whose changes count, a glob pattern such as "
+                "'*.toml'; repeat for several (default %(default)s)"),
     Option("interface", choice(["auto", "asgi", "wsgi"]), "auto",
            help="the interface MODULE:APP serves; auto tells an ASGI app (a coroutine "
                 "function) from a WSGI one (environ, start_response) by its signature "
@@ -219,6 +250,11 @@ RUNNER_OPTIONS = [
                 "after the defaults"),
     Option("error_logfile", FILE, "-",
            help="where the log goes: a file (appended to) or - for stderr (default -)"),
+    Option("access_logfile", FILE, None,
+           help="write the access log, one line per request or WebSocket once it has ended "
+                "(in --access-log-format), to this file (appended to), or - for stdout, as "
+                "gunicorn and Hypercorn do. It is the trio_h2.access logger at INFO, which a "
+                "--log-config can route instead (default: no access log)"),
 ]
 
 OPTIONS = [*RUNNER_OPTIONS, *_config_options()]
@@ -236,6 +272,9 @@ class Options:
     bind: tuple[Bind, ...]
     workers: int
     worker_timeout: float
+    reload: bool
+    reload_dir: tuple[str, ...]
+    reload_include: tuple[str, ...]
     interface: str
     threads: int | None
     max_requests: int | None
@@ -252,6 +291,7 @@ class Options:
     log_level: str | None
     log_config: str | None
     error_logfile: str
+    access_logfile: str | None
     # What a supervisor tells its worker (see _runner._worker_command).
     worker_channel: int | None = None
     worker_bound: tuple[TCPBind, ...] = ()
@@ -318,7 +358,7 @@ def parser(*, full_help: bool = True) -> argparse.ArgumentParser:
     server = result.add_argument_group("server (trio_h2.Config fields)")
     for option in OPTIONS:
         group = server if option.config_field else runner
-        flags = [*filter(None, [option.short]), option.flag]
+        flags = [*filter(None, [option.short]), option.flag, *filter(None, [option.alias])]
         help_text = option.help.replace("%(default)s", _show(option.default))
         if option.config_field:
             help_text = (config_help(option) if full_help else "")
@@ -384,7 +424,8 @@ def parse_options(argv: Sequence[str]) -> Options:
     # Any: each value was made by its option's Kind, which checked its type.
     merged: dict[str, Any] = {option.name: option.default for option in RUNNER_OPTIONS}
     merged.update(values)
-    merged["bind"] = tuple(merged["bind"])
+    for name in ("bind", "reload_dir", "reload_include"):
+        merged[name] = tuple(merged[name])
     for internal in ("worker_bound", "worker_fds"):
         merged[internal] = tuple(bind for binds in namespace.pop(internal, [])
                                  for bind in (binds if isinstance(binds, list) else [binds]))
@@ -439,14 +480,16 @@ def options_table() -> str:
     for option in OPTIONS:
         if option.config_field:
             doc = field_docs(Config)[option.name].replace("\n\n", "\n")
-        else:
-            doc = option.help.replace("%(default)s", _show(option.default))
+        else:  # (an asterisk would start emphasis in RST)
+            doc = option.help.replace("%(default)s", _show(option.default)).replace("*", "\\*")
         flag = (f"``--{option.flag[2:]}`` / ``--no-{option.flag[2:]}``" if option.kind.flag
                 and option.config_field else f"``{option.flag}``")
         if option.short:
             flag = f"``{option.short}``, {flag}"
         if not option.kind.flag:
             flag = flag[:-2] + f" {option.kind.metavar}``"
+        if option.alias:
+            flag += f", ``{option.alias}``"
         default = ("none" if option.default is None else f"{option.default:o}"
                    if option.kind is MODE else _show(option.default))
         lines += [f"   * - {flag}", f"     - ``{option.name}``", f"     - ``{default}``",

@@ -27,15 +27,16 @@ import ssl
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar, cast, final
+from typing import TYPE_CHECKING, TextIO, TypeVar, cast, final
 
 import trio
 
-from .._apps.asgi import ASGIApp
+from .._apps.asgi import ACCESS_LOG, ASGIApp
 from .._apps.demo import DemoApp
 from .._apps.lifespan import LifespanFailure
 from .._apps.wsgi import DEFAULT_THREADS, WSGIApp, WSGICallable, detect_interface
 from .._core.exchange import Address
+from .._io.reload import SourceWatcher, check_available
 from .._io.server import _address, serve_listeners
 from .._io.workers import (
     REUSEPORT_SPREADS_CONNECTIONS,
@@ -103,7 +104,7 @@ def _main(argv: list[str]) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     _check(options)
     worker = options.worker_channel is not None
-    _configure_logging(options, several=worker or options.workers > 1)
+    _configure_logging(options, several=worker or options.workers > 1 or options.reload)
     if worker:
         return _work(options)
 
@@ -122,13 +123,14 @@ def _main(argv: list[str]) -> int:
                 raise CommandError(f"--self-signed cannot make a certificate: "
                                    f"{type(exc).__name__}: {exc}") from None
         app, ssl_context = _load(options, None if self_signed is None else self_signed.cert_file)
+        notes = [note for note in (_interface_note(app), _reload_note(options)) if note]
         announcer = _Announcer("demo app" if options.app is None else str(options.app),
                                tls=ssl_context is not None, http1=options.config.http1,
                                workers=options.workers, self_signed=self_signed,
-                               interface=_interface_note(app))
+                               interface="; ".join(notes) or None)
         unlinker = Unlinker()
         stack.callback(unlinker.unlink_all)
-        if options.workers > 1:
+        if options.workers > 1 or options.reload:
             command = functools.partial(_worker_command, argv, self_signed=self_signed)
             clean = _run(functools.partial(_supervise, options, command, announcer, unlinker))
             return EXIT_OK if clean else EXIT_FAILURE
@@ -156,9 +158,12 @@ def _check(options: Options) -> None:
         (options.ca_certs is None and options.verify_mode != "none",
          f"--verify-mode {options.verify_mode} needs --ca-certs (the CAs that client "
          f"certificates must chain to)"),
-        ("worker_timeout" in options.given and options.workers == 1,
-         "--worker-timeout needs --workers N with N > 1 (without workers there is no "
-         "supervisor to watch them)"),
+        ("worker_timeout" in options.given and options.workers == 1 and not options.reload,
+         "--worker-timeout needs --workers N with N > 1 or --reload (without workers there "
+         "is no supervisor to watch them)"),
+        (not options.reload and any(name in options.given for name in ("reload_dir",
+                                                                       "reload_include")),
+         "--reload-dir and --reload-include need --reload"),
         (options.max_requests is not None and options.workers == 1,
          "--max-requests needs --workers N with N > 1: a worker is replaced while the "
          "others serve; one process would leave nothing accepting connections while it "
@@ -172,28 +177,40 @@ def _check(options: Options) -> None:
     for problem, message in problems:
         if problem:
             raise CommandError(message, EXIT_USAGE)
-    if (options.workers > 1 and any(isinstance(bind, TCPBind) for bind in options.bind)
+    if ((options.workers > 1 or options.reload)
+            and any(isinstance(bind, TCPBind) for bind in options.bind)
             and not REUSEPORT_SPREADS_CONNECTIONS):
-        raise CommandError(f"--workers with a TCP --bind needs SO_REUSEPORT as Linux has it "
-                           f"(connections spread over the processes); not available on "
-                           f"{sys.platform}")
+        raise CommandError(f"--workers and --reload with a TCP --bind need SO_REUSEPORT as "
+                           f"Linux has it (connections spread over the processes); not "
+                           f"available on {sys.platform}")
+    if options.reload:
+        try:
+            check_available()
+        except ImportError as exc:
+            raise CommandError(str(exc)) from None
+        for directory in options.reload_dir:
+            if not os.path.isdir(directory):
+                raise CommandError(f"--reload-dir {directory!r} is not a directory")
 
 
 def _configure_logging(options: Options, *, several: bool) -> None:
     """The log goes to ``--error-logfile`` (stderr by default) in our format,
-    then ``--log-config`` applies, then ``--log-level`` (default ``info``
-    unless a ``--log-config`` is given)."""
-    handler: logging.Handler
-    if options.error_logfile == "-":
-        handler = logging.StreamHandler(sys.stderr)
-    else:
-        try:
-            handler = logging.FileHandler(options.error_logfile, encoding="utf-8")
-        except OSError as exc:
-            raise CommandError(f"cannot open --error-logfile {options.error_logfile!r}: "
-                               f"{exc.strerror or exc}") from None
+    and the access log (the ``trio_h2.access`` logger) to ``--access-logfile``
+    (stdout for ``-``) as it is, or nowhere; then ``--log-config`` applies,
+    then ``--log-level`` (default ``info`` unless a ``--log-config`` is
+    given), which the access log does not follow."""
+    handler = _log_handler("--error-logfile", options.error_logfile, sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT_WORKERS if several else LOG_FORMAT))
     logging.getLogger().addHandler(handler)
+    access = logging.getLogger(ACCESS_LOG.name)
+    if options.access_logfile is None:
+        # Off, so that no exchange pays for it; a --log-config may turn it on.
+        access.setLevel(logging.WARNING)
+    else:
+        # The line is the whole record: the format has its own time (%(t)s).
+        access.addHandler(_log_handler("--access-logfile", options.access_logfile, sys.stdout))
+        access.setLevel(logging.INFO)
+        access.propagate = False  # not into the error log too
     if options.log_config is not None:
         # Imported only here: it costs every worker's start-up 20 ms.
         from logging import config as logging_config
@@ -208,6 +225,16 @@ def _configure_logging(options: Options, *, several: bool) -> None:
                                EXIT_USAGE) from None
     if options.log_level is not None or options.log_config is None:
         log.setLevel((options.log_level or "info").upper())
+
+
+def _log_handler(flag: str, path: str, standard: TextIO) -> logging.Handler:
+    """A handler writing to ``path`` (appending), or to ``standard`` for ``-``."""
+    if path == "-":
+        return logging.StreamHandler(standard)
+    try:
+        return logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot open {flag} {path!r}: {exc.strerror or exc}") from None
 
 
 def _read_log_config(path: str) -> dict[str, object]:
@@ -268,6 +295,17 @@ def _interface_note(app: ASGIApp) -> str | None:
     if not isinstance(app, WSGIApp):
         return None
     return f"WSGI, {app.threads} thread{'' if app.threads == 1 else 's'}"
+
+
+def _watcher(options: Options) -> SourceWatcher | None:
+    if not options.reload:
+        return None
+    return SourceWatcher(options.reload_dir, options.reload_include)
+
+
+def _reload_note(options: Options) -> str | None:
+    watcher = _watcher(options)
+    return None if watcher is None else watcher.describe()
 
 
 def _run(async_fn: Callable[[], Awaitable[T]]) -> T:
@@ -357,6 +395,7 @@ async def _supervise(options: Options, command: Callable[[Sequence[TCPBind], Seq
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         sockets = await open_for_workers(options.bind, backlog=options.backlog,
                                          unix_mode=options.unix_socket_mode, unlinker=unlinker)
+        watcher = _watcher(options)
         try:
             addresses = [_address(sock.getsockname()) for sock in sockets]
             # Reserved TCP addresses do not listen; Unix and inherited sockets do,
@@ -370,7 +409,8 @@ async def _supervise(options: Options, command: Callable[[Sequence[TCPBind], Seq
                 functools.partial(command, tcp, shared), options.workers,
                 announce=functools.partial(announcer.started, addresses),
                 shutdown_timeout=options.config.shutdown_timeout,
-                worker_timeout=options.worker_timeout, pass_fds=shared)
+                worker_timeout=options.worker_timeout, pass_fds=shared,
+                watch=None if watcher is None else watcher.run)
             return await supervisor.run(signals)
         except WorkerFailure as exc:
             raise CommandError(str(exc)) from None

@@ -14,7 +14,7 @@ from .._core.limits import Budget
 from ._binds import BadBind, Bind, parse_bind
 
 __all__ = ["BINDS", "BUDGET", "FILE", "MODE", "Kind", "choice", "integer", "number", "switch",
-           "text"]
+           "text", "texts"]
 
 
 @final
@@ -135,6 +135,25 @@ def _finite(value: float) -> float:
     if not math.isfinite(value):
         raise ValueError
     return value
+
+
+def texts(metavar: str, what: str) -> Kind:
+    """A repeatable option's values: each use adds one (on the command line),
+    or a string or a list of strings (in the file)."""
+
+    def from_text(text: str) -> list[str]:
+        if not text:
+            raise ValueError(f"expected {what}, not an empty string")
+        return [text]
+
+    def from_toml(value: object) -> list[str]:
+        values = [value] if isinstance(value, str) else value
+        if (not isinstance(values, list) or not values
+                or not all(isinstance(each, str) and each for each in values)):
+            raise ValueError(f"expected {what} or a list of them, not {value!r}")
+        return list(values)
+
+    return Kind(metavar, from_text, from_toml)
 
 
 def _binds_from_text(text: str) -> list[Bind]:

@@ -63,6 +63,14 @@ is not restarted again: the supervisor logs why, stops the other workers and
 exits with status 1. During startup nothing is restarted: if a worker fails
 before all have reported ready, the supervisor stops the others and raises
 :exc:`WorkerFailure` with the reason.
+
+Reloads (``--reload``). A watcher (``_io.reload``), run by the supervisor,
+calls :meth:`Supervisor.reload` when source files change: every worker is
+stopped as at shutdown (SIGTERM: GOAWAY, in-flight streams finish) and its
+slot starts a new one as soon as it has exited, importing the code afresh;
+this is no failure and counts against no limit. A worker that then fails
+(the new code does not import, say) is not restarted in a loop: one ERROR
+line says why, and its slot waits for the next change to try again.
 """
 
 from __future__ import annotations
@@ -76,7 +84,7 @@ import socket
 import ssl
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import final
 
 import trio
@@ -341,6 +349,7 @@ class _Worker:
         self.error: str | None = None  # what it wrote after "error ", if anything
         self.silent: float | None = None  # seconds it said nothing before we killed it
         self.retiring = False  # it said "retire": its exit is a replacement
+        self.reloading = False  # stopped for a reload: its exit is a replacement
 
     def __str__(self) -> str:
         return f"worker {self.slot} (pid {self.process.pid})"
@@ -356,11 +365,15 @@ class Supervisor:
     has reported ready. A worker that writes nothing on its channel for
     ``worker_timeout`` seconds is killed (and restarted) as hung. Every
     worker inherits the file descriptors ``pass_fds`` (the caller's).
+    ``watch(reload)``, if given, runs beside the workers and calls
+    :meth:`reload` (``--reload``).
     """
 
     def __init__(self, command: Callable[[int], list[str]], count: int, *,
                  announce: Callable[[], object], shutdown_timeout: float,
-                 worker_timeout: float = WORKER_TIMEOUT, pass_fds: Sequence[int] = ()) -> None:
+                 worker_timeout: float = WORKER_TIMEOUT, pass_fds: Sequence[int] = (),
+                 watch: Callable[[Callable[[str], None]], Awaitable[object]] | None = None,
+                 ) -> None:
         self._command = command
         self._pass_fds = tuple(pass_fds)  # listening sockets every worker shares
         self._count = count
@@ -374,6 +387,8 @@ class Supervisor:
         self._stop_signal: int | None = None  # once stopping, what workers get
         self._failure: str | None = None  # why a first worker did not start
         self._clean = True  # False once a worker was killed or given up on
+        self._watch_sources = watch
+        self._changed = trio.Event()  # set at each reload (and at the stop), then replaced
 
     async def run(self, signals: AsyncIterator[int]) -> bool:
         """Start the workers and keep them running until the first of ``signals``,
@@ -383,6 +398,8 @@ class Supervisor:
         worker fails before all were ready (the others are stopped first)."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._stop_on_signals, signals)
+            if self._watch_sources is not None:
+                nursery.start_soon(self._watch_sources, self.reload)
             async with trio.open_nursery() as slots:
                 for slot in range(1, self._count + 1):
                     slots.start_soon(self._keep_running, slot)
@@ -414,6 +431,15 @@ class Supervisor:
                 return
             if worker.retiring and status == 0:
                 log.info("%s retired after its --max-requests; starting a new one", worker)
+                continue
+            if worker.reloading:
+                continue
+            if self._watch_sources is not None:
+                log.error("%s; waiting for a source change to start it again", what)
+                changed = self._changed
+                await changed.wait()
+                if self._stop_signal is not None:
+                    return
                 continue
             if not may_restart(restarts, trio.current_time()):
                 log.error("%s; restarted %d times within %gs already: giving up, "
@@ -498,6 +524,21 @@ class Supervisor:
         self._stop_signal = signum
         for worker in self._workers.values():
             worker.process.send_signal(signum)
+        self._changed.set()  # the slots waiting for a change stop waiting
+
+    def reload(self, what: str) -> None:
+        """``what`` changed: replace every worker (gracefully), and start the
+        slots whose worker failed since the last change."""
+        if self._stop_signal is not None or not self._serving:
+            return  # stopping, or the first workers are still starting
+        log.info("%s changed: restarting %s", what,
+                 "the worker" if self._count == 1 else f"the {self._count} workers")
+        for worker in self._workers.values():
+            if not worker.reloading:
+                worker.reloading = True
+                worker.process.send_signal(signal.SIGTERM)
+        self._changed.set()
+        self._changed = trio.Event()
 
 
 def may_restart(restarts: deque[float], now: float) -> bool:
