@@ -35,7 +35,6 @@ import trustme
 
 from tests.support.processes import SOURCE_ROOT, TIMEOUT, Server, run_server
 from tests.support.tools import require_tool
-from trio_h2._cli._options import parser
 
 DEPLOY = Path(SOURCE_ROOT) / "examples" / "deploy"
 APP = "examples.deploy.whoami:app"
@@ -44,11 +43,6 @@ CLIENT = "127.0.0.2"  # the client's address; the proxies connect from 127.0.0.1
 # Requests of each load run: enough that the run is still going when the
 # signal lands (it is sent once a few hundred have been served).
 LOAD_REQUESTS = 20000
-
-# The access log (branch accesslog) may not be in the trio_h2 under test:
-# its check runs once the runner has the flag.
-ACCESS_LOG = "--access-logfile" in parser().format_help()
-
 
 def render(name: str, substitutions: dict[str, str]) -> str:
     """examples/deploy/``name`` with each key replaced by its value; every
@@ -81,17 +75,13 @@ def poll(what: str, check: Callable[[], bool], timeout: float = TIMEOUT) -> None
 
 
 def access_log_args(path: Path) -> list[str]:
-    """The backend's access-log flags, once trio_h2 has them."""
-    return ["--access-logfile", str(path), "--access-logformat", "%(h)s %(r)s"] \
-        if ACCESS_LOG else []
+    """The backend's access-log flags: the client address and request line."""
+    return ["--access-logfile", str(path), "--access-logformat", "%(h)s %(r)s"]
 
 
 def check_access_log(path: Path, client: str) -> None:
     """Each request for / in the access log names ``client`` (health checks,
-    for /health, come from the proxy itself). Runs once trio_h2 has an
-    access log (ACCESS_LOG)."""
-    if not ACCESS_LOG:
-        return
+    for /health, come from the proxy itself)."""
     lines = [line for line in path.read_text().splitlines() if " / " in line]
     assert lines and all(line.split()[0] == client for line in lines), lines
 
