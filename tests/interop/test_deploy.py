@@ -79,11 +79,17 @@ def access_log_args(path: Path) -> list[str]:
     return ["--access-logfile", str(path), "--access-logformat", "%(h)s %(r)s"]
 
 
-def check_access_log(path: Path, client: str) -> None:
-    """Each request for / in the access log names ``client`` (health checks,
-    for /health, come from the proxy itself)."""
-    lines = [line for line in path.read_text().splitlines() if " / " in line]
-    assert lines and all(line.split()[0] == client for line in lines), lines
+def check_access_log(tmp_path: Path, client: str) -> None:
+    """Each request for / in the backends' access logs names ``client``
+    (health checks, for /health, come from the proxy itself). The proxy
+    picks the backend, and a line is written once its exchange has ended,
+    which may be just after the client has the response: wait for one."""
+    def lines() -> list[str]:
+        return [line for path in (tmp_path / "access1.log", tmp_path / "access2.log")
+                if path.exists() for line in path.read_text().splitlines() if " / " in line]
+
+    poll("an access-log line for /", lambda: bool(lines()))
+    assert all(line.split()[0] == client for line in lines()), lines()
 
 
 @dataclass(frozen=True)
@@ -237,7 +243,7 @@ def test_haproxy_tls_h2_to_backends_with_proxy_protocol(
             seen = whoami(version, *tls, url)
             # The client's address came through PROXY v2; HAProxy spoke h2.
             assert (seen.client, seen.http_version) == (CLIENT, "2"), seen
-        check_access_log(tmp_path / "access1.log", CLIENT)
+        check_access_log(tmp_path, CLIENT)
 
         load = subprocess.Popen(
             [h2load, "-n", str(LOAD_REQUESTS), "-c", "4", "-m", "10", url],
@@ -314,7 +320,7 @@ def test_nginx_http11_upstreams_with_forwarded_headers(tmp_path: Path) -> None:
             seen = whoami(f"http://127.0.0.1:{port}/")
             # X-Forwarded-For, believed from nginx's address only.
             assert (seen.client, seen.http_version) == (CLIENT, "1.1"), seen
-            check_access_log(tmp_path / "access1.log", CLIENT)
+            check_access_log(tmp_path, CLIENT)
             # A client that talks to a backend directly is not believed.
             direct = whoami("--header", "X-Forwarded-For: 203.0.113.9", servers[0].url + "/")
             assert direct.client == CLIENT, direct
