@@ -20,15 +20,25 @@ from typing import Any
 import pytest
 import trio
 from h2.errors import ErrorCodes
-from hyperframe.frame import DataFrame, PingFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame
+from hyperframe.frame import (
+    DataFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
 
-from trio_h2._apps.asgi import DISCARD_BYTES, DISCARD_SECONDS
+from trio_h2._apps.asgi import DISCARD_BYTES, DISCARD_PAUSE, DISCARD_SECONDS
 from trio_h2.testing import H2ServerFactory, H2TestServer
 
 from .conftest import require_tool
 from .rawh2 import H2Client, HeaderBlock, Received
 
 ANSWER = b"answered without reading\n"
+FIRST = 1000
+"""Bytes of body sent with the request head: within the server's first read
+and its first READ_SLICE."""
 
 
 async def answer_at_once(scope: Any, receive: Any, send: Any) -> None:
@@ -59,12 +69,16 @@ class Upload:
 
 
 async def upload(client: H2Client, stream_id: int, size: int, *, end_stream: bool) -> Upload:
-    """Send ``size`` bytes of body in 16 KiB frames, only as the windows
-    allow, then a PING; read every frame until its answer and the end of
-    the response (or a reset)."""
-    result = Upload()
-    window = {0: 65535,
-              stream_id: client.server_settings.get(SettingsFrame.INITIAL_WINDOW_SIZE, 65535)}
+    """A POST without ``content-length`` on ``stream_id``, its head and the
+    first :data:`FIRST` bytes of body in one write, which the server reads
+    at once (so the application sees body has come when it answers); then
+    the rest in 16 KiB frames, only as the windows allow, then a PING; read
+    every frame until its answer and the end of the response (or a reset)."""
+    result = Upload(sent=FIRST)
+    head = HeadersFrame(stream_id, data=client.encode(post()), flags=["END_HEADERS"])
+    await client.send_raw(head.serialize() + DataFrame(stream_id, data=bytes(FIRST)).serialize())
+    window = {0: 65535 - FIRST, stream_id: client.server_settings.get(
+        SettingsFrame.INITIAL_WINDOW_SIZE, 65535) - FIRST}
 
     def seen(frame: Received) -> bool:
         if isinstance(frame, WindowUpdateFrame) and frame.stream_id in window:
@@ -133,7 +147,6 @@ async def test_curl_upload_to_an_early_answer_gets_it(server: H2TestServer,
 async def test_the_answer_waits_for_the_body_and_no_reset_follows(
         server: H2TestServer) -> None:
     client = await H2Client.connect(server.host, server.port)
-    await client.send_headers(1, post())  # no content-length
     size = 1024 * 1024
     sent = await upload(client, 1, size, end_stream=True)
     assert sent.reset is None
@@ -148,7 +161,6 @@ async def test_the_answer_waits_for_the_body_and_no_reset_follows(
 async def test_past_discard_bytes_the_answer_goes_and_the_request_is_reset(
         server: H2TestServer) -> None:
     client = await H2Client.connect(server.host, server.port)
-    await client.send_headers(1, post())
     sent = await upload(client, 1, 2 * DISCARD_BYTES, end_stream=True)
     assert sent.answered_at is not None
     assert DISCARD_BYTES < sent.answered_at < DISCARD_BYTES + 512 * 1024
@@ -167,15 +179,38 @@ async def test_a_body_declared_too_large_is_not_waited_for(server: H2TestServer)
     await client.aclose()
 
 
-async def test_a_body_that_stops_is_waited_for_discard_seconds(
+async def test_a_body_that_stops_is_waited_for_a_pause(
         autojump_clock: trio.abc.Clock, server: H2TestServer) -> None:
     client = await H2Client.connect(server.host, server.port)
     client.timeout = 2 * DISCARD_SECONDS
-    await client.send_headers(1, post())
+    await client.send_headers(1, post(("content-length", "2000")))
     await client.send_data(1, bytes(1000))  # and nothing more
     start = trio.current_time()
     response = await client.read_response(1)
     assert (response.status, response.body) == (200, ANSWER)
-    assert DISCARD_SECONDS <= trio.current_time() - start < DISCARD_SECONDS + 1
+    assert DISCARD_PAUSE <= trio.current_time() - start < DISCARD_PAUSE + 1
+    assert await client.expect_rst(1) == ErrorCodes.NO_ERROR
+    await client.aclose()
+
+
+async def test_a_body_that_dribbles_is_waited_for_discard_seconds(
+        autojump_clock: trio.abc.Clock, server: H2TestServer) -> None:
+    client = await H2Client.connect(server.host, server.port)
+    client.timeout = 2 * DISCARD_SECONDS
+    await client.send_headers(1, post(("content-length", str(DISCARD_BYTES))))
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+
+        async def dribble() -> None:
+            while True:  # a byte every half pause, for ever
+                await client.send_data(1, b"x")
+                await trio.sleep(DISCARD_PAUSE / 2)
+
+        nursery.start_soon(dribble)
+        response = await client.read_response(1)
+        answered = trio.current_time() - start
+        nursery.cancel_scope.cancel()
+    assert (response.status, response.body) == (200, ANSWER)
+    assert DISCARD_SECONDS <= answered < DISCARD_SECONDS + 1
     assert await client.expect_rst(1) == ErrorCodes.NO_ERROR
     await client.aclose()

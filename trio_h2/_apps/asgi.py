@@ -60,14 +60,18 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # client that sends its whole body before it reads gets the answer. curl
 # before 8.1 stops uploading once it has response headers (curl issue 10433)
 # and hangs, or fails with error 92 if the stream is reset as RFC 9113
-# section 8.1 allows. nginx discards an unread body too (its lingering_time,
-# 30 s, bounds the time). A body declared larger than 8 MiB is not waited
-# for, and past 8 MiB the answer goes: it costs bandwidth, never memory
+# section 8.1 allows. nginx discards an unread body too, for at most its
+# lingering_time (30 s), and no longer than its lingering_timeout (5 s)
+# without a byte: the client's window is open (credit goes back as the body
+# is dropped), so a pause that long means it has stopped sending. A body
+# declared larger than 8 MiB is not waited for, and past 8 MiB the answer
+# goes: it costs bandwidth, never memory
 # (each piece is dropped as it is taken, and only its credit goes back, so
 # no window grows past what was advertised). 8 MiB covers the form posts
 # and photos an early answer usually meets.
 DISCARD_BYTES = 8 * 1024 * 1024
 DISCARD_SECONDS = 30.0
+DISCARD_PAUSE = 5.0
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
 
@@ -372,12 +376,13 @@ class _Exchange:
     async def _discard_unread_body(self) -> None:
         """Before a response that is whole in one message, to a request
         whose body the application has not read at all and is still
-        arriving: read and drop it, within :data:`DISCARD_BYTES` and
-        :data:`DISCARD_SECONDS`, so that the client has sent it all when the
-        answer comes. Past either bound the answer goes as it is (and HTTP/2
-        resets the request with NO_ERROR once the handler returns). An
-        application that read some of the body and then answered (a 413 on
-        the running size) wants the upload stopped: it is not waited for."""
+        arriving: read and drop it, within :data:`DISCARD_BYTES`,
+        :data:`DISCARD_SECONDS` and pauses of :data:`DISCARD_PAUSE`, so that
+        the client has sent it all when the answer comes. Past a bound the
+        answer goes as it is (and HTTP/2 resets the request with NO_ERROR
+        once the handler returns). An application that read some of the
+        body and then answered (a 413 on the running size) wants the upload
+        stopped: it is not waited for."""
         stream, state = self._stream, self._state
         if self._body_read or stream.body_ended or stream.disconnected:
             return
@@ -386,6 +391,8 @@ class _Exchange:
         declared = declared_length(stream.head)
         if declared is not None and declared > DISCARD_BYTES:
             return
+        if not declared and not stream.body:
+            return  # no body announced, none arrived: nothing to wait for
         dropped = 0
         with trio.move_on_after(DISCARD_SECONDS):
             while not stream.disconnected:
@@ -398,7 +405,10 @@ class _Exchange:
                     self._request_done = True
                     return
                 else:
-                    await self._lot.park()
+                    with trio.move_on_after(DISCARD_PAUSE) as pause:
+                        await self._lot.park()
+                    if pause.cancelled_caught:
+                        return
 
     async def _send_trailers(self, message: Message) -> None:
         if not self._trailers_expected or not self._body_done or self._complete:
