@@ -29,11 +29,10 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from tests.support.rawh2 import H2Client, HeaderBlock, Received
+from tests.support.tools import require_tool
 from trio_h2._apps.asgi import DISCARD_BYTES, DISCARD_PAUSE, DISCARD_SECONDS
 from trio_h2.testing import H2ServerFactory, H2TestServer
-
-from .conftest import require_tool
-from .rawh2 import H2Client, HeaderBlock, Received
 
 ANSWER = b"answered without reading\n"
 FIRST = 1000
