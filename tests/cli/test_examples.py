@@ -27,6 +27,7 @@ from examples import (
     fastapi_app,
     flask_app,
     large_download,
+    quart_trio_app,
     raw_asgi,
     sse,
     starlette_app,
@@ -77,6 +78,31 @@ async def test_starlette_routes_and_websocket(h2_server: H2ServerFactory,
         async with open_websocket(server.url + "/shout", http2=http2) as ws:
             await ws.send("hello")
             assert await ws.receive() == "HELLO"
+
+
+async def test_quart_trio_json_stream_and_websocket(h2_server: H2ServerFactory,
+                                                    h2_client: H2ClientFactory) -> None:
+    server = await h2_server(quart_trio_app.app)
+    client = await h2_client(server)
+    hello = await client.get("/hello/ada")
+    assert (hello.status, json.loads(hello.body)) == (200, {"hello": "ada"})
+    chunks = []
+    async with client.stream("GET", "/countdown") as response:
+        async for chunk in response:
+            chunks.append(chunk)
+    assert b"".join(chunks) == b"3\n2\n1\nliftoff\n"
+    assert len(chunks) > 1  # streamed as produced
+    h2c = await run_curl("--http2-prior-knowledge", "--fail", server.url + "/hello/grace")
+    assert json.loads(h2c.stdout) == {"hello": "grace"}, h2c.stderr
+    http1 = await run_curl("--http1.1", "--fail", server.url + "/hello/grace")
+    assert json.loads(http1.stdout) == {"hello": "grace"}, http1.stderr
+    streamed = await run_curl("--http1.1", "--fail", "--include", server.url + "/countdown")
+    assert "transfer-encoding: chunked" in streamed.stdout.lower(), streamed.stdout
+    assert streamed.stdout.endswith("3\n2\n1\nliftoff\n")
+    for http2 in (False, True):
+        async with open_websocket(server.url + "/echo", http2=http2) as ws:
+            await ws.send("trio")
+            assert await ws.receive() == "oirt"
 
 
 async def test_fastapi_model_stream_and_background_task(

@@ -53,7 +53,14 @@ from .h2internals import (
     stream_live,
 )
 from .h2priority import PrioritySignals, priority_field
-from .headers import Headers, MalformedRequest, RequestHead, head_cost, validate_trailers
+from .headers import (
+    Headers,
+    MalformedRequest,
+    RequestHead,
+    expects_continue,
+    head_cost,
+    validate_trailers,
+)
 from .limits import TokenBucket
 from .memory import Holding, MemoryAccount, ServerMemory
 from .output import Output
@@ -883,8 +890,7 @@ class H2Core:
         the client holds back until it sees one. Decided once per stream."""
         stream.continued = True
         if (stream.headers_sent or stream.body or stream.body_ended or stream.closed
-                or not any(name == b"expect" and value.lower() == b"100-continue"
-                           for name, value in stream.head.headers)):
+                or not expects_continue(stream.head)):
             return
         self.send_informational(stream, [(b":status", b"100")])
 

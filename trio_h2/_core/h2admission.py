@@ -13,7 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import final
 
-from .headers import Headers, MalformedRequest, RequestHead, error_page, validate_request
+from .headers import (
+    Headers,
+    MalformedRequest,
+    RequestHead,
+    declared_length,
+    error_page,
+    validate_request,
+)
 from .websocket import handshake_problem
 
 
@@ -94,5 +101,5 @@ def body_allowance(head: RequestHead, window: int) -> int:
     """What a request that may carry a body may send before its app reads:
     its stream ``window``, or its ``content-length`` if smaller (h2 ends the
     connection if the body goes past it)."""
-    length = next((v for n, v in head.headers if n == b"content-length"), b"")
-    return min(int(length), window) if length.isdigit() else window
+    length = declared_length(head)
+    return window if length is None else min(length, window)

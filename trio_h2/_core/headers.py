@@ -60,6 +60,19 @@ class RequestHead:
     HTTP/1.1 ``Upgrade: websocket``, RFC 6455), else None."""
 
 
+def declared_length(head: RequestHead) -> int | None:
+    """The request's ``content-length``, or None if it has none (validated
+    already: a malformed one is refused before a head is made)."""
+    length = next((value for name, value in head.headers if name == b"content-length"), b"")
+    return int(length) if length.isdigit() else None
+
+
+def expects_continue(head: RequestHead) -> bool:
+    """The request says ``expect: 100-continue`` (RFC 9110 section 10.1.1)."""
+    return any(name == b"expect" and value.lower() == b"100-continue"
+               for name, value in head.headers)
+
+
 def validate_request(fields: Headers, *, extended_connect: bool = False) -> RequestHead:
     """Check a request header block and split off its pseudo-headers.
 
