@@ -13,7 +13,9 @@ over HTTP/2 says how to see HTTP/2 in a browser (over TLS: ``--self-signed``).
 ``/priority`` shows the connection's scheduler at work (``priority_page``).
 
 The only state is a count of requests per client address (which identifies
-a connection while it is open), bounded at :data:`MAX_TRACKED_CLIENTS`.
+a connection while it is open), bounded at :data:`MAX_TRACKED_CLIENTS`, and
+the connections whose ``/priority/record.json`` is being sent, one entry
+each at most.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, final
 
+from .._core.sendlog import SchedulerControl
 from . import priority_page
 from .asgi import Receive, Scope, Send
 from .lifespan import answer_lifespan
@@ -67,6 +70,8 @@ class DemoApp:
 
     def __init__(self) -> None:
         self._requests: OrderedDict[tuple[str, int], int] = OrderedDict()
+        # At most one a connection, while its record.json goes out (priority_page).
+        self._sending_records: dict[SchedulerControl, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -75,7 +80,8 @@ class DemoApp:
         if scope["type"] != "http":
             raise ValueError(f"the trio_h2 demo app does not handle {scope['type']!r} scopes")
         if priority_page.handles(scope["path"]) and scope["method"] in ("GET", "HEAD"):
-            await priority_page.serve(scope, receive, send, _SECURITY_HEADERS)
+            await priority_page.serve(scope, receive, send, _SECURITY_HEADERS,
+                                      self._sending_records)
             return
         response = self.respond(scope)
         headers = [(b"content-type", response.content_type.encode()),

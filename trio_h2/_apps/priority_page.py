@@ -95,6 +95,22 @@ RESOURCES = (
 )
 _BY_PATH = {resource.path: resource for resource in RESOURCES}
 
+# /priority/record.json is answered for one request at a time per
+# connection, others 429 (RFC 6585). Its JSON is built whole before it is
+# sent: up to ~0.7 MB (sendlog's MAX_SENDS frames, and MAX_STREAMS notes of
+# MAX_PATH bytes each, JSON-escaped), held until the client has taken it. A
+# client that asked for it on every stream and never read held
+# max_concurrent_streams of them until send_timeout (measured: 53 MB a
+# connection, from 40 KB of requests). One at a time, a connection holds
+# one, as it holds one record (the log).
+RECORD_PATH = "/priority/record.json"
+# The log line of each record.json names the first request of each of the
+# page's resources, its priority field cut to this many characters: Chromium
+# sends "u=0" to "u=4, i", and a line costs what an access-log line does, not
+# MAX_STREAMS x MAX_PATH bytes (77 KB a line, measured, for a HEAD of a few
+# bytes).
+FIELD_LOGGED = 40
+
 _STATIC = {"/priority/page.css": ("priority.css", "text/css; charset=utf-8"),
            "/priority/page.js": ("priority.js", "text/javascript; charset=utf-8")}
 
@@ -104,9 +120,13 @@ def handles(path: str) -> bool:
 
 
 async def serve(scope: Scope, receive: Receive, send: Send,
-                headers: list[tuple[bytes, bytes]]) -> None:
+                headers: list[tuple[bytes, bytes]],
+                sending_records: dict[SchedulerControl, int]) -> None:
     """Answer a GET or HEAD for one of the page's paths (``handles``);
-    ``headers`` go on every response."""
+    ``headers`` go on every response. ``sending_records``: the connections
+    (their scheduler control) whose ``record.json`` is being sent, each with
+    how many were refused meanwhile (:data:`RECORD_PATH`); the caller keeps it
+    across requests."""
     path: str = scope["path"]
     control: SchedulerControl | None = scope["extensions"].get("trio_h2.scheduler")
     if path == "/priority":
@@ -116,13 +136,27 @@ async def serve(scope: Scope, receive: Receive, send: Send,
             control.start_recording()
         await _send(send, 200, "text/html; charset=utf-8", headers,
                     [_page(control is not None, off).encode()])
-    elif path == "/priority/record.json":
+    elif path == RECORD_PATH and control is not None and control in sending_records:
+        sending_records[control] += 1
+        if sending_records[control] == 1:  # one line per record held
+            log.info("%s: priority page: %s asked for again while the last is still "
+                     "being sent on this connection: 429 until it has gone",
+                     scope.get("client"), RECORD_PATH)
+        await _send(send, 429, "text/plain; charset=utf-8", headers,
+                    [b"429 Too Many Requests: one record at a time\n"])
+    elif path == RECORD_PATH:
         record = None if control is None else control.record()
         body = {"record": None if record is None else record.to_json(),
                 "summary": None if record is None else summarize(record)}
         if record is not None:
             log.info("priority page: %s", describe_signals(record))
-        await _send(send, 200, "application/json", headers, [json.dumps(body).encode()])
+        if control is not None:
+            sending_records[control] = 0
+        try:
+            await _send(send, 200, "application/json", headers, [json.dumps(body).encode()])
+        finally:
+            if control is not None:
+                del sending_records[control]
     elif path in _STATIC:
         name, content_type = _STATIC[path]
         body_bytes = files(__package__).joinpath("static").joinpath(name).read_bytes()
@@ -249,17 +283,23 @@ def summarize(record: SendRecord) -> dict[str, Any]:
 
 
 def describe_signals(record: SendRecord) -> str:
-    """One line: the priority signals each of the page's requests carried."""
+    """One line: the priority signals the first request of each of the
+    page's resources carried (fields cut to :data:`FIELD_LOGGED` characters)."""
     parts = []
+    described: set[Resource] = set()
     for note in record.streams:
         resource = _BY_PATH.get(note.path)
-        if resource is None:
+        if resource is None or resource in described:
             continue
+        described.add(resource)
+        field = note.priority_field
+        if field is not None and len(field) > FIELD_LOGGED:
+            field = field[:FIELD_LOGGED] + "..."
         rfc7540 = ("none" if note.rfc7540 is None else
                    f"weight {note.rfc7540.weight} on {note.rfc7540.depends_on}"
                    f"{' exclusive' if note.exclusive else ''}")
         parts.append(f"{resource.name} (stream {note.stream_id}): priority field "
-                     f"{note.priority_field!r}, RFC 7540 {rfc7540}")
+                     f"{field!r}, RFC 7540 {rfc7540}")
     return "; ".join(parts) or "no request of the page recorded"
 
 
