@@ -441,8 +441,15 @@ class _Exchange:
         if stream.disconnected or not self._state.pushes(stream):
             return
         parent = stream.head
+        if not parent.host:
+            # RFC 9113 section 8.4.1: a promise's :authority must name one the
+            # server is authoritative for, and a client resets one that does
+            # not; a request without :authority or Host gives none to copy.
+            log.debug("%s: stream %d: push of %r dropped: the request has no authority",
+                      self._conn.peer, stream.stream_id, path)
+            return
         fields = [(b":method", b"GET"), (b":scheme", parent.scheme),
-                  (b":authority", parent.authority or b""),
+                  (b":authority", parent.host),
                   (b":path", quote(path, safe=PATH_SAFE).encode()),
                   *((bytes(n), bytes(v)) for n, v in message.get("headers", ()))]
         try:
