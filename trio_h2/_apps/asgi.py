@@ -345,7 +345,12 @@ class _Exchange:
             raise LocalProtocolError(
                 f"http.response.pathsend path must be an absolute path, not {path!r}")
         self._check_body("http.response.pathsend")
-        fd = await trio.to_thread.run_sync(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: opening a FIFO waits for a writer, in a thread nothing
+        # can cancel (nor the connection, nor the server's shutdown, then);
+        # this way it opens at once and _send_file refuses it. Reads of a
+        # regular file ignore the flag.
+        fd = await trio.to_thread.run_sync(
+            os.open, path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
             await self._send_file(fd, None, None, more=False, kind="http.response.pathsend")
         finally:
