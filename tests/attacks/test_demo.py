@@ -10,11 +10,13 @@ import json
 import logging
 
 import pytest
+import trio
 from h2.settings import SettingCodes
 from hyperframe.frame import WindowUpdateFrame
 
 from tests.support.rawh2 import H2Client, HeaderBlock
 from trio_h2._apps.demo import DemoApp
+from trio_h2._apps.priority_page import RECORD_BUDGET
 from trio_h2._core.sendlog import MAX_STREAMS
 from trio_h2.testing import H2ServerFactory, H2TestServer
 
@@ -105,4 +107,30 @@ async def test_the_signals_logged_for_record_json_are_bounded(
     assert len(lines) == 3
     assert all(len(line) <= 1024 for line in lines), [len(line) for line in lines]
     assert "style.css (stream 3): priority field 'u=1, xxx" in lines[0]
+    await client.aclose()
+
+
+async def test_record_json_is_built_at_most_at_its_budget_for_the_server(
+        h2_server: H2ServerFactory, caplog: pytest.LogCaptureFixture) -> None:
+    """Building a full record costs up to 40 ms of CPU, and a HEAD of
+    ``record.json`` is a few bytes: a client asking in a loop, one at a
+    time, had one built every time. Past RECORD_BUDGET's burst the server
+    builds no more than its rate, answers 429 at once, and logs one line."""
+    caplog.set_level(logging.INFO, logger="trio_h2")
+    server = await h2_server(DemoApp())
+    client = await recording(server, window=WIDE)
+    statuses = []
+    began = trio.current_time()
+    for stream_id in range(3, 3 + 2 * 60, 2):
+        await client.send_headers(stream_id, request("/priority/record.json", "HEAD"),
+                                  end_stream=True)
+        statuses.append((await client.read_response(stream_id)).status)
+    elapsed = trio.current_time() - began
+    built = statuses.count(200)
+    assert built + statuses.count(429) == len(statuses)
+    assert built <= RECORD_BUDGET.burst + RECORD_BUDGET.per_second * elapsed + 1, \
+        (built, elapsed)
+    assert statuses[:RECORD_BUDGET.burst] == [200] * RECORD_BUDGET.burst
+    refused = [r for r in caplog.records if "429 until it is served again" in r.getMessage()]
+    assert 1 <= len(refused) <= built - RECORD_BUDGET.burst + 1
     await client.aclose()

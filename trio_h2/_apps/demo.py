@@ -14,8 +14,8 @@ over HTTP/2 says how to see HTTP/2 in a browser (over TLS: ``--self-signed``).
 
 The only state is a count of requests per client address (which identifies
 a connection while it is open), bounded at :data:`MAX_TRACKED_CLIENTS`, and
-the connections whose ``/priority/record.json`` is being sent, one entry
-each at most.
+what admits ``/priority/record.json`` (``priority_page.RecordGate``): the
+connections whose record is being sent, and a token bucket.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, final
 
-from .._core.sendlog import SchedulerControl
 from . import priority_page
 from .asgi import Receive, Scope, Send
 from .lifespan import answer_lifespan
@@ -70,8 +69,7 @@ class DemoApp:
 
     def __init__(self) -> None:
         self._requests: OrderedDict[tuple[str, int], int] = OrderedDict()
-        # At most one a connection, while its record.json goes out (priority_page).
-        self._sending_records: dict[SchedulerControl, int] = {}
+        self._records = priority_page.RecordGate()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -81,7 +79,7 @@ class DemoApp:
             raise ValueError(f"the trio_h2 demo app does not handle {scope['type']!r} scopes")
         if priority_page.handles(scope["path"]) and scope["method"] in ("GET", "HEAD"):
             await priority_page.serve(scope, receive, send, _SECURITY_HEADERS,
-                                      self._sending_records)
+                                      self._records)
             return
         response = self.respond(scope)
         headers = [(b"content-type", response.content_type.encode()),
