@@ -372,7 +372,12 @@ class _Exchange:
             raise LocalProtocolError(
                 f"http.response.pathsend path must be an absolute path, not {path!r}")
         self._check_body("http.response.pathsend")
-        fd = await trio.to_thread.run_sync(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: opening a FIFO waits for a writer, in a thread nothing
+        # can cancel (nor the connection, nor the server's shutdown, then);
+        # this way it opens at once and _send_file refuses it. Reads of a
+        # regular file ignore the flag.
+        fd = await trio.to_thread.run_sync(
+            os.open, path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
             await self._send_file(fd, None, None, more=False, kind="http.response.pathsend")
         finally:
@@ -505,8 +510,15 @@ class _Exchange:
         if stream.disconnected or not self._state.pushes(stream):
             return
         parent = stream.head
+        if not parent.host:
+            # RFC 9113 section 8.4.1: a promise's :authority must name one the
+            # server is authoritative for, and a client resets one that does
+            # not; a request without :authority or Host gives none to copy.
+            log.debug("%s: stream %d: push of %r dropped: the request has no authority",
+                      self._conn.peer, stream.stream_id, path)
+            return
         fields = [(b":method", b"GET"), (b":scheme", parent.scheme),
-                  (b":authority", parent.authority or b""),
+                  (b":authority", parent.host),
                   (b":path", quote(path, safe=PATH_SAFE).encode()),
                   *((bytes(n), bytes(v)) for n, v in message.get("headers", ()))]
         try:

@@ -13,7 +13,9 @@ over HTTP/2 says how to see HTTP/2 in a browser (over TLS: ``--self-signed``).
 ``/priority`` shows the connection's scheduler at work (``priority_page``).
 
 The only state is a count of requests per client address (which identifies
-a connection while it is open), bounded at :data:`MAX_TRACKED_CLIENTS`.
+a connection while it is open), bounded at :data:`MAX_TRACKED_CLIENTS`, and
+what admits ``/priority/record.json`` (``priority_page.RecordGate``): the
+connections whose record is being sent, and a token bucket.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class DemoApp:
 
     def __init__(self) -> None:
         self._requests: OrderedDict[tuple[str, int], int] = OrderedDict()
+        self._records = priority_page.RecordGate()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -75,7 +78,8 @@ class DemoApp:
         if scope["type"] != "http":
             raise ValueError(f"the trio_h2 demo app does not handle {scope['type']!r} scopes")
         if priority_page.handles(scope["path"]) and scope["method"] in ("GET", "HEAD"):
-            await priority_page.serve(scope, receive, send, _SECURITY_HEADERS)
+            await priority_page.serve(scope, receive, send, _SECURITY_HEADERS,
+                                      self._records)
             return
         response = self.respond(scope)
         headers = [(b"content-type", response.content_type.encode()),

@@ -22,11 +22,13 @@ import html
 import json
 import logging
 import struct
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, final
 
+from .._core.limits import Budget, TokenBucket
 from .._core.sendlog import SchedulerControl, SendRecord
 from .._io.connection import SEND_BATCH
 from .asgi import Receive, Scope, Send
@@ -95,6 +97,21 @@ RESOURCES = (
 )
 _BY_PATH = {resource.path: resource for resource in RESOURCES}
 
+RECORD_PATH = "/priority/record.json"
+# Building a record.json costs up to 40 ms of CPU (a full record: sendlog's
+# MAX_SENDS frames and MAX_STREAMS notes, measured on a loaded 2-core
+# machine), for a HEAD of a few bytes; a page load asks for one. So the
+# server builds at most this many at once and then this many a second, for
+# all connections: a browser's page loads never meet it, and clients that
+# ask in a loop cost at most a sixth of a core. Past it, 429.
+RECORD_BUDGET = Budget(burst=16, per_second=4)
+# The log line of each record.json names the first request of each of the
+# page's resources, its priority field cut to this many characters: Chromium
+# sends "u=0" to "u=4, i", and a line costs what an access-log line does, not
+# MAX_STREAMS x MAX_PATH bytes (77 KB a line, measured, for a HEAD of a few
+# bytes).
+FIELD_LOGGED = 40
+
 _STATIC = {"/priority/page.css": ("priority.css", "text/css; charset=utf-8"),
            "/priority/page.js": ("priority.js", "text/javascript; charset=utf-8")}
 
@@ -103,10 +120,56 @@ def handles(path: str) -> bool:
     return path == "/priority" or path.startswith("/priority/")
 
 
+@final
+class RecordGate:
+    """Who may have :data:`RECORD_PATH` built now; one per server (the
+    demo app's), shared by its connections.
+
+    * One at a time per connection. The JSON is built whole before it is
+      sent, up to ~0.7 MB (MAX_SENDS frames, and MAX_STREAMS notes of
+      MAX_PATH bytes each, JSON-escaped), and held until the client has
+      taken it: a client that asked on every stream and never read held
+      max_concurrent_streams of them until send_timeout (measured: 53 MB a
+      connection from 40 KB of requests). One at a time, a connection holds
+      one, as it holds one record (the log).
+    * :data:`RECORD_BUDGET` for the whole server, for the CPU.
+    """
+
+    __slots__ = ("_bucket", "_refusing", "_sending")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._sending: set[SchedulerControl] = set()
+        self._bucket = TokenBucket(RECORD_BUDGET, clock)
+        self._refusing = False
+
+    def admit(self, control: SchedulerControl, client: object) -> bool:
+        """Whether ``control``'s connection may have its record built now;
+        if so, :meth:`done` follows once it is sent. A refusal is logged
+        once, when refusals begin."""
+        if control in self._sending:
+            why = "asked for again while the last is still being sent on this connection"
+        elif not self._bucket.spend():
+            why = (f"asked for more than {RECORD_BUDGET.per_second:g} a second "
+                   f"(burst {RECORD_BUDGET.burst}) on this server")
+        else:
+            self._sending.add(control)
+            self._refusing = False
+            return True
+        if not self._refusing:
+            log.info("%s: priority page: %s %s: 429 until it is served again", client,
+                     RECORD_PATH, why)
+            self._refusing = True
+        return False
+
+    def done(self, control: SchedulerControl) -> None:
+        self._sending.discard(control)
+
+
 async def serve(scope: Scope, receive: Receive, send: Send,
-                headers: list[tuple[bytes, bytes]]) -> None:
+                headers: list[tuple[bytes, bytes]], records: RecordGate) -> None:
     """Answer a GET or HEAD for one of the page's paths (``handles``);
-    ``headers`` go on every response."""
+    ``headers`` go on every response; ``records`` admits each
+    :data:`RECORD_PATH` (the caller keeps it across requests)."""
     path: str = scope["path"]
     control: SchedulerControl | None = scope["extensions"].get("trio_h2.scheduler")
     if path == "/priority":
@@ -116,13 +179,17 @@ async def serve(scope: Scope, receive: Receive, send: Send,
             control.start_recording()
         await _send(send, 200, "text/html; charset=utf-8", headers,
                     [_page(control is not None, off).encode()])
-    elif path == "/priority/record.json":
-        record = None if control is None else control.record()
-        body = {"record": None if record is None else record.to_json(),
-                "summary": None if record is None else summarize(record)}
-        if record is not None:
-            log.info("priority page: %s", describe_signals(record))
-        await _send(send, 200, "application/json", headers, [json.dumps(body).encode()])
+    elif path == RECORD_PATH and control is not None:
+        if not records.admit(control, scope.get("client")):
+            await _send(send, 429, "text/plain; charset=utf-8", headers,
+                        [b"429 Too Many Requests: try again in a moment\n"])
+            return
+        try:
+            await _send_record(send, headers, control.record())
+        finally:
+            records.done(control)
+    elif path == RECORD_PATH:  # not HTTP/2: nothing recorded
+        await _send_record(send, headers, None)
     elif path in _STATIC:
         name, content_type = _STATIC[path]
         body_bytes = files(__package__).joinpath("static").joinpath(name).read_bytes()
@@ -133,6 +200,15 @@ async def serve(scope: Scope, receive: Receive, send: Send,
                     size=resource.size)
     else:
         await _send(send, 404, "text/plain; charset=utf-8", headers, [b"404 Not Found\n"])
+
+
+async def _send_record(send: Send, headers: list[tuple[bytes, bytes]],
+                       record: SendRecord | None) -> None:
+    body = {"record": None if record is None else record.to_json(),
+            "summary": None if record is None else summarize(record)}
+    if record is not None:
+        log.info("priority page: %s", describe_signals(record))
+    await _send(send, 200, "application/json", headers, [json.dumps(body).encode()])
 
 
 async def _send(send: Send, status: int, content_type: str, headers: list[tuple[bytes, bytes]],
@@ -249,17 +325,23 @@ def summarize(record: SendRecord) -> dict[str, Any]:
 
 
 def describe_signals(record: SendRecord) -> str:
-    """One line: the priority signals each of the page's requests carried."""
+    """One line: the priority signals the first request of each of the
+    page's resources carried (fields cut to :data:`FIELD_LOGGED` characters)."""
     parts = []
+    described: set[Resource] = set()
     for note in record.streams:
         resource = _BY_PATH.get(note.path)
-        if resource is None:
+        if resource is None or resource in described:
             continue
+        described.add(resource)
+        field = note.priority_field
+        if field is not None and len(field) > FIELD_LOGGED:
+            field = field[:FIELD_LOGGED] + "..."
         rfc7540 = ("none" if note.rfc7540 is None else
                    f"weight {note.rfc7540.weight} on {note.rfc7540.depends_on}"
                    f"{' exclusive' if note.exclusive else ''}")
         parts.append(f"{resource.name} (stream {note.stream_id}): priority field "
-                     f"{note.priority_field!r}, RFC 7540 {rfc7540}")
+                     f"{field!r}, RFC 7540 {rfc7540}")
     return "; ".join(parts) or "no request of the page recorded"
 
 

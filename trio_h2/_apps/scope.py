@@ -37,7 +37,7 @@ def build_scope(
     raw_path, _, query = head.path.partition(b"?")
     path = unquote_to_bytes(raw_path).decode("utf-8", "surrogateescape")
     headers = [[name, value] for name, value in head.headers if name != b"host"]
-    host = head.authority or next((v for n, v in head.headers if n == b"host"), None)
+    host = head.host
     if host is not None:
         headers.insert(0, [b"host", host])
     scope: dict[str, Any] = {

@@ -578,6 +578,17 @@ class H2Core:
     def send_headers(self, stream: Exchange, headers: Headers, *, end_stream: bool) -> None:
         """Queue the response header block (validated by ``_core.headers``)."""
         assert not stream.headers_sent and not stream.disconnected
+        if stream.stream_id % 2 == 0 and not self._may_open_pushed():
+            # RFC 9113 section 5.1.2: a promised stream counts against the
+            # client's SETTINGS_MAX_CONCURRENT_STREAMS once its HEADERS go,
+            # and the client may have lowered it since the promise. nghttp2
+            # refuses such a stream the same way (REFUSED_STREAM).
+            log.info("%s: stream %d: pushed response refused: the client's "
+                     "MAX_CONCURRENT_STREAMS is %d", self.peer, stream.stream_id,
+                     self.h2.remote_settings.max_concurrent_streams)
+            self.reset(stream, ErrorCodes.REFUSED_STREAM)
+            raise ClientDisconnected(f"stream {stream.stream_id}: refused by the client's "
+                                     "MAX_CONCURRENT_STREAMS")
         stream.headers_sent = True
         for name, value in headers:
             if name == b"priority":
@@ -601,8 +612,17 @@ class H2Core:
             self._response_ended(stream)
 
     def informs(self, stream: Exchange) -> bool:
-        """Every HTTP/2 client takes 1xx responses (RFC 9113 section 8.1)."""
-        return True
+        """A client's requests take 1xx responses (RFC 9113 section 8.1); a
+        pushed one does not: no client waits on it, and h2 refuses HEADERS
+        without a final status in the promised stream's reserved state (it
+        closes the stream, and the response's HEADERS then end the connection)."""
+        return stream.stream_id % 2 == 1
+
+    def _may_open_pushed(self) -> bool:
+        """Whether one more pushed stream may leave its reserved state now."""
+        opened = sum(1 for stream_id, other in self.streams.items()
+                     if stream_id % 2 == 0 and other.headers_sent and not other.response_ended)
+        return opened < self.h2.remote_settings.max_concurrent_streams
 
     def send_informational(self, stream: Exchange, headers: Headers) -> None:
         """Queue a 1xx HEADERS frame, without END_STREAM (RFC 9113 section 8.1)."""

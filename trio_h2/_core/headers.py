@@ -59,6 +59,12 @@ class RequestHead:
     WebSocket handshake (HTTP/2 extended CONNECT's ``:protocol``, RFC 8441;
     HTTP/1.1 ``Upgrade: websocket``, RFC 6455), else None."""
 
+    @property
+    def host(self) -> bytes | None:
+        """The request's authority: ``:authority``, else its ``host`` field
+        (an HTTP/2 request may carry either, RFC 9113 section 8.3.1)."""
+        return self.authority or next((v for n, v in self.headers if n == b"host"), None)
+
 
 def declared_length(head: RequestHead) -> int | None:
     """The request's ``content-length``, or None if it has none (validated

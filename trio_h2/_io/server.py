@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import socket
 import ssl
@@ -201,6 +202,13 @@ class _Server:
         self._lingering: set[trio.CancelScope] = set()
         self._emptied = trio.lowlevel.ParkingLot()
         self._draining = False
+        self._deadline = math.inf
+        """Once the drain begins, its start plus ``shutdown_timeout``: the end
+        of every connection, of those that start later too (taken from a
+        listen queue, or accepted as the listeners closed). Those may start
+        after :meth:`drain` found nothing to wait for and :meth:`cancel_all`
+        has run: without it, one endless response on a connection queued at
+        the shutdown of an idle server kept the process from stopping."""
         self._turned_away = 0
         """Connections closed at max_connections since the last WARNING."""
         self._warned_at = -TURNED_AWAY_LOG_PERIOD
@@ -212,11 +220,11 @@ class _Server:
         check, the protocol, the application, closing) ends this connection
         with one log line, never the server. Cancelled and KeyboardInterrupt
         propagate as trio expects; the server's own cancellation reaches a
-        connection through :meth:`drain` and :meth:`cancel_all` instead, as the
-        scope is shielded."""
+        connection through :meth:`drain` (and its deadline) and
+        :meth:`cancel_all` instead, as the scope is shielded."""
         client = _lookup(tcp.socket.getpeername)
         peer = _describe(client)
-        with trio.CancelScope(shield=True) as scope:
+        with trio.CancelScope(shield=True, deadline=self._deadline) as scope:
             # Accepted while draining (taken from a listen queue, or accepted
             # as the listeners closed): served drained, see _QueueTakingListener.
             if len(self._connections) >= self._config.max_connections:
@@ -360,6 +368,7 @@ class _Server:
     async def drain(self) -> None:
         """GOAWAY to every connection; wait until all have finished."""
         self._draining = True
+        self._deadline = trio.current_time() + self._config.shutdown_timeout
         for scope, conn in list(self._connections.items()):
             if scope in self._lingering:
                 scope.cancel()  # closed already: nothing in flight
