@@ -1,15 +1,23 @@
 """The sans-IO core of one server connection. Imports no trio.
 
-This module is the single owner of stream lifetime: a stream is in
-``H2Core.streams`` exactly while it is open on the wire, and every
-change of a stream's state happens in a method here. The trio layer
-(``_io.connection``) feeds it bytes, asks it for bytes, and wakes tasks when it
-says so; it never keeps a table of its own.
+``H2Core`` makes every decision of one HTTP/2 connection: it feeds h2 the
+client's bytes and acts on its events, serves the handlers' calls, and ends
+the connection. The trio layer (``_io.connection``) feeds it bytes, asks it
+for bytes, and wakes tasks when it says so; it never keeps a table of its
+own.
 
-Two jobs are handed to parts it owns, which change no stream's state:
-whether a request becomes a stream (``_core.h2admission``: decisions that
-are acted on here) and the client's priority signals (``_core.h2priority``:
-kept in the scheduler as streams open here).
+Its jobs are handed to parts it owns, by composition:
+
+* ``_core.h2streams``: the stream table, the single owner of stream
+  lifetime. A stream is in it exactly while it is open on the wire; every
+  change of a stream's state is made by a method here or there, and the
+  table's ``close`` is the one place a stream ends.
+* ``_core.h2output``: what the connection writes, in wire order, and the
+  framing of responses (one scheduling decision per DATA frame).
+* ``_core.h2admission``: whether a request becomes a stream (decisions that
+  are acted on here).
+* ``_core.h2priority``: the client's priority signals, kept in the
+  scheduler as streams open here.
 
 Flow control, both ways:
 
@@ -41,26 +49,24 @@ from .._config import Config
 from .errors import ClientDisconnected, RemoteProtocolError
 from .exchange import Exchange, release
 from .guard import ConnectionGuard, FrameSlicer
-from .h2admission import Refusal, body_allowance, judge_request, own_response
+from .h2admission import Refusal, judge_request
 from .h2extras import MAX_SETTINGS, code_name, goaway, server_connection
 from .h2internals import (
     change_local_settings,
     connection_closed,
-    data_frame_header,
     fields_dropped,
     limit_encoder_table,
-    response_headers_frame,
-    stream_live,
 )
+from .h2output import H2Output
 from .h2priority import PrioritySignals, priority_field
-from .headers import Headers, MalformedRequest, RequestHead, head_cost, validate_trailers
+from .h2streams import StreamTable
+from .headers import Headers, MalformedRequest, RequestHead, validate_trailers
 from .limits import TokenBucket
-from .memory import Holding, MemoryAccount, ServerMemory
-from .output import Output
+from .memory import Holding, ServerMemory
 from .priority_field import PRIORITY_UPDATE, BadPriorityUpdate
 from .protocol import Handover, ProtocolCore
 from .scheduler import DEFAULT_WEIGHT, Scheduler, SchedulerError, TreePlace
-from .sendlog import SchedulerControl, SendLog
+from .sendlog import SchedulerControl
 
 log = logging.getLogger("trio_h2")
 
@@ -105,25 +111,9 @@ class H2Core:
         memory = memory or ServerMemory(config)
         """The server's accounts (shared by its connections; this
         connection's own without a server)."""
-        self.header_memory = memory.headers
-        self.header_bytes = 0
-        """What this connection's requests in progress hold of it."""
         self.head = Holding(memory.heads)
         """What the header block still arriving holds of it."""
-        self.body_memory = memory.bodies
-        self.body_bytes = 0
-        """What this connection's streams that may carry a body hold of it."""
-        self.streams: dict[int, Exchange] = {}
         self.guard = ConnectionGuard(config, clock) if handover is None else handover.guard
-        self.running = 0
-        """Handlers running, whatever the state of their stream."""
-        self.orphans = 0
-        """Handlers still running for streams that were reset (by either
-        side) or lost. They count against max_concurrent_streams with the
-        open streams, so a client that resets streams (Rapid Reset) or makes
-        us reset them (MadeYouReset) cannot pile up handlers. A stream that
-        ended normally does not count: the client cannot know its handler is
-        still finishing."""
         # nghttp2 keeps max(SETTINGS_MAX_CONCURRENT_STREAMS, 16) idle streams
         # in its priority tree (NGHTTP2_MIN_IDLE_STREAMS); so do we.
         self.scheduler = Scheduler(max_streams=config.max_concurrent_streams,
@@ -131,8 +121,6 @@ class H2Core:
         self.priorities = PrioritySignals(self.scheduler, config)
         """The client's priority signals, kept in the scheduler (``_core.h2priority``)."""
         self.clock = self.guard.clock
-        self.send_log: SendLog | None = None
-        """What the sender sent, while the application records it (``_core.sendlog``)."""
         self._control: SchedulerControl | None = None
         self.error: RemoteProtocolError | None = None
         """Set when the connection ended because of the client; GOAWAY is queued."""
@@ -143,13 +131,13 @@ class H2Core:
         self.draining = False
         self.last_stream_id = MAX_STREAM_ID
         """Streams above this id are refused (set by :meth:`start_drain`)."""
-        self._out = Output()
-        """Output not yet taken by the sender, in wire order (see
-        :meth:`_queue`): h2's frames and the ones written here (DATA,
-        response HEADERS, GOAWAY). Between the sender's turns it holds what
-        reading and the handlers caused (acknowledgements, WINDOW_UPDATE,
-        RST_STREAM, header blocks); its size is the reader's brake."""
         self.h2 = server_connection(config)
+        self.table = StreamTable(config, memory, scheduler=self.scheduler, guard=self.guard,
+                                 acknowledge=self._acknowledge, peer=peer)
+        """The open streams and the handlers running (``_core.h2streams``)."""
+        self.output = H2Output(self.h2, scheduler=self.scheduler, table=self.table,
+                               guard=self.guard, clock=self.clock)
+        """What this connection writes, in wire order (``_core.h2output``)."""
         self._slicer = FrameSlicer()
         self.successor: ProtocolCore | None = None
         """Always None: HTTP/2 hands its connection to no other protocol."""
@@ -158,7 +146,7 @@ class H2Core:
         self._early = b""
         """Bytes that followed the upgrade request, until :meth:`receive_buffered`."""
         if handover is not None:
-            self._out.append(handover.output)  # the 101 goes before our SETTINGS
+            self.output.queue(handover.output)  # the 101 goes before our SETTINGS
             self._early = handover.received
 
     # ------------------------------------------------------------------ input
@@ -186,7 +174,7 @@ class H2Core:
         # none, and _request_received refuses with REFUSED_STREAM.
         change_local_settings(
             self.h2, {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAM_ID})
-        self._queue()
+        self.output.queue()
 
     def receive_data(self, data: bytes | bytearray) -> list[Exchange]:
         """Process bytes from the client. Returns the streams whose handlers to
@@ -201,7 +189,7 @@ class H2Core:
                     break
                 started += self._receive(piece)
         finally:
-            self._queue()  # what reading made h2 queue
+            self.output.queue()  # what reading made h2 queue
         return started
 
     def _receive(self, data: bytes) -> list[Exchange]:
@@ -236,13 +224,13 @@ class H2Core:
     def sender_has_work(self) -> bool:
         """Whether the sender, woken now, would do anything: frame DATA,
         write output, or end the connection (its loop's own conditions)."""
-        return bool(self._out) or self.scheduler.ready_count > 0 or self.finished
+        return bool(self.output.backlog) or self.scheduler.ready_count > 0 or self.finished
 
     @property
     def output_backlog(self) -> int:
         """Bytes of output waiting for the sender that it has not taken yet:
         what reading produced, and WINDOW_UPDATE frames."""
-        return len(self._out)
+        return self.output.backlog
 
     @property
     def reading_paused(self) -> bool:
@@ -251,7 +239,7 @@ class H2Core:
         flood costs the flooder, not our memory (CVE-2019-9512, 9514, 9515).
         A client that never reads meets send_timeout. Request bodies need no
         brake here: flow control bounds them."""
-        return len(self._out) >= READ_PAUSE
+        return self.output.backlog >= READ_PAUSE
 
     def receive_buffered(self) -> list[Exchange]:
         """After an upgrade: the bytes that followed the upgrade request.
@@ -293,7 +281,7 @@ class H2Core:
             if stream is not None:  # None: we already reset it, h2 let the frame through
                 stream.body_ended = True
                 stream.wake()
-                self._maybe_close(stream)
+                self.table.maybe_close(stream)
         elif isinstance(event, h2.events.TrailersReceived):
             self._trailers_received(event)
         elif isinstance(event, h2.events.StreamReset):
@@ -305,12 +293,12 @@ class H2Core:
                 log.debug("%s: stream %d reset (%s, by %s)", self.peer, event.stream_id,
                           code_name(event.error_code),
                           "client" if event.remote_reset else "us")
-                self._close(stream, disconnected=True)
+                self.table.close(stream, disconnected=True)
         elif isinstance(event, h2.events.WindowUpdated):
             if event.stream_id == 0:
-                self._refresh_all()
+                self.output.refresh_all()
             elif event.stream_id in self.streams:
-                self._refresh(self.streams[event.stream_id])
+                self.output.refresh(self.streams[event.stream_id])
         elif isinstance(event, h2.events.RemoteSettingsChanged):
             self.guard.preface_done()
             self._spend(self.guard.control, "SETTINGS frames")
@@ -323,7 +311,7 @@ class H2Core:
             if h2.settings.SettingCodes.HEADER_TABLE_SIZE in event.changed_settings:
                 limit_encoder_table(self.h2, MAX_ENCODER_TABLE_SIZE)
             if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
-                self._refresh_all()
+                self.output.refresh_all()
             if self._handover is not None and not self.terminated:
                 return self._open_upgraded()
         elif isinstance(event, h2.events.PriorityUpdated):
@@ -359,14 +347,14 @@ class H2Core:
         self.priorities.headers_received(event)
         if stream_id > self.last_stream_id:
             # RFC 9113 section 6.8: after GOAWAY, newer streams are not processed.
-            self._send_reset(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.output.reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return None
-        if len(self.streams) + self.orphans >= self.config.max_concurrent_streams:
+        if self.table.full:
             # RFC 9113 section 5.1.2: over the limit we advertised; the client
             # may retry. Handlers of reset streams count until they return.
             log.debug("%s: stream %d refused: %d open, %d reset still running", self.peer,
-                      stream_id, len(self.streams), self.orphans)
-            self._send_reset(stream_id, ErrorCodes.REFUSED_STREAM)
+                      stream_id, len(self.streams), self.table.orphans)
+            self.output.reset(stream_id, ErrorCodes.REFUSED_STREAM)
             if len(self.streams) >= self.config.max_concurrent_streams:
                 # Past the limit it was told: the client's doing.
                 self._spend(self.guard.resets, "streams over the limit")
@@ -386,37 +374,26 @@ class H2Core:
     def _open(self, stream_id: int, head: RequestHead, prio: h2.events.PriorityUpdated | None,
               *, ended: bool) -> Exchange | None:
         """Put a valid request in the table and the scheduler; None if it is
-        refused (``max_header_memory``) or the connection ends."""
-        cost = head_cost(head)
-        if not self.header_memory.charge(cost, self.header_bytes):
-            self._refuse_for_memory(stream_id, "request headers", self.header_memory,
-                                    "max_header_memory")
+        refused (``max_header_memory``, ``max_body_memory``: REFUSED_STREAM)
+        or the connection ends."""
+        stream = self.table.admit(stream_id, head, ended=ended)
+        if stream is None:
+            self.output.reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return None
-        body = 0 if ended else body_allowance(head, self.config.initial_window_size)
-        if not self.body_memory.charge(body, self.body_bytes):
-            self.header_memory.release(cost)  # (not charged to the connection yet)
-            self._refuse_for_memory(stream_id, "request body", self.body_memory,
-                                    "max_body_memory")
-            return None
-        self.header_bytes += cost  # released by handler_finished
-        self.body_bytes += body
-        stream = Exchange(stream_id, head, body_charge=body)
         try:
             stream.priority = self.priorities.add(stream_id, head, prio)
         except SchedulerError as exc:
-            self._release_header_memory(cost)
-            self._release_body_memory(stream)
+            self.table.release(stream)
             self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
             return None
-        self.streams[stream_id] = stream
-        if self.send_log is not None:
-            self.send_log.opened(
+        self.table.add(stream)
+        send_log = self.output.send_log
+        if send_log is not None:
+            send_log.opened(
                 stream_id, head.path, priority_field(head),
                 None if prio is None else TreePlace(prio.weight or DEFAULT_WEIGHT,
                                                      prio.depends_on or 0),
                 bool(prio is not None and prio.exclusive))
-        self.running += 1
-        self.guard.streams_running(self.running)
         stream.body_ended = ended
         return stream
 
@@ -437,51 +414,10 @@ class H2Core:
         else:
             log.info("%s: stream %d: %s", self.peer, stream_id, refusal.what)
         if refusal.status:
-            self._answer_status(stream_id, refusal, request_ended=request_ended)
+            self.output.own_response(stream_id, refusal, request_ended=request_ended)
         else:
-            self._send_reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self.output.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
         self._spend(self.guard.resets, refusal.budget)
-
-    def _answer_status(self, stream_id: int, refusal: Refusal, *, request_ended: bool) -> None:
-        """A status of our own (:func:`own_response`), where RST_STREAM would
-        look like a network error to a browser: RFC 9113 section 10.5.1's
-        ``431 Request Header Fields Too Large`` (RFC 6585), a WebSocket
-        handshake refused (RFC 6455 section 4.4's 426, RFC 8441). The HPACK
-        table is in step (the Decoder decoded every field), so only the
-        stream ends. A request still sending is then reset with NO_ERROR
-        (RFC 9113 section 8.1)."""
-        if not stream_live(self.h2, stream_id) or connection_closed(self.h2):
-            return  # reset by the client, or its GOAWAY, later in the same read
-        fields, body = own_response(refusal, min(self.h2.local_flow_control_window(stream_id),
-                                                 self.h2.max_outbound_frame_size))
-        self.h2.send_headers(stream_id, [(b":status", str(refusal.status).encode()), *fields],
-                             end_stream=not body)
-        if body:
-            self.h2.send_data(stream_id, body, end_stream=True)
-        if not request_ended:
-            self._send_reset(stream_id, ErrorCodes.NO_ERROR)
-
-    def _refuse_for_memory(self, stream_id: int, what: str, memory: MemoryAccount,
-                           field: str) -> None:
-        """REFUSED_STREAM: the server's requests in progress hold ``field``
-        bytes of ``what``; RFC 9113 section 8.7 lets the client retry. Not
-        the client's doing (others may hold it), so no budget is spent. One
-        WARNING line per run of refusals."""
-        log.log(logging.WARNING if memory.warn else logging.DEBUG,
-                "%s: stream %d refused: requests in progress hold %d bytes of %s "
-                "(%s is %d)", self.peer, stream_id, memory.held, what, field, memory.limit)
-        self._send_reset(stream_id, ErrorCodes.REFUSED_STREAM)
-
-    def _release_header_memory(self, cost: int) -> None:
-        self.header_bytes -= cost
-        self.header_memory.release(cost)
-
-    def _release_body_memory(self, stream: Exchange) -> None:
-        """The stream's body can hold nothing more: read to its end, or the
-        stream is done."""
-        self.body_bytes -= stream.body_charge
-        self.body_memory.release(stream.body_charge)
-        stream.body_charge = 0
 
     def _data_received(self, event: h2.events.DataReceived) -> None:
         stream = self.streams.get(event.stream_id)
@@ -518,7 +454,7 @@ class H2Core:
                 # refuses to reset a closed stream. RFC 9113 section 8.1.1
                 # still asks for a stream error (nghttp2 judges the fields
                 # before the state change): the RST_STREAM, written by hand.
-                self._queue(RstStreamFrame(event.stream_id,
+                self.output.queue(RstStreamFrame(event.stream_id,
                                            error_code=ErrorCodes.PROTOCOL_ERROR).serialize())
             self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
             self._spend(self.guard.resets, "malformed requests")
@@ -534,7 +470,7 @@ class H2Core:
             return
         stream.body_ended = True
         stream.wake()
-        self._maybe_close(stream)
+        self.table.maybe_close(stream)
 
     def _priority_update(self, frame_stream_id: int, payload: bytes) -> None:
         try:
@@ -560,10 +496,10 @@ class H2Core:
             chunks.clear()
         stream.continued = True  # the body has begun: no 100 Continue is due
         if stream.body_ended and stream.body_charge:
-            self._release_body_memory(stream)
+            self.table.release_body_memory(stream)
         if not self.terminated:
             self.h2.acknowledge_received_data(flow, stream.stream_id)
-            self._queue()
+            self.output.queue()
         return data
 
     def send_headers(self, stream: Exchange, headers: Headers, *, end_stream: bool) -> None:
@@ -574,12 +510,7 @@ class H2Core:
             if name == b"priority":
                 self.priorities.response_priority(stream.stream_id, value)
         try:
-            frame = response_headers_frame(self.h2, stream.stream_id, headers,
-                                           end_stream=end_stream)
-            if frame is None:
-                self.h2.send_headers(stream.stream_id, headers, end_stream=end_stream)
-            else:
-                self._queue(frame)
+            self.output.headers(stream.stream_id, headers, end_stream=end_stream)
         except Exception as exc:
             # The headers were validated; if h2 still fails, it may have
             # changed its HPACK state half-way, and the client's decoder would
@@ -589,7 +520,7 @@ class H2Core:
             self.abort(ErrorCodes.INTERNAL_ERROR, "internal error")
             raise ClientDisconnected(f"stream {stream.stream_id}: connection closed") from exc
         if end_stream:
-            self._response_ended(stream)
+            self.table.response_ended(stream)
 
     def informs(self, stream: Exchange) -> bool:
         """Every HTTP/2 client takes 1xx responses (RFC 9113 section 8.1)."""
@@ -601,7 +532,7 @@ class H2Core:
         if stream.closed or self.terminated:
             return
         self.h2.send_headers(stream.stream_id, headers)
-        self._queue()
+        self.output.queue()
 
     def pushes(self, stream: Exchange) -> bool:
         """Push is for a client's own stream (RFC 9113 section 8.4: not a
@@ -622,8 +553,7 @@ class H2Core:
         # promise (h2 counts it only once its HEADERS go), so that it can
         # always open. Ours bounds the handlers, pushed ones with the rest.
         pushed = sum(1 for stream_id in self.streams if stream_id % 2 == 0)
-        if (pushed >= self.h2.remote_settings.max_concurrent_streams
-                or len(self.streams) + self.orphans >= self.config.max_concurrent_streams):
+        if pushed >= self.h2.remote_settings.max_concurrent_streams or self.table.full:
             log.debug("%s: stream %d: push of %r refused: %d pushed streams open (client's "
                       "limit %d), %d streams", self.peer, stream.stream_id, head.path, pushed,
                       self.h2.remote_settings.max_concurrent_streams, len(self.streams))
@@ -634,7 +564,7 @@ class H2Core:
         self.h2.push_stream(stream.stream_id, promised, fields)
         # None: max_header_memory is held, the promised stream is reset.
         opened = self._open(promised, head, None, ended=True)
-        self._queue()
+        self.output.queue()
         return opened
 
     def offer(self, stream: Exchange, data: bytes, *, end_stream: bool,
@@ -646,7 +576,7 @@ class H2Core:
         stream.outbox_end = end_stream
         stream.trailers = trailers
         stream.in_flight = True
-        self._refresh(stream)
+        self.output.refresh(stream)
 
     def handler_finished(self, stream: Exchange) -> bool:
         """The handler task has exited, normally or not. Returns whether the
@@ -656,26 +586,21 @@ class H2Core:
         # Nobody will read what is left of the body: its connection credit
         # goes back whatever closed the stream, or ignored uploads (a 413
         # or 404 to a POST) would shrink the connection window for good.
-        self._discard_body(stream)
+        self.table.discard_body(stream)
         if not stream.closed:
             # Request still open: no longer wanted (RFC 9113 section 8.1). Or
             # the handler is gone mid-response: the response cannot complete.
             self.reset(stream, ErrorCodes.NO_ERROR if stream.response_ended
                        else ErrorCodes.INTERNAL_ERROR)
-        self._release_header_memory(head_cost(stream.head))
-        self._release_body_memory(stream)
-        self.running -= 1
-        if stream.disconnected:
-            self.orphans -= 1
-        self.guard.streams_running(self.running)
+        self.table.finished(stream)
         return queued
 
     def reset(self, stream: Exchange, code: ErrorCodes) -> None:
         """Reset ``stream`` with ``code`` (RST_STREAM); the handler sees a disconnect."""
         if stream.closed or self.terminated:
             return
-        self._send_reset(stream.stream_id, code)
-        self._close(stream, disconnected=code != ErrorCodes.NO_ERROR)
+        self.output.reset(stream.stream_id, code)
+        self.table.close(stream, disconnected=code != ErrorCodes.NO_ERROR)
 
     # ---------------------------------------------------------------- output
 
@@ -683,59 +608,9 @@ class H2Core:
         """Frame up to about ``budget`` bytes of DATA, asking the scheduler
         before each frame. Returns the streams whose offered chunk is now
         entirely framed: the sender hands them back with :meth:`taken`."""
-        done: list[Exchange] = []
-        refilling: list[int] = []
-        scheduler = self.scheduler
-        while budget > 0 and not self.terminated:
-            if any(map(scheduler.would_choose, refilling)):
-                # A producer that refills while this batch is written would
-                # be chosen now: end the batch, so that it is back for the
-                # next decision instead of looking idle to the scheduler.
-                break
-            stream_id = scheduler.next()
-            if stream_id is None:
-                break
-            stream = self.streams[stream_id]
-            sent = self._send_frame(stream, min(budget, scheduler.credit(stream_id)))
-            budget -= sent + 9  # and the frame header
-            if not stream.closed:  # (closed: END_STREAM went out, it left the scheduler)
-                scheduler.charge(stream_id, sent, drained=not self._refresh(stream))
-            if stream.outbox is None:
-                done.append(stream)
-                if not stream.response_ended:
-                    refilling.append(stream_id)
-        return done
-
-    def _send_frame(self, stream: Exchange, limit: int) -> int:
-        """Frame up to ``limit`` bytes of ``stream``'s offer; return how many."""
-        outbox = stream.outbox
-        assert outbox is not None
-        window = self.h2.local_flow_control_window(stream.stream_id)
-        size = min(len(outbox), window, self.h2.max_outbound_frame_size, limit)
-        last = size == len(outbox)
-        end = last and stream.outbox_end and stream.trailers is None
-        if size or not (last and stream.trailers is not None):
-            self._send_data(stream.stream_id, outbox[:size], end_stream=end)
-            if self.send_log is not None and size:
-                self.send_log.sent(stream.stream_id, size, self.scheduler.signal(stream.stream_id))
-        if last:
-            stream.outbox = None
-            if stream.trailers is not None:
-                self.h2.send_headers(stream.stream_id, stream.trailers, end_stream=True)
-                stream.trailers = None
-                end = True
-            if end:
-                self._response_ended(stream)
-        else:
-            stream.outbox = outbox[size:]
-        return size
-
-    def _send_data(self, stream_id: int, payload: memoryview, *, end_stream: bool) -> None:
-        header = data_frame_header(self.h2, stream_id, len(payload), end_stream=end_stream)
-        if header is None:
-            self.h2.send_data(stream_id, payload, end_stream=end_stream)
-            return
-        self._queue(header, payload)
+        if self.terminated:
+            return []
+        return self.output.pull(budget)
 
     def taken(self, streams: list[Exchange]) -> None:
         """The sender has framed every byte offered for ``streams``:
@@ -744,17 +619,7 @@ class H2Core:
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket, in order."""
-        self._queue()
-        return self._out.take()
-
-    def _queue(self, *frames: bytes | memoryview) -> None:
-        """Queue ``frames`` for the sender after everything h2 has queued so
-        far: the one way into :attr:`_out`, so the wire order is the order
-        things happened (a stream's HEADERS before its DATA, HPACK blocks in
-        the order they were encoded)."""
-        self._out.append(self.h2.data_to_send())
-        for frame in frames:
-            self._out.append(frame)
+        return self.output.take()
 
     @property
     def finished(self) -> bool:
@@ -777,16 +642,16 @@ class H2Core:
         if self.draining or self.terminated:
             return
         self.draining = True
-        self._queue(goaway(MAX_STREAM_ID, ErrorCodes.NO_ERROR))
+        self.output.queue(goaway(MAX_STREAM_ID, ErrorCodes.NO_ERROR))
         self.h2.ping(DRAIN_PING)
-        self._queue()
+        self.output.queue()
         self.guard.drain_started()
 
     def _drain_second_step(self) -> None:
         if not self.draining or self.terminated or self.last_stream_id != MAX_STREAM_ID:
             return
         self.last_stream_id = self.h2.highest_inbound_stream_id
-        self._queue(goaway(self.last_stream_id, ErrorCodes.NO_ERROR))
+        self.output.queue(goaway(self.last_stream_id, ErrorCodes.NO_ERROR))
         self.guard.drain_deadline = None
 
     def check_timeouts(self) -> float:
@@ -833,13 +698,12 @@ class H2Core:
         except h2.exceptions.ProtocolError:
             # h2's state machine refuses (it may be the one that failed):
             # write the GOAWAY ourselves.
-            self._queue(goaway(self.h2.highest_inbound_stream_id, code))
+            self.output.queue(goaway(self.h2.highest_inbound_stream_id, code))
         self._terminate()
 
     def connection_lost(self) -> None:
         """The socket is gone: every stream is disconnected."""
-        self.h2.clear_outbound_data_buffer()
-        self._out.clear()
+        self.output.discard()
         self._terminate()
 
     def _connection_error(self, code: ErrorCodes, reason: str, *, quiet: bool = False) -> None:
@@ -860,13 +724,6 @@ class H2Core:
             log.warning("%s: closing connection: %s", self.peer, reason)
         else:
             log.info("%s: connection error %s: %s", self.peer, code_name(code), reason)
-
-    def _send_reset(self, stream_id: int, code: ErrorCodes) -> None:
-        """RST_STREAM, unless h2 has closed the stream already: a RST_STREAM
-        from the client, or one h2 sent itself, later in the same read (or
-        the client's GOAWAY closed the connection)."""
-        if stream_live(self.h2, stream_id) and not connection_closed(self.h2):
-            self.h2.reset_stream(stream_id, code)
 
     def body_wanted(self, stream: Exchange, wanted: bool) -> None:
         """The handler of ``stream`` waits in ``receive()`` for body (or not).
@@ -896,72 +753,28 @@ class H2Core:
                      self.peer, self.bad_requests)
         self.terminated = True
         self.head.hold(0)
-        for stream in list(self.streams.values()):
-            self._close(stream, disconnected=True)
+        self.table.close_all()
 
     # --------------------------------------------------------------- helpers
 
-    def _response_ended(self, stream: Exchange) -> None:
-        stream.response_ended = True
-        self._maybe_close(stream)
+    @property
+    def streams(self) -> dict[int, Exchange]:
+        """The open streams: the stream table's (``_core.h2streams``)."""
+        return self.table.streams
 
-    def _maybe_close(self, stream: Exchange) -> None:
-        if stream.body_ended and stream.response_ended and not stream.closed:
-            self._close(stream, disconnected=False)
-
-    def _close(self, stream: Exchange, *, disconnected: bool) -> None:
-        """Remove ``stream`` from the table: the one place a stream ends."""
-        if stream.closed:
-            return
-        stream.closed = True
-        del self.streams[stream.stream_id]
-        self.scheduler.remove(stream.stream_id)
-        self.guard.stream_stalled(stream.stream_id, False)
-        self.guard.body_wanted(stream.stream_id, False)
-        if disconnected:
-            stream.disconnected = True
-            self.orphans += 1  # until handler_finished
-            stream.response_ended = True
-            stream.outbox = None
-            self._discard_body(stream)
-        stream.wake()
-
-    def _discard_body(self, stream: Exchange) -> None:
-        """Drop unread request body and return its credit to the client."""
-        unread = sum(n for _, n in stream.body)
-        stream.body.clear()
-        if unread and not self.terminated:
-            self.h2.acknowledge_received_data(unread, stream.stream_id)
-
-    def _refresh(self, stream: Exchange) -> bool:
-        """Tell the scheduler whether ``stream`` can send now; return that."""
-        if stream.closed:
-            return False
-        outbox = stream.outbox
-        ready = outbox is not None and (
-            len(outbox) == 0 or self.h2.local_flow_control_window(stream.stream_id) > 0
-        )
-        self.scheduler.set_ready(stream.stream_id, ready)
-        self.guard.stream_stalled(stream.stream_id, outbox is not None and not ready)
-        return ready
-
-    def _refresh_all(self) -> None:
-        for stream in self.streams.values():
-            if stream.outbox is not None:
-                self._refresh(stream)
+    def _acknowledge(self, size: int, stream_id: int) -> None:
+        """Return credit for request body nobody will read, unless the
+        connection has ended."""
+        if not self.terminated:
+            self.h2.acknowledge_received_data(size, stream_id)
 
     @property
     def scheduler_control(self) -> SchedulerControl:
         """The ``trio_h2.scheduler`` scope extension of this connection."""
         if self._control is None:
-            self._control = SchedulerControl(self)
+            self._control = SchedulerControl(self.output)
         return self._control
 
     def stats(self) -> dict[str, Any]:
         """Counters for tests and debugging."""
-        return {
-            "open_streams": len(self.streams),
-            "ready_streams": self.scheduler.ready_count,
-            "buffered_body_bytes": sum(n for s in self.streams.values() for _, n in s.body),
-            "body_memory": self.body_bytes,
-        }
+        return {**self.table.stats(), "ready_streams": self.scheduler.ready_count}
