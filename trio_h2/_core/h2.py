@@ -14,6 +14,10 @@ Its jobs are handed to parts it owns, by composition:
   table's ``close`` is the one place a stream ends.
 * ``_core.h2output``: what the connection writes, in wire order, and the
   framing of responses (one scheduling decision per DATA frame).
+* ``_core.h2opening``: requests (and promises) that become streams, or are
+  refused on the wire.
+* ``_core.h2ending``: how the connection ends (the graceful drain, GOAWAY
+  for errors, the socket's loss) and the client's budgets.
 * ``_core.h2admission``: whether a request becomes a stream (decisions that
   are acted on here).
 * ``_core.h2priority``: the client's priority signals, kept in the
@@ -49,23 +53,22 @@ from .._config import Config
 from .errors import ClientDisconnected, RemoteProtocolError
 from .exchange import Exchange, release
 from .guard import ConnectionGuard, FrameSlicer
-from .h2admission import Refusal, judge_request
-from .h2extras import MAX_SETTINGS, code_name, goaway, server_connection
+from .h2ending import DRAIN_PING, MAX_STREAM_ID, ConnectionEnd
+from .h2extras import MAX_SETTINGS, code_name, server_connection
 from .h2internals import (
     change_local_settings,
-    connection_closed,
     fields_dropped,
     limit_encoder_table,
 )
+from .h2opening import StreamOpening
 from .h2output import H2Output
-from .h2priority import PrioritySignals, priority_field
+from .h2priority import PrioritySignals
 from .h2streams import StreamTable
 from .headers import Headers, MalformedRequest, RequestHead, validate_trailers
-from .limits import TokenBucket
 from .memory import Holding, ServerMemory
 from .priority_field import PRIORITY_UPDATE, BadPriorityUpdate
 from .protocol import Handover, ProtocolCore
-from .scheduler import DEFAULT_WEIGHT, Scheduler, SchedulerError, TreePlace
+from .scheduler import Scheduler, SchedulerError
 from .sendlog import SchedulerControl
 
 log = logging.getLogger("trio_h2")
@@ -77,17 +80,10 @@ log = logging.getLogger("trio_h2")
 # are 4096, the RFC 7541 default.
 MAX_ENCODER_TABLE_SIZE = 4096
 
-# The opaque data of the PING between the two GOAWAYs of a graceful close.
-DRAIN_PING = b"trio_h2\x00"
-
 # The reader stops reading while this much output it caused (acknowledgements,
 # RST_STREAM, WINDOW_UPDATE) waits unsent: one read's worth. Go's server
 # stops at 10000 queued control frames; bytes are the honest measure here.
 READ_PAUSE = 64 * 1024
-
-# RFC 9113 section 9.1.1's bound on a stream id; GOAWAY with it means
-# "whatever you have sent so far" (RFC 9113 section 6.8).
-MAX_STREAM_ID = 2**31 - 1
 
 
 @final
@@ -122,15 +118,6 @@ class H2Core:
         """The client's priority signals, kept in the scheduler (``_core.h2priority``)."""
         self.clock = self.guard.clock
         self._control: SchedulerControl | None = None
-        self.error: RemoteProtocolError | None = None
-        """Set when the connection ended because of the client; GOAWAY is queued."""
-        self.bad_requests = 0
-        """Requests refused as malformed or with too many fields (see :meth:`_bad_request`)."""
-        self.terminated = False
-        """No more frames will be exchanged after what is queued now."""
-        self.draining = False
-        self.last_stream_id = MAX_STREAM_ID
-        """Streams above this id are refused (set by :meth:`start_drain`)."""
         self.h2 = server_connection(config)
         self.table = StreamTable(config, memory, scheduler=self.scheduler, guard=self.guard,
                                  acknowledge=self._acknowledge, peer=peer)
@@ -138,6 +125,13 @@ class H2Core:
         self.output = H2Output(self.h2, scheduler=self.scheduler, table=self.table,
                                guard=self.guard, clock=self.clock)
         """What this connection writes, in wire order (``_core.h2output``)."""
+        self.ending = ConnectionEnd(self.h2, output=self.output, table=self.table,
+                                    guard=self.guard, head=self.head, peer=peer)
+        """Draining, errors and budgets: how the connection ends (``_core.h2ending``)."""
+        self.opening = StreamOpening(config, self.h2, table=self.table, output=self.output,
+                                     priorities=self.priorities, ending=self.ending,
+                                     guard=self.guard, peer=peer)
+        """Requests and promises that become streams, or not (``_core.h2opening``)."""
         self._slicer = FrameSlicer()
         self.successor: ProtocolCore | None = None
         """Always None: HTTP/2 hands its connection to no other protocol."""
@@ -196,15 +190,15 @@ class H2Core:
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            self._connection_error(ErrorCodes(exc.error_code), str(exc))
+            self.ending.connection_error(ErrorCodes(exc.error_code), str(exc))
             return []
         doomed = self.guard.input_parsed(self.h2)
         if doomed is not None:
-            self._connection_error(*doomed)
+            self.ending.connection_error(*doomed)
             return []
         if not self.head.hold(self.guard.head_size):
             # Newest first: the connection whose head pushed the account over.
-            self._connection_error(
+            self.ending.connection_error(
                 ErrorCodes.ENHANCE_YOUR_CALM,
                 f"a request head of {self.guard.head_size} bytes still arriving while "
                 f"heads arriving hold {self.head.account.held} bytes (a quarter of "
@@ -254,7 +248,7 @@ class H2Core:
         cannot take past 32 KiB ("connection buffer size is too small")."""
         handover, self._handover = self._handover, None
         assert handover is not None
-        stream = self._open(1, handover.head, None, ended=True)
+        stream = self.opening.open(1, handover.head, None, ended=True)
         if stream is not None and handover.body:
             stream.body.append((handover.body, 0))  # read under HTTP/1.1: no window to return
         return stream
@@ -273,7 +267,7 @@ class H2Core:
 
     def _handle_event(self, event: h2.events.Event) -> Exchange | None:
         if isinstance(event, h2.events.RequestReceived):
-            return self._request_received(event)
+            return self.opening.request_received(event)
         if isinstance(event, h2.events.DataReceived):
             self._data_received(event)
         elif isinstance(event, h2.events.StreamEnded):
@@ -287,7 +281,7 @@ class H2Core:
         elif isinstance(event, h2.events.StreamReset):
             # By the client, or by h2 for the client's error (a stream window
             # overflow): either way a reset the client caused.
-            self._spend(self.guard.resets, "stream resets")
+            self.ending.spend(self.guard.resets, "stream resets")
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 log.debug("%s: stream %d reset (%s, by %s)", self.peer, event.stream_id,
@@ -301,13 +295,13 @@ class H2Core:
                 self.output.refresh(self.streams[event.stream_id])
         elif isinstance(event, h2.events.RemoteSettingsChanged):
             self.guard.preface_done()
-            self._spend(self.guard.control, "SETTINGS frames")
+            self.ending.spend(self.guard.control, "SETTINGS frames")
             # nghttp2 allows 32 entries per SETTINGS frame; h2 remembers every
             # setting id a client ever names, so bound those too.
             if len(event.changed_settings) > MAX_SETTINGS or \
                     len(self.h2.remote_settings) > 2 * MAX_SETTINGS:
-                self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM,
-                                       f"SETTINGS with more than {MAX_SETTINGS} entries")
+                self.ending.connection_error(ErrorCodes.ENHANCE_YOUR_CALM,
+                                             f"SETTINGS with more than {MAX_SETTINGS} entries")
             if h2.settings.SettingCodes.HEADER_TABLE_SIZE in event.changed_settings:
                 limit_encoder_table(self.h2, MAX_ENCODER_TABLE_SIZE)
             if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
@@ -317,18 +311,18 @@ class H2Core:
         elif isinstance(event, h2.events.PriorityUpdated):
             if self.priorities.in_headers(event):
                 return None  # already applied with its request
-            self._spend(self.guard.control, "PRIORITY frames")
+            self.ending.spend(self.guard.control, "PRIORITY frames")
             try:
                 self.priorities.reprioritize(event)
             except SchedulerError as exc:
-                self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
+                self.ending.connection_error(ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
         elif isinstance(event, h2.events.PingReceived):
-            self._spend(self.guard.control, "PING frames")
+            self.ending.spend(self.guard.control, "PING frames")
         elif isinstance(event, h2.events.PingAckReceived):
             if event.ping_data == DRAIN_PING:
-                self._drain_second_step()
+                self.ending.drain_second_step()
         elif isinstance(event, h2.events.UnknownFrameReceived):
-            self._spend(self.guard.control, "PRIORITY_UPDATE and unknown frames")
+            self.ending.spend(self.guard.control, "PRIORITY_UPDATE and unknown frames")
             frame = event.frame
             if isinstance(frame, ExtensionFrame) and frame.type == PRIORITY_UPDATE:
                 self._priority_update(frame.stream_id, frame.body)
@@ -338,93 +332,16 @@ class H2Core:
             if event.error_code != ErrorCodes.NO_ERROR:
                 log.info("%s: client sent GOAWAY %s: %r", self.peer,
                          code_name(event.error_code), event.additional_data)
-            self._terminate()
+            self.ending.terminate()
         # h2 acknowledges PING and SETTINGS itself.
         return None
-
-    def _request_received(self, event: h2.events.RequestReceived) -> Exchange | None:
-        stream_id = event.stream_id
-        self.priorities.headers_received(event)
-        if stream_id > self.last_stream_id:
-            # RFC 9113 section 6.8: after GOAWAY, newer streams are not processed.
-            self.output.reset(stream_id, ErrorCodes.REFUSED_STREAM)
-            return None
-        if self.table.full:
-            # RFC 9113 section 5.1.2: over the limit we advertised; the client
-            # may retry. Handlers of reset streams count until they return.
-            log.debug("%s: stream %d refused: %d open, %d reset still running", self.peer,
-                      stream_id, len(self.streams), self.table.orphans)
-            self.output.reset(stream_id, ErrorCodes.REFUSED_STREAM)
-            if len(self.streams) >= self.config.max_concurrent_streams:
-                # Past the limit it was told: the client's doing.
-                self._spend(self.guard.resets, "streams over the limit")
-            return None
-        fields = list(event.headers or [])
-        total = fields_dropped(fields)
-        ended = event.stream_ended is not None
-        head = judge_request(
-            fields[1:] if total else fields, total, ended=ended,
-            extended_connect=bool(self.h2.local_settings.enable_connect_protocol),
-            max_header_fields=self.config.max_header_fields)
-        if isinstance(head, Refusal):
-            self._refuse(stream_id, head, request_ended=ended)
-            return None
-        return self._open(stream_id, head, event.priority_updated, ended=ended)
-
-    def _open(self, stream_id: int, head: RequestHead, prio: h2.events.PriorityUpdated | None,
-              *, ended: bool) -> Exchange | None:
-        """Put a valid request in the table and the scheduler; None if it is
-        refused (``max_header_memory``, ``max_body_memory``: REFUSED_STREAM)
-        or the connection ends."""
-        stream = self.table.admit(stream_id, head, ended=ended)
-        if stream is None:
-            self.output.reset(stream_id, ErrorCodes.REFUSED_STREAM)
-            return None
-        try:
-            stream.priority = self.priorities.add(stream_id, head, prio)
-        except SchedulerError as exc:
-            self.table.release(stream)
-            self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
-            return None
-        self.table.add(stream)
-        send_log = self.output.send_log
-        if send_log is not None:
-            send_log.opened(
-                stream_id, head.path, priority_field(head),
-                None if prio is None else TreePlace(prio.weight or DEFAULT_WEIGHT,
-                                                     prio.depends_on or 0),
-                bool(prio is not None and prio.exclusive))
-        stream.body_ended = ended
-        return stream
-
-    def _bad_request(self, stream_id: int, what: str) -> None:
-        """One clear line for a connection's first bad request; the next
-        ones at DEBUG, counted, and the count logged when the connection
-        ends: a flood of them (thousands per read) is summarised, not
-        written out line by line at a cost to every other connection."""
-        self.bad_requests += 1
-        log.log(logging.INFO if self.bad_requests == 1 else logging.DEBUG,
-                "%s: stream %d: %s", self.peer, stream_id, what)
-
-    def _refuse(self, stream_id: int, refusal: Refusal, *, request_ended: bool) -> None:
-        """Answer a request that does not become a stream (``_core.h2admission``
-        decided why): RST_STREAM PROTOCOL_ERROR, or a status of our own."""
-        if refusal.bad:
-            self._bad_request(stream_id, refusal.what)
-        else:
-            log.info("%s: stream %d: %s", self.peer, stream_id, refusal.what)
-        if refusal.status:
-            self.output.own_response(stream_id, refusal, request_ended=request_ended)
-        else:
-            self.output.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
-        self._spend(self.guard.resets, refusal.budget)
 
     def _data_received(self, event: h2.events.DataReceived) -> None:
         stream = self.streams.get(event.stream_id)
         flow = event.flow_controlled_length or 0
         data = event.data or b""
         if not data and event.stream_ended is None:
-            self._spend(self.guard.empty, "empty DATA frames")
+            self.ending.spend(self.guard.empty, "empty DATA frames")
         if stream is None or not data:
             # Nobody will read it (stream we reset, or only padding):
             # return the credit at once. Padding counts (h2 docs).
@@ -455,9 +372,9 @@ class H2Core:
                 # still asks for a stream error (nghttp2 judges the fields
                 # before the state change): the RST_STREAM, written by hand.
                 self.output.queue(RstStreamFrame(event.stream_id,
-                                           error_code=ErrorCodes.PROTOCOL_ERROR).serialize())
+                                                 error_code=ErrorCodes.PROTOCOL_ERROR).serialize())
             self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
-            self._spend(self.guard.resets, "malformed requests")
+            self.ending.spend(self.guard.resets, "malformed requests")
             return
         if total:
             # Too late for a 431 (the response may have started); Node's
@@ -466,7 +383,7 @@ class H2Core:
                      "resetting", self.peer, event.stream_id, total,
                      self.config.max_header_fields)
             self.reset(stream, ErrorCodes.ENHANCE_YOUR_CALM)
-            self._spend(self.guard.resets, "trailers with too many fields")
+            self.ending.spend(self.guard.resets, "trailers with too many fields")
             return
         stream.body_ended = True
         stream.wake()
@@ -479,7 +396,7 @@ class H2Core:
         except BadPriorityUpdate as exc:
             code = (ErrorCodes.FRAME_SIZE_ERROR if exc.frame_size_error
                     else ErrorCodes.PROTOCOL_ERROR)
-            self._connection_error(code, str(exc))
+            self.ending.connection_error(code, str(exc))
 
     # ------------------------------------------------------ handler requests
 
@@ -535,37 +452,12 @@ class H2Core:
         self.output.queue()
 
     def pushes(self, stream: Exchange) -> bool:
-        """Push is for a client's own stream (RFC 9113 section 8.4: not a
-        pushed one), while the client's SETTINGS_ENABLE_PUSH is 1 and the
-        connection is not closing."""
-        return (stream.stream_id % 2 == 1 and not self.draining and not self.terminated
-                and bool(self.h2.remote_settings.enable_push))
+        """Whether :meth:`push` may promise on ``stream`` (``_core.h2opening``)."""
+        return self.opening.pushes(stream)
 
     def push(self, stream: Exchange, head: RequestHead) -> Exchange | None:
-        """PUSH_PROMISE ``head`` on ``stream`` (RFC 9113 section 8.4), and open
-        the promised stream as a request that has ended: its response goes
-        through the scheduler like any other (RFC 9218's default urgency,
-        unless ``head`` has a ``priority`` field)."""
-        if stream.closed or stream.response_ended or not self.pushes(stream):
-            return None
-        # The client's SETTINGS_MAX_CONCURRENT_STREAMS bounds the streams we
-        # open (RFC 9113 section 5.1.2). A promised stream counts from its
-        # promise (h2 counts it only once its HEADERS go), so that it can
-        # always open. Ours bounds the handlers, pushed ones with the rest.
-        pushed = sum(1 for stream_id in self.streams if stream_id % 2 == 0)
-        if pushed >= self.h2.remote_settings.max_concurrent_streams or self.table.full:
-            log.debug("%s: stream %d: push of %r refused: %d pushed streams open (client's "
-                      "limit %d), %d streams", self.peer, stream.stream_id, head.path, pushed,
-                      self.h2.remote_settings.max_concurrent_streams, len(self.streams))
-            return None
-        promised = self.h2.get_next_available_stream_id()
-        fields = [(b":method", head.method), (b":scheme", head.scheme),
-                  (b":authority", head.authority or b""), (b":path", head.path), *head.headers]
-        self.h2.push_stream(stream.stream_id, promised, fields)
-        # None: max_header_memory is held, the promised stream is reset.
-        opened = self._open(promised, head, None, ended=True)
-        self.output.queue()
-        return opened
+        """PUSH_PROMISE ``head`` on ``stream``, and open the promised stream."""
+        return self.opening.push(stream, head)
 
     def offer(self, stream: Exchange, data: bytes, *, end_stream: bool,
               trailers: Headers | None = None) -> None:
@@ -625,34 +517,28 @@ class H2Core:
     def finished(self) -> bool:
         """Nothing more will happen on this connection once output is flushed."""
         return self.terminated or (
-            self.draining and self.last_stream_id != MAX_STREAM_ID and not self.streams
+            self.draining and self.ending.last_stream_id != MAX_STREAM_ID and not self.streams
             and self._handover is None)
 
     # ------------------------------------------------------------- lifetime
 
+    @property
+    def terminated(self) -> bool:
+        """No more frames will be exchanged after what is queued now."""
+        return self.ending.terminated
+
+    @property
+    def draining(self) -> bool:
+        return self.ending.draining
+
+    @property
+    def error(self) -> RemoteProtocolError | None:
+        """Set when the connection ended because of the client; GOAWAY is queued."""
+        return self.ending.error
+
     def start_drain(self) -> None:
-        """Begin a graceful close (RFC 9113 section 6.8): GOAWAY with the
-        largest stream id and a PING; once the PING is answered (or after
-        DRAIN_RTT), a second GOAWAY names the last stream we will serve.
-        Streams the client opened before it saw the first are still served.
-
-        h2's ``close_connection`` would stop h2 from sending anything more, so
-        these GOAWAYs are written here and h2 stays open for in-flight streams.
-        """
-        if self.draining or self.terminated:
-            return
-        self.draining = True
-        self.output.queue(goaway(MAX_STREAM_ID, ErrorCodes.NO_ERROR))
-        self.h2.ping(DRAIN_PING)
-        self.output.queue()
-        self.guard.drain_started()
-
-    def _drain_second_step(self) -> None:
-        if not self.draining or self.terminated or self.last_stream_id != MAX_STREAM_ID:
-            return
-        self.last_stream_id = self.h2.highest_inbound_stream_id
-        self.output.queue(goaway(self.last_stream_id, ErrorCodes.NO_ERROR))
-        self.guard.drain_deadline = None
+        """Begin a graceful close: two GOAWAYs (:meth:`ConnectionEnd.start_drain`)."""
+        self.ending.start_drain()
 
     def check_timeouts(self) -> float:
         """Act on the timers that have run out; return the next deadline."""
@@ -669,9 +555,9 @@ class H2Core:
             self.guard.idle_since = None
             self.start_drain()
         elif reason is not None:
-            self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, reason)
+            self.ending.connection_error(ErrorCodes.ENHANCE_YOUR_CALM, reason)
         if self.guard.drain_due():
-            self._drain_second_step()
+            self.ending.drain_second_step()
         return self.guard.next_deadline()
 
     def _give_up(self, stream_id: int, why: str) -> None:
@@ -682,48 +568,15 @@ class H2Core:
 
     def close(self) -> None:
         """Queue the final GOAWAY (NO_ERROR) of an orderly close."""
-        if not self.terminated:
-            # RFC 9113 section 6.8: a later GOAWAY must not raise the last
-            # stream id, and streams refused after draining do not count.
-            last = min(self.last_stream_id, self.h2.highest_inbound_stream_id)
-            self.h2.close_connection(ErrorCodes.NO_ERROR, last_stream_id=last)
-            self._terminate()
+        self.ending.close()
 
     def abort(self, code: ErrorCodes, reason: str) -> None:
         """End the connection now with GOAWAY ``code``."""
-        if self.terminated:
-            return
-        try:
-            self.h2.close_connection(code, additional_data=reason.encode()[:128])
-        except h2.exceptions.ProtocolError:
-            # h2's state machine refuses (it may be the one that failed):
-            # write the GOAWAY ourselves.
-            self.output.queue(goaway(self.h2.highest_inbound_stream_id, code))
-        self._terminate()
+        self.ending.abort(code, reason)
 
     def connection_lost(self) -> None:
         """The socket is gone: every stream is disconnected."""
-        self.output.discard()
-        self._terminate()
-
-    def _connection_error(self, code: ErrorCodes, reason: str, *, quiet: bool = False) -> None:
-        """The client broke a rule, or a limit (ENHANCE_YOUR_CALM): GOAWAY
-        ``code`` and one log line with the peer and the reason (at DEBUG if
-        ``quiet``: one of a run already logged)."""
-        if self.terminated:
-            return
-        if not connection_closed(self.h2):
-            # h2 queues its own GOAWAY for errors in frames, but not for a
-            # broken preface (RFC 9113 section 3.4 asks for PROTOCOL_ERROR).
-            self.abort(code, reason)
-        self._terminate()
-        self.error = RemoteProtocolError(reason, error_code=code)
-        if quiet:
-            log.debug("%s: closing connection: %s", self.peer, reason)
-        elif code == ErrorCodes.ENHANCE_YOUR_CALM:
-            log.warning("%s: closing connection: %s", self.peer, reason)
-        else:
-            log.info("%s: connection error %s: %s", self.peer, code_name(code), reason)
+        self.ending.connection_lost()
 
     def body_wanted(self, stream: Exchange, wanted: bool) -> None:
         """The handler of ``stream`` waits in ``receive()`` for body (or not).
@@ -742,18 +595,6 @@ class H2Core:
                            for name, value in stream.head.headers)):
             return
         self.send_informational(stream, [(b":status", b"100")])
-
-    def _spend(self, bucket: TokenBucket, what: str) -> None:
-        if not bucket.spend():
-            self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, f"too many {what}")
-
-    def _terminate(self) -> None:
-        if self.bad_requests > 1 and not self.terminated:
-            log.info("%s: %d bad requests on this connection (the first logged above)",
-                     self.peer, self.bad_requests)
-        self.terminated = True
-        self.head.hold(0)
-        self.table.close_all()
 
     # --------------------------------------------------------------- helpers
 
