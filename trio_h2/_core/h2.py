@@ -16,22 +16,24 @@ Its jobs are handed to parts it owns, by composition:
   framing of responses (one scheduling decision per DATA frame).
 * ``_core.h2opening``: requests (and promises) that become streams, or are
   refused on the wire.
+* ``_core.h2bodies``: request bodies and trailers as they arrive, and the
+  window credit returned as the application reads.
 * ``_core.h2ending``: how the connection ends (the graceful drain, GOAWAY
   for errors, the socket's loss) and the client's budgets.
 * ``_core.h2admission``: whether a request becomes a stream (decisions that
-  are acted on here).
+  ``h2opening`` acts on).
 * ``_core.h2priority``: the client's priority signals, kept in the
-  scheduler as streams open here.
+  scheduler as streams open and close.
 
 Flow control, both ways:
 
-* Inbound: a stream's request body is buffered here, never more than the
+* Inbound: a stream's request body is buffered (``h2bodies``), never more than the
   stream window we advertised (h2 enforces the window). Stream-level credit
   goes back only as the application consumes the body. The connection window
   is ``max_concurrent_streams x initial_window_size``, so streams that are not
   read can never use it up and stall the others.
 * Outbound: a handler offers one chunk at a time (:meth:`offer`); the chunk
-  stays here, unframed, until the scheduler picks the stream and h2's window
+  stays in the core, unframed, until the scheduler picks the stream and h2's window
   allows. :meth:`pull` frames DATA one scheduling decision per frame.
 """
 
@@ -47,24 +49,24 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
-from hyperframe.frame import ExtensionFrame, RstStreamFrame
+from hyperframe.frame import ExtensionFrame
 
 from .._config import Config
 from .errors import ClientDisconnected, RemoteProtocolError
 from .exchange import Exchange, release
 from .guard import ConnectionGuard, FrameSlicer
+from .h2bodies import RequestBodies
 from .h2ending import DRAIN_PING, MAX_STREAM_ID, ConnectionEnd
 from .h2extras import MAX_SETTINGS, code_name, server_connection
 from .h2internals import (
     change_local_settings,
-    fields_dropped,
     limit_encoder_table,
 )
 from .h2opening import StreamOpening
 from .h2output import H2Output
 from .h2priority import PrioritySignals
 from .h2streams import StreamTable
-from .headers import Headers, MalformedRequest, RequestHead, validate_trailers
+from .headers import Headers, RequestHead
 from .memory import Holding, ServerMemory
 from .priority_field import PRIORITY_UPDATE, BadPriorityUpdate
 from .protocol import Handover, ProtocolCore
@@ -132,6 +134,10 @@ class H2Core:
                                      priorities=self.priorities, ending=self.ending,
                                      guard=self.guard, peer=peer)
         """Requests and promises that become streams, or not (``_core.h2opening``)."""
+        self.bodies = RequestBodies(config, self.h2, table=self.table, output=self.output,
+                                    ending=self.ending, guard=self.guard, reset=self.reset,
+                                    peer=peer)
+        """Request bodies and trailers, and their flow control (``_core.h2bodies``)."""
         self._slicer = FrameSlicer()
         self.successor: ProtocolCore | None = None
         """Always None: HTTP/2 hands its connection to no other protocol."""
@@ -269,15 +275,11 @@ class H2Core:
         if isinstance(event, h2.events.RequestReceived):
             return self.opening.request_received(event)
         if isinstance(event, h2.events.DataReceived):
-            self._data_received(event)
+            self.bodies.data_received(event)
         elif isinstance(event, h2.events.StreamEnded):
-            stream = self.streams.get(event.stream_id)
-            if stream is not None:  # None: we already reset it, h2 let the frame through
-                stream.body_ended = True
-                stream.wake()
-                self.table.maybe_close(stream)
+            self.bodies.ended(event.stream_id)
         elif isinstance(event, h2.events.TrailersReceived):
-            self._trailers_received(event)
+            self.bodies.trailers_received(event)
         elif isinstance(event, h2.events.StreamReset):
             # By the client, or by h2 for the client's error (a stream window
             # overflow): either way a reset the client caused.
@@ -336,59 +338,6 @@ class H2Core:
         # h2 acknowledges PING and SETTINGS itself.
         return None
 
-    def _data_received(self, event: h2.events.DataReceived) -> None:
-        stream = self.streams.get(event.stream_id)
-        flow = event.flow_controlled_length or 0
-        data = event.data or b""
-        if not data and event.stream_ended is None:
-            self.ending.spend(self.guard.empty, "empty DATA frames")
-        if stream is None or not data:
-            # Nobody will read it (stream we reset, or only padding):
-            # return the credit at once. Padding counts (h2 docs).
-            self.h2.acknowledge_received_data(flow, event.stream_id)
-        else:
-            stream.body.append((data, flow))
-            self.guard.body_arrived(event.stream_id)
-        if stream is not None:
-            if event.stream_ended is not None:
-                stream.body_ended = True
-            stream.wake()
-
-    def _trailers_received(self, event: h2.events.TrailersReceived) -> None:
-        stream = self.streams.get(event.stream_id)
-        if stream is None:
-            return
-        fields = list(event.headers or [])
-        total = fields_dropped(fields)
-        try:
-            validate_trailers(fields[1:] if total else fields)
-        except MalformedRequest as exc:
-            log.info("%s: stream %d: malformed trailers: %s", self.peer, event.stream_id, exc)
-            h2_stream = self.h2.streams.get(event.stream_id)
-            if h2_stream is None or h2_stream.closed:
-                # Our response had ended, so the trailers' END_STREAM closed
-                # the stream in h2 before we could judge the fields, and h2
-                # refuses to reset a closed stream. RFC 9113 section 8.1.1
-                # still asks for a stream error (nghttp2 judges the fields
-                # before the state change): the RST_STREAM, written by hand.
-                self.output.queue(RstStreamFrame(event.stream_id,
-                                                 error_code=ErrorCodes.PROTOCOL_ERROR).serialize())
-            self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
-            self.ending.spend(self.guard.resets, "malformed requests")
-            return
-        if total:
-            # Too late for a 431 (the response may have started); Node's
-            # server resets with ENHANCE_YOUR_CALM too.
-            log.info("%s: stream %d: %d trailer fields, over max_header_fields (%d); "
-                     "resetting", self.peer, event.stream_id, total,
-                     self.config.max_header_fields)
-            self.reset(stream, ErrorCodes.ENHANCE_YOUR_CALM)
-            self.ending.spend(self.guard.resets, "trailers with too many fields")
-            return
-        stream.body_ended = True
-        stream.wake()
-        self.table.maybe_close(stream)
-
     def _priority_update(self, frame_stream_id: int, payload: bytes) -> None:
         try:
             self.priorities.update_received(frame_stream_id, payload, self.streams,
@@ -401,23 +350,8 @@ class H2Core:
     # ------------------------------------------------------ handler requests
 
     def take_body(self, stream: Exchange) -> bytes:
-        """Everything buffered for ``stream``, acknowledged: its stream window
-        reopens by as much (RFC 9113 section 6.9). h2 sends WINDOW_UPDATE
-        once half a window is consumed; :attr:`output_backlog` then says so."""
-        chunks = stream.body
-        if len(chunks) == 1:
-            data, flow = chunks.popleft()
-        else:
-            data = b"".join(chunk for chunk, _ in chunks)
-            flow = sum(n for _, n in chunks)
-            chunks.clear()
-        stream.continued = True  # the body has begun: no 100 Continue is due
-        if stream.body_ended and stream.body_charge:
-            self.table.release_body_memory(stream)
-        if not self.terminated:
-            self.h2.acknowledge_received_data(flow, stream.stream_id)
-            self.output.queue()
-        return data
+        """Everything buffered for ``stream``; its window reopens by as much."""
+        return self.bodies.take(stream)
 
     def send_headers(self, stream: Exchange, headers: Headers, *, end_stream: bool) -> None:
         """Queue the response header block (validated by ``_core.headers``)."""
