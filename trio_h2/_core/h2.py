@@ -58,10 +58,7 @@ from .guard import ConnectionGuard, FrameSlicer
 from .h2bodies import RequestBodies
 from .h2ending import DRAIN_PING, MAX_STREAM_ID, ConnectionEnd
 from .h2extras import MAX_SETTINGS, code_name, server_connection
-from .h2internals import (
-    change_local_settings,
-    limit_encoder_table,
-)
+from .h2internals import change_local_settings, limit_encoder_table
 from .h2opening import StreamOpening
 from .h2output import H2Output
 from .h2priority import PrioritySignals
