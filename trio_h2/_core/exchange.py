@@ -59,7 +59,7 @@ class Exchange:
 
     # Lifetime.
     closed: bool = False
-    """The stream is closed on the wire; it has left ``H2Core.streams``."""
+    """The stream is closed on the wire; it has left the stream table (``_core.h2streams``)."""
     disconnected: bool = False
     """Closed abnormally: reset by either side, or the connection was lost.
     The client will not see any more of the response."""

@@ -1,25 +1,39 @@
 """The sans-IO core of one server connection. Imports no trio.
 
-This module is the single owner of stream lifetime: a stream is in
-``H2Core.streams`` exactly while it is open on the wire, and every
-change of a stream's state happens in a method here. The trio layer
-(``_io.connection``) feeds it bytes, asks it for bytes, and wakes tasks when it
-says so; it never keeps a table of its own.
+``H2Core`` makes every decision of one HTTP/2 connection: it feeds h2 the
+client's bytes and acts on its events, serves the handlers' calls, and ends
+the connection. The trio layer (``_io.connection``) feeds it bytes, asks it
+for bytes, and wakes tasks when it says so; it never keeps a table of its
+own.
 
-Two jobs are handed to parts it owns, which change no stream's state:
-whether a request becomes a stream (``_core.h2admission``: decisions that
-are acted on here) and the client's priority signals (``_core.h2priority``:
-kept in the scheduler as streams open here).
+Its jobs are handed to parts it owns, by composition:
+
+* ``_core.h2streams``: the stream table, the single owner of stream
+  lifetime. A stream is in it exactly while it is open on the wire; every
+  change of a stream's state is made by a method here or there, and the
+  table's ``close`` is the one place a stream ends.
+* ``_core.h2output``: what the connection writes, in wire order, and the
+  framing of responses (one scheduling decision per DATA frame).
+* ``_core.h2opening``: requests (and promises) that become streams, or are
+  refused on the wire.
+* ``_core.h2bodies``: request bodies and trailers as they arrive, and the
+  window credit returned as the application reads.
+* ``_core.h2ending``: how the connection ends (the graceful drain, GOAWAY
+  for errors, the socket's loss) and the client's budgets.
+* ``_core.h2admission``: whether a request becomes a stream (decisions that
+  ``h2opening`` acts on).
+* ``_core.h2priority``: the client's priority signals, kept in the
+  scheduler as streams open and close.
 
 Flow control, both ways:
 
-* Inbound: a stream's request body is buffered here, never more than the
+* Inbound: a stream's request body is buffered (``h2bodies``), never more than the
   stream window we advertised (h2 enforces the window). Stream-level credit
   goes back only as the application consumes the body. The connection window
   is ``max_concurrent_streams x initial_window_size``, so streams that are not
   read can never use it up and stall the others.
 * Outbound: a handler offers one chunk at a time (:meth:`offer`); the chunk
-  stays here, unframed, until the scheduler picks the stream and h2's window
+  stays in the core, unframed, until the scheduler picks the stream and h2's window
   allows. :meth:`pull` frames DATA one scheduling decision per frame.
 """
 
@@ -35,39 +49,26 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
-from hyperframe.frame import ExtensionFrame, RstStreamFrame
+from hyperframe.frame import ExtensionFrame
 
 from .._config import Config
 from .errors import ClientDisconnected, RemoteProtocolError
 from .exchange import Exchange, release
 from .guard import ConnectionGuard, FrameSlicer
-from .h2admission import Refusal, body_allowance, judge_request, own_response
-from .h2extras import MAX_SETTINGS, code_name, goaway, server_connection
-from .h2internals import (
-    change_local_settings,
-    connection_closed,
-    data_frame_header,
-    fields_dropped,
-    limit_encoder_table,
-    response_headers_frame,
-    stream_live,
-)
-from .h2priority import PrioritySignals, priority_field
-from .headers import (
-    Headers,
-    MalformedRequest,
-    RequestHead,
-    expects_continue,
-    head_cost,
-    validate_trailers,
-)
-from .limits import TokenBucket
-from .memory import Holding, MemoryAccount, ServerMemory
-from .output import Output
+from .h2bodies import RequestBodies
+from .h2ending import DRAIN_PING, MAX_STREAM_ID, ConnectionEnd
+from .h2extras import MAX_SETTINGS, code_name, server_connection
+from .h2internals import change_local_settings, limit_encoder_table
+from .h2opening import StreamOpening
+from .h2output import H2Output
+from .h2priority import PrioritySignals
+from .h2streams import StreamTable
+from .headers import Headers, RequestHead, expects_continue
+from .memory import Holding, ServerMemory
 from .priority_field import PRIORITY_UPDATE, BadPriorityUpdate
 from .protocol import Handover, ProtocolCore
-from .scheduler import DEFAULT_WEIGHT, Scheduler, SchedulerError, TreePlace
-from .sendlog import SchedulerControl, SendLog
+from .scheduler import Scheduler, SchedulerError
+from .sendlog import SchedulerControl
 
 log = logging.getLogger("trio_h2")
 
@@ -78,17 +79,10 @@ log = logging.getLogger("trio_h2")
 # are 4096, the RFC 7541 default.
 MAX_ENCODER_TABLE_SIZE = 4096
 
-# The opaque data of the PING between the two GOAWAYs of a graceful close.
-DRAIN_PING = b"trio_h2\x00"
-
 # The reader stops reading while this much output it caused (acknowledgements,
 # RST_STREAM, WINDOW_UPDATE) waits unsent: one read's worth. Go's server
 # stops at 10000 queued control frames; bytes are the honest measure here.
 READ_PAUSE = 64 * 1024
-
-# RFC 9113 section 9.1.1's bound on a stream id; GOAWAY with it means
-# "whatever you have sent so far" (RFC 9113 section 6.8).
-MAX_STREAM_ID = 2**31 - 1
 
 
 @final
@@ -112,25 +106,9 @@ class H2Core:
         memory = memory or ServerMemory(config)
         """The server's accounts (shared by its connections; this
         connection's own without a server)."""
-        self.header_memory = memory.headers
-        self.header_bytes = 0
-        """What this connection's requests in progress hold of it."""
         self.head = Holding(memory.heads)
         """What the header block still arriving holds of it."""
-        self.body_memory = memory.bodies
-        self.body_bytes = 0
-        """What this connection's streams that may carry a body hold of it."""
-        self.streams: dict[int, Exchange] = {}
         self.guard = ConnectionGuard(config, clock) if handover is None else handover.guard
-        self.running = 0
-        """Handlers running, whatever the state of their stream."""
-        self.orphans = 0
-        """Handlers still running for streams that were reset (by either
-        side) or lost. They count against max_concurrent_streams with the
-        open streams, so a client that resets streams (Rapid Reset) or makes
-        us reset them (MadeYouReset) cannot pile up handlers. A stream that
-        ended normally does not count: the client cannot know its handler is
-        still finishing."""
         # nghttp2 keeps max(SETTINGS_MAX_CONCURRENT_STREAMS, 16) idle streams
         # in its priority tree (NGHTTP2_MIN_IDLE_STREAMS); so do we.
         self.scheduler = Scheduler(max_streams=config.max_concurrent_streams,
@@ -138,25 +116,25 @@ class H2Core:
         self.priorities = PrioritySignals(self.scheduler, config)
         """The client's priority signals, kept in the scheduler (``_core.h2priority``)."""
         self.clock = self.guard.clock
-        self.send_log: SendLog | None = None
-        """What the sender sent, while the application records it (``_core.sendlog``)."""
         self._control: SchedulerControl | None = None
-        self.error: RemoteProtocolError | None = None
-        """Set when the connection ended because of the client; GOAWAY is queued."""
-        self.bad_requests = 0
-        """Requests refused as malformed or with too many fields (see :meth:`_bad_request`)."""
-        self.terminated = False
-        """No more frames will be exchanged after what is queued now."""
-        self.draining = False
-        self.last_stream_id = MAX_STREAM_ID
-        """Streams above this id are refused (set by :meth:`start_drain`)."""
-        self._out = Output()
-        """Output not yet taken by the sender, in wire order (see
-        :meth:`_queue`): h2's frames and the ones written here (DATA,
-        response HEADERS, GOAWAY). Between the sender's turns it holds what
-        reading and the handlers caused (acknowledgements, WINDOW_UPDATE,
-        RST_STREAM, header blocks); its size is the reader's brake."""
         self.h2 = server_connection(config)
+        self.table = StreamTable(config, memory, scheduler=self.scheduler, guard=self.guard,
+                                 acknowledge=self._acknowledge, peer=peer)
+        """The open streams and the handlers running (``_core.h2streams``)."""
+        self.output = H2Output(self.h2, scheduler=self.scheduler, table=self.table,
+                               guard=self.guard, clock=self.clock)
+        """What this connection writes, in wire order (``_core.h2output``)."""
+        self.ending = ConnectionEnd(self.h2, output=self.output, table=self.table,
+                                    guard=self.guard, head=self.head, peer=peer)
+        """Draining, errors and budgets: how the connection ends (``_core.h2ending``)."""
+        self.opening = StreamOpening(config, self.h2, table=self.table, output=self.output,
+                                     priorities=self.priorities, ending=self.ending,
+                                     guard=self.guard, peer=peer)
+        """Requests and promises that become streams, or not (``_core.h2opening``)."""
+        self.bodies = RequestBodies(config, self.h2, table=self.table, output=self.output,
+                                    ending=self.ending, guard=self.guard, reset=self.reset,
+                                    peer=peer)
+        """Request bodies and trailers, and their flow control (``_core.h2bodies``)."""
         self._slicer = FrameSlicer()
         self.successor: ProtocolCore | None = None
         """Always None: HTTP/2 hands its connection to no other protocol."""
@@ -165,7 +143,7 @@ class H2Core:
         self._early = b""
         """Bytes that followed the upgrade request, until :meth:`receive_buffered`."""
         if handover is not None:
-            self._out.append(handover.output)  # the 101 goes before our SETTINGS
+            self.output.queue(handover.output)  # the 101 goes before our SETTINGS
             self._early = handover.received
 
     # ------------------------------------------------------------------ input
@@ -193,7 +171,7 @@ class H2Core:
         # none, and _request_received refuses with REFUSED_STREAM.
         change_local_settings(
             self.h2, {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAM_ID})
-        self._queue()
+        self.output.queue()
 
     def receive_data(self, data: bytes | bytearray) -> list[Exchange]:
         """Process bytes from the client. Returns the streams whose handlers to
@@ -208,22 +186,22 @@ class H2Core:
                     break
                 started += self._receive(piece)
         finally:
-            self._queue()  # what reading made h2 queue
+            self.output.queue()  # what reading made h2 queue
         return started
 
     def _receive(self, data: bytes) -> list[Exchange]:
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            self._connection_error(ErrorCodes(exc.error_code), str(exc))
+            self.ending.connection_error(ErrorCodes(exc.error_code), str(exc))
             return []
         doomed = self.guard.input_parsed(self.h2)
         if doomed is not None:
-            self._connection_error(*doomed)
+            self.ending.connection_error(*doomed)
             return []
         if not self.head.hold(self.guard.head_size):
             # Newest first: the connection whose head pushed the account over.
-            self._connection_error(
+            self.ending.connection_error(
                 ErrorCodes.ENHANCE_YOUR_CALM,
                 f"a request head of {self.guard.head_size} bytes still arriving while "
                 f"heads arriving hold {self.head.account.held} bytes (a quarter of "
@@ -243,13 +221,13 @@ class H2Core:
     def sender_has_work(self) -> bool:
         """Whether the sender, woken now, would do anything: frame DATA,
         write output, or end the connection (its loop's own conditions)."""
-        return bool(self._out) or self.scheduler.ready_count > 0 or self.finished
+        return bool(self.output.backlog) or self.scheduler.ready_count > 0 or self.finished
 
     @property
     def output_backlog(self) -> int:
         """Bytes of output waiting for the sender that it has not taken yet:
         what reading produced, and WINDOW_UPDATE frames."""
-        return len(self._out)
+        return self.output.backlog
 
     whole_reads = False  # thousands of frames fit in one read (issue 11)
 
@@ -260,7 +238,7 @@ class H2Core:
         flood costs the flooder, not our memory (CVE-2019-9512, 9514, 9515).
         A client that never reads meets send_timeout. Request bodies need no
         brake here: flow control bounds them."""
-        return len(self._out) >= READ_PAUSE
+        return self.output.backlog >= READ_PAUSE
 
     def receive_buffered(self) -> list[Exchange]:
         """After an upgrade: the bytes that followed the upgrade request.
@@ -275,7 +253,7 @@ class H2Core:
         cannot take past 32 KiB ("connection buffer size is too small")."""
         handover, self._handover = self._handover, None
         assert handover is not None
-        stream = self._open(1, handover.head, None, ended=True)
+        stream = self.opening.open(1, handover.head, None, ended=True)
         if stream is not None and handover.body:
             stream.body.append((handover.body, 0))  # read under HTTP/1.1: no window to return
         return stream
@@ -294,62 +272,58 @@ class H2Core:
 
     def _handle_event(self, event: h2.events.Event) -> Exchange | None:
         if isinstance(event, h2.events.RequestReceived):
-            return self._request_received(event)
+            return self.opening.request_received(event)
         if isinstance(event, h2.events.DataReceived):
-            self._data_received(event)
+            self.bodies.data_received(event)
         elif isinstance(event, h2.events.StreamEnded):
-            stream = self.streams.get(event.stream_id)
-            if stream is not None:  # None: we already reset it, h2 let the frame through
-                stream.body_ended = True
-                stream.wake()
-                self._maybe_close(stream)
+            self.bodies.ended(event.stream_id)
         elif isinstance(event, h2.events.TrailersReceived):
-            self._trailers_received(event)
+            self.bodies.trailers_received(event)
         elif isinstance(event, h2.events.StreamReset):
             # By the client, or by h2 for the client's error (a stream window
             # overflow): either way a reset the client caused.
-            self._spend(self.guard.resets, "stream resets")
+            self.ending.spend(self.guard.resets, "stream resets")
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 log.debug("%s: stream %d reset (%s, by %s)", self.peer, event.stream_id,
                           code_name(event.error_code),
                           "client" if event.remote_reset else "us")
-                self._close(stream, disconnected=True)
+                self.table.close(stream, disconnected=True)
         elif isinstance(event, h2.events.WindowUpdated):
             if event.stream_id == 0:
-                self._refresh_all()
+                self.output.refresh_all()
             elif event.stream_id in self.streams:
-                self._refresh(self.streams[event.stream_id])
+                self.output.refresh(self.streams[event.stream_id])
         elif isinstance(event, h2.events.RemoteSettingsChanged):
             self.guard.preface_done()
-            self._spend(self.guard.control, "SETTINGS frames")
+            self.ending.spend(self.guard.control, "SETTINGS frames")
             # nghttp2 allows 32 entries per SETTINGS frame; h2 remembers every
             # setting id a client ever names, so bound those too.
             if len(event.changed_settings) > MAX_SETTINGS or \
                     len(self.h2.remote_settings) > 2 * MAX_SETTINGS:
-                self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM,
-                                       f"SETTINGS with more than {MAX_SETTINGS} entries")
+                self.ending.connection_error(ErrorCodes.ENHANCE_YOUR_CALM,
+                                             f"SETTINGS with more than {MAX_SETTINGS} entries")
             if h2.settings.SettingCodes.HEADER_TABLE_SIZE in event.changed_settings:
                 limit_encoder_table(self.h2, MAX_ENCODER_TABLE_SIZE)
             if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
-                self._refresh_all()
+                self.output.refresh_all()
             if self._handover is not None and not self.terminated:
                 return self._open_upgraded()
         elif isinstance(event, h2.events.PriorityUpdated):
             if self.priorities.in_headers(event):
                 return None  # already applied with its request
-            self._spend(self.guard.control, "PRIORITY frames")
+            self.ending.spend(self.guard.control, "PRIORITY frames")
             try:
                 self.priorities.reprioritize(event)
             except SchedulerError as exc:
-                self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
+                self.ending.connection_error(ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
         elif isinstance(event, h2.events.PingReceived):
-            self._spend(self.guard.control, "PING frames")
+            self.ending.spend(self.guard.control, "PING frames")
         elif isinstance(event, h2.events.PingAckReceived):
             if event.ping_data == DRAIN_PING:
-                self._drain_second_step()
+                self.ending.drain_second_step()
         elif isinstance(event, h2.events.UnknownFrameReceived):
-            self._spend(self.guard.control, "PRIORITY_UPDATE and unknown frames")
+            self.ending.spend(self.guard.control, "PRIORITY_UPDATE and unknown frames")
             frame = event.frame
             if isinstance(frame, ExtensionFrame) and frame.type == PRIORITY_UPDATE:
                 self._priority_update(frame.stream_id, frame.body)
@@ -359,191 +333,9 @@ class H2Core:
             if event.error_code != ErrorCodes.NO_ERROR:
                 log.info("%s: client sent GOAWAY %s: %r", self.peer,
                          code_name(event.error_code), event.additional_data)
-            self._terminate()
+            self.ending.terminate()
         # h2 acknowledges PING and SETTINGS itself.
         return None
-
-    def _request_received(self, event: h2.events.RequestReceived) -> Exchange | None:
-        stream_id = event.stream_id
-        self.priorities.headers_received(event)
-        if stream_id > self.last_stream_id:
-            # RFC 9113 section 6.8: after GOAWAY, newer streams are not processed.
-            self._send_reset(stream_id, ErrorCodes.REFUSED_STREAM)
-            return None
-        if len(self.streams) + self.orphans >= self.config.max_concurrent_streams:
-            # RFC 9113 section 5.1.2: over the limit we advertised; the client
-            # may retry. Handlers of reset streams count until they return.
-            log.debug("%s: stream %d refused: %d open, %d reset still running", self.peer,
-                      stream_id, len(self.streams), self.orphans)
-            self._send_reset(stream_id, ErrorCodes.REFUSED_STREAM)
-            if len(self.streams) >= self.config.max_concurrent_streams:
-                # Past the limit it was told: the client's doing.
-                self._spend(self.guard.resets, "streams over the limit")
-            return None
-        fields = list(event.headers or [])
-        total = fields_dropped(fields)
-        ended = event.stream_ended is not None
-        head = judge_request(
-            fields[1:] if total else fields, total, ended=ended,
-            extended_connect=bool(self.h2.local_settings.enable_connect_protocol),
-            max_header_fields=self.config.max_header_fields)
-        if isinstance(head, Refusal):
-            self._refuse(stream_id, head, request_ended=ended)
-            return None
-        return self._open(stream_id, head, event.priority_updated, ended=ended)
-
-    def _open(self, stream_id: int, head: RequestHead, prio: h2.events.PriorityUpdated | None,
-              *, ended: bool) -> Exchange | None:
-        """Put a valid request in the table and the scheduler; None if it is
-        refused (``max_header_memory``) or the connection ends."""
-        cost = head_cost(head)
-        if not self.header_memory.charge(cost, self.header_bytes):
-            self._refuse_for_memory(stream_id, "request headers", self.header_memory,
-                                    "max_header_memory")
-            return None
-        body = 0 if ended else body_allowance(head, self.config.initial_window_size)
-        if not self.body_memory.charge(body, self.body_bytes):
-            self.header_memory.release(cost)  # (not charged to the connection yet)
-            self._refuse_for_memory(stream_id, "request body", self.body_memory,
-                                    "max_body_memory")
-            return None
-        self.header_bytes += cost  # released by handler_finished
-        self.body_bytes += body
-        stream = Exchange(stream_id, head, body_charge=body)
-        try:
-            stream.priority = self.priorities.add(stream_id, head, prio)
-        except SchedulerError as exc:
-            self._release_header_memory(cost)
-            self._release_body_memory(stream)
-            self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
-            return None
-        self.streams[stream_id] = stream
-        if self.send_log is not None:
-            self.send_log.opened(
-                stream_id, head.path, priority_field(head),
-                None if prio is None else TreePlace(prio.weight or DEFAULT_WEIGHT,
-                                                     prio.depends_on or 0),
-                bool(prio is not None and prio.exclusive))
-        self.running += 1
-        self.guard.streams_running(self.running)
-        stream.body_ended = ended
-        return stream
-
-    def _bad_request(self, stream_id: int, what: str) -> None:
-        """One clear line for a connection's first bad request; the next
-        ones at DEBUG, counted, and the count logged when the connection
-        ends: a flood of them (thousands per read) is summarised, not
-        written out line by line at a cost to every other connection."""
-        self.bad_requests += 1
-        log.log(logging.INFO if self.bad_requests == 1 else logging.DEBUG,
-                "%s: stream %d: %s", self.peer, stream_id, what)
-
-    def _refuse(self, stream_id: int, refusal: Refusal, *, request_ended: bool) -> None:
-        """Answer a request that does not become a stream (``_core.h2admission``
-        decided why): RST_STREAM PROTOCOL_ERROR, or a status of our own."""
-        if refusal.bad:
-            self._bad_request(stream_id, refusal.what)
-        else:
-            log.info("%s: stream %d: %s", self.peer, stream_id, refusal.what)
-        if refusal.status:
-            self._answer_status(stream_id, refusal, request_ended=request_ended)
-        else:
-            self._send_reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
-        self._spend(self.guard.resets, refusal.budget)
-
-    def _answer_status(self, stream_id: int, refusal: Refusal, *, request_ended: bool) -> None:
-        """A status of our own (:func:`own_response`), where RST_STREAM would
-        look like a network error to a browser: RFC 9113 section 10.5.1's
-        ``431 Request Header Fields Too Large`` (RFC 6585), a WebSocket
-        handshake refused (RFC 6455 section 4.4's 426, RFC 8441). The HPACK
-        table is in step (the Decoder decoded every field), so only the
-        stream ends. A request still sending is then reset with NO_ERROR
-        (RFC 9113 section 8.1)."""
-        if not stream_live(self.h2, stream_id) or connection_closed(self.h2):
-            return  # reset by the client, or its GOAWAY, later in the same read
-        fields, body = own_response(refusal, min(self.h2.local_flow_control_window(stream_id),
-                                                 self.h2.max_outbound_frame_size))
-        self.h2.send_headers(stream_id, [(b":status", str(refusal.status).encode()), *fields],
-                             end_stream=not body)
-        if body:
-            self.h2.send_data(stream_id, body, end_stream=True)
-        if not request_ended:
-            self._send_reset(stream_id, ErrorCodes.NO_ERROR)
-
-    def _refuse_for_memory(self, stream_id: int, what: str, memory: MemoryAccount,
-                           field: str) -> None:
-        """REFUSED_STREAM: the server's requests in progress hold ``field``
-        bytes of ``what``; RFC 9113 section 8.7 lets the client retry. Not
-        the client's doing (others may hold it), so no budget is spent. One
-        WARNING line per run of refusals."""
-        log.log(logging.WARNING if memory.warn else logging.DEBUG,
-                "%s: stream %d refused: requests in progress hold %d bytes of %s "
-                "(%s is %d)", self.peer, stream_id, memory.held, what, field, memory.limit)
-        self._send_reset(stream_id, ErrorCodes.REFUSED_STREAM)
-
-    def _release_header_memory(self, cost: int) -> None:
-        self.header_bytes -= cost
-        self.header_memory.release(cost)
-
-    def _release_body_memory(self, stream: Exchange) -> None:
-        """The stream's body can hold nothing more: read to its end, or the
-        stream is done."""
-        self.body_bytes -= stream.body_charge
-        self.body_memory.release(stream.body_charge)
-        stream.body_charge = 0
-
-    def _data_received(self, event: h2.events.DataReceived) -> None:
-        stream = self.streams.get(event.stream_id)
-        flow = event.flow_controlled_length or 0
-        data = event.data or b""
-        if not data and event.stream_ended is None:
-            self._spend(self.guard.empty, "empty DATA frames")
-        if stream is None or not data:
-            # Nobody will read it (stream we reset, or only padding):
-            # return the credit at once. Padding counts (h2 docs).
-            self.h2.acknowledge_received_data(flow, event.stream_id)
-        else:
-            stream.body.append((data, flow))
-            self.guard.body_arrived(event.stream_id)
-        if stream is not None:
-            if event.stream_ended is not None:
-                stream.body_ended = True
-            stream.wake()
-
-    def _trailers_received(self, event: h2.events.TrailersReceived) -> None:
-        stream = self.streams.get(event.stream_id)
-        if stream is None:
-            return
-        fields = list(event.headers or [])
-        total = fields_dropped(fields)
-        try:
-            validate_trailers(fields[1:] if total else fields)
-        except MalformedRequest as exc:
-            log.info("%s: stream %d: malformed trailers: %s", self.peer, event.stream_id, exc)
-            h2_stream = self.h2.streams.get(event.stream_id)
-            if h2_stream is None or h2_stream.closed:
-                # Our response had ended, so the trailers' END_STREAM closed
-                # the stream in h2 before we could judge the fields, and h2
-                # refuses to reset a closed stream. RFC 9113 section 8.1.1
-                # still asks for a stream error (nghttp2 judges the fields
-                # before the state change): the RST_STREAM, written by hand.
-                self._queue(RstStreamFrame(event.stream_id,
-                                           error_code=ErrorCodes.PROTOCOL_ERROR).serialize())
-            self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
-            self._spend(self.guard.resets, "malformed requests")
-            return
-        if total:
-            # Too late for a 431 (the response may have started); Node's
-            # server resets with ENHANCE_YOUR_CALM too.
-            log.info("%s: stream %d: %d trailer fields, over max_header_fields (%d); "
-                     "resetting", self.peer, event.stream_id, total,
-                     self.config.max_header_fields)
-            self.reset(stream, ErrorCodes.ENHANCE_YOUR_CALM)
-            self._spend(self.guard.resets, "trailers with too many fields")
-            return
-        stream.body_ended = True
-        stream.wake()
-        self._maybe_close(stream)
 
     def _priority_update(self, frame_stream_id: int, payload: bytes) -> None:
         try:
@@ -552,28 +344,13 @@ class H2Core:
         except BadPriorityUpdate as exc:
             code = (ErrorCodes.FRAME_SIZE_ERROR if exc.frame_size_error
                     else ErrorCodes.PROTOCOL_ERROR)
-            self._connection_error(code, str(exc))
+            self.ending.connection_error(code, str(exc))
 
     # ------------------------------------------------------ handler requests
 
     def take_body(self, stream: Exchange) -> bytes:
-        """Everything buffered for ``stream``, acknowledged: its stream window
-        reopens by as much (RFC 9113 section 6.9). h2 sends WINDOW_UPDATE
-        once half a window is consumed; :attr:`output_backlog` then says so."""
-        chunks = stream.body
-        if len(chunks) == 1:
-            data, flow = chunks.popleft()
-        else:
-            data = b"".join(chunk for chunk, _ in chunks)
-            flow = sum(n for _, n in chunks)
-            chunks.clear()
-        stream.continued = True  # the body has begun: no 100 Continue is due
-        if stream.body_ended and stream.body_charge:
-            self._release_body_memory(stream)
-        if not self.terminated:
-            self.h2.acknowledge_received_data(flow, stream.stream_id)
-            self._queue()
-        return data
+        """Everything buffered for ``stream``; its window reopens by as much."""
+        return self.bodies.take(stream)
 
     def send_headers(self, stream: Exchange, headers: Headers, *, end_stream: bool) -> None:
         """Queue the response header block (validated by ``_core.headers``)."""
@@ -594,12 +371,7 @@ class H2Core:
             if name == b"priority":
                 self.priorities.response_priority(stream.stream_id, value)
         try:
-            frame = response_headers_frame(self.h2, stream.stream_id, headers,
-                                           end_stream=end_stream)
-            if frame is None:
-                self.h2.send_headers(stream.stream_id, headers, end_stream=end_stream)
-            else:
-                self._queue(frame)
+            self.output.headers(stream.stream_id, headers, end_stream=end_stream)
         except Exception as exc:
             # The headers were validated; if h2 still fails, it may have
             # changed its HPACK state half-way, and the client's decoder would
@@ -609,7 +381,7 @@ class H2Core:
             self.abort(ErrorCodes.INTERNAL_ERROR, "internal error")
             raise ClientDisconnected(f"stream {stream.stream_id}: connection closed") from exc
         if end_stream:
-            self._response_ended(stream)
+            self.table.response_ended(stream)
 
     def informs(self, stream: Exchange) -> bool:
         """A client's requests take 1xx responses (RFC 9113 section 8.1); a
@@ -630,41 +402,15 @@ class H2Core:
         if stream.closed or self.terminated:
             return
         self.h2.send_headers(stream.stream_id, headers)
-        self._queue()
+        self.output.queue()
 
     def pushes(self, stream: Exchange) -> bool:
-        """Push is for a client's own stream (RFC 9113 section 8.4: not a
-        pushed one), while the client's SETTINGS_ENABLE_PUSH is 1 and the
-        connection is not closing."""
-        return (stream.stream_id % 2 == 1 and not self.draining and not self.terminated
-                and bool(self.h2.remote_settings.enable_push))
+        """Whether :meth:`push` may promise on ``stream`` (``_core.h2opening``)."""
+        return self.opening.pushes(stream)
 
     def push(self, stream: Exchange, head: RequestHead) -> Exchange | None:
-        """PUSH_PROMISE ``head`` on ``stream`` (RFC 9113 section 8.4), and open
-        the promised stream as a request that has ended: its response goes
-        through the scheduler like any other (RFC 9218's default urgency,
-        unless ``head`` has a ``priority`` field)."""
-        if stream.closed or stream.response_ended or not self.pushes(stream):
-            return None
-        # The client's SETTINGS_MAX_CONCURRENT_STREAMS bounds the streams we
-        # open (RFC 9113 section 5.1.2). A promised stream counts from its
-        # promise (h2 counts it only once its HEADERS go), so that it can
-        # always open. Ours bounds the handlers, pushed ones with the rest.
-        pushed = sum(1 for stream_id in self.streams if stream_id % 2 == 0)
-        if (pushed >= self.h2.remote_settings.max_concurrent_streams
-                or len(self.streams) + self.orphans >= self.config.max_concurrent_streams):
-            log.debug("%s: stream %d: push of %r refused: %d pushed streams open (client's "
-                      "limit %d), %d streams", self.peer, stream.stream_id, head.path, pushed,
-                      self.h2.remote_settings.max_concurrent_streams, len(self.streams))
-            return None
-        promised = self.h2.get_next_available_stream_id()
-        fields = [(b":method", head.method), (b":scheme", head.scheme),
-                  (b":authority", head.authority or b""), (b":path", head.path), *head.headers]
-        self.h2.push_stream(stream.stream_id, promised, fields)
-        # None: max_header_memory is held, the promised stream is reset.
-        opened = self._open(promised, head, None, ended=True)
-        self._queue()
-        return opened
+        """PUSH_PROMISE ``head`` on ``stream``, and open the promised stream."""
+        return self.opening.push(stream, head)
 
     def offer(self, stream: Exchange, data: bytes, *, end_stream: bool,
               trailers: Headers | None = None) -> None:
@@ -675,7 +421,7 @@ class H2Core:
         stream.outbox_end = end_stream
         stream.trailers = trailers
         stream.in_flight = True
-        self._refresh(stream)
+        self.output.refresh(stream)
 
     def handler_finished(self, stream: Exchange) -> bool:
         """The handler task has exited, normally or not. Returns whether the
@@ -685,26 +431,21 @@ class H2Core:
         # Nobody will read what is left of the body: its connection credit
         # goes back whatever closed the stream, or ignored uploads (a 413
         # or 404 to a POST) would shrink the connection window for good.
-        self._discard_body(stream)
+        self.table.discard_body(stream)
         if not stream.closed:
             # Request still open: no longer wanted (RFC 9113 section 8.1). Or
             # the handler is gone mid-response: the response cannot complete.
             self.reset(stream, ErrorCodes.NO_ERROR if stream.response_ended
                        else ErrorCodes.INTERNAL_ERROR)
-        self._release_header_memory(head_cost(stream.head))
-        self._release_body_memory(stream)
-        self.running -= 1
-        if stream.disconnected:
-            self.orphans -= 1
-        self.guard.streams_running(self.running)
+        self.table.finished(stream)
         return queued
 
     def reset(self, stream: Exchange, code: ErrorCodes) -> None:
         """Reset ``stream`` with ``code`` (RST_STREAM); the handler sees a disconnect."""
         if stream.closed or self.terminated:
             return
-        self._send_reset(stream.stream_id, code)
-        self._close(stream, disconnected=code != ErrorCodes.NO_ERROR)
+        self.output.reset(stream.stream_id, code)
+        self.table.close(stream, disconnected=code != ErrorCodes.NO_ERROR)
 
     # ---------------------------------------------------------------- output
 
@@ -712,59 +453,9 @@ class H2Core:
         """Frame up to about ``budget`` bytes of DATA, asking the scheduler
         before each frame. Returns the streams whose offered chunk is now
         entirely framed: the sender hands them back with :meth:`taken`."""
-        done: list[Exchange] = []
-        refilling: list[int] = []
-        scheduler = self.scheduler
-        while budget > 0 and not self.terminated:
-            if any(map(scheduler.would_choose, refilling)):
-                # A producer that refills while this batch is written would
-                # be chosen now: end the batch, so that it is back for the
-                # next decision instead of looking idle to the scheduler.
-                break
-            stream_id = scheduler.next()
-            if stream_id is None:
-                break
-            stream = self.streams[stream_id]
-            sent = self._send_frame(stream, min(budget, scheduler.credit(stream_id)))
-            budget -= sent + 9  # and the frame header
-            if not stream.closed:  # (closed: END_STREAM went out, it left the scheduler)
-                scheduler.charge(stream_id, sent, drained=not self._refresh(stream))
-            if stream.outbox is None:
-                done.append(stream)
-                if not stream.response_ended:
-                    refilling.append(stream_id)
-        return done
-
-    def _send_frame(self, stream: Exchange, limit: int) -> int:
-        """Frame up to ``limit`` bytes of ``stream``'s offer; return how many."""
-        outbox = stream.outbox
-        assert outbox is not None
-        window = self.h2.local_flow_control_window(stream.stream_id)
-        size = min(len(outbox), window, self.h2.max_outbound_frame_size, limit)
-        last = size == len(outbox)
-        end = last and stream.outbox_end and stream.trailers is None
-        if size or not (last and stream.trailers is not None):
-            self._send_data(stream.stream_id, outbox[:size], end_stream=end)
-            if self.send_log is not None and size:
-                self.send_log.sent(stream.stream_id, size, self.scheduler.signal(stream.stream_id))
-        if last:
-            stream.outbox = None
-            if stream.trailers is not None:
-                self.h2.send_headers(stream.stream_id, stream.trailers, end_stream=True)
-                stream.trailers = None
-                end = True
-            if end:
-                self._response_ended(stream)
-        else:
-            stream.outbox = outbox[size:]
-        return size
-
-    def _send_data(self, stream_id: int, payload: memoryview, *, end_stream: bool) -> None:
-        header = data_frame_header(self.h2, stream_id, len(payload), end_stream=end_stream)
-        if header is None:
-            self.h2.send_data(stream_id, payload, end_stream=end_stream)
-            return
-        self._queue(header, payload)
+        if self.terminated:
+            return []
+        return self.output.pull(budget)
 
     def taken(self, streams: list[Exchange]) -> None:
         """The sender has framed every byte offered for ``streams``:
@@ -773,50 +464,34 @@ class H2Core:
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket, in order."""
-        self._queue()
-        return self._out.take()
-
-    def _queue(self, *frames: bytes | memoryview) -> None:
-        """Queue ``frames`` for the sender after everything h2 has queued so
-        far: the one way into :attr:`_out`, so the wire order is the order
-        things happened (a stream's HEADERS before its DATA, HPACK blocks in
-        the order they were encoded)."""
-        self._out.append(self.h2.data_to_send())
-        for frame in frames:
-            self._out.append(frame)
+        return self.output.take()
 
     @property
     def finished(self) -> bool:
         """Nothing more will happen on this connection once output is flushed."""
         return self.terminated or (
-            self.draining and self.last_stream_id != MAX_STREAM_ID and not self.streams
+            self.draining and self.ending.last_stream_id != MAX_STREAM_ID and not self.streams
             and self._handover is None)
 
     # ------------------------------------------------------------- lifetime
 
+    @property
+    def terminated(self) -> bool:
+        """No more frames will be exchanged after what is queued now."""
+        return self.ending.terminated
+
+    @property
+    def draining(self) -> bool:
+        return self.ending.draining
+
+    @property
+    def error(self) -> RemoteProtocolError | None:
+        """Set when the connection ended because of the client; GOAWAY is queued."""
+        return self.ending.error
+
     def start_drain(self) -> None:
-        """Begin a graceful close (RFC 9113 section 6.8): GOAWAY with the
-        largest stream id and a PING; once the PING is answered (or after
-        DRAIN_RTT), a second GOAWAY names the last stream we will serve.
-        Streams the client opened before it saw the first are still served.
-
-        h2's ``close_connection`` would stop h2 from sending anything more, so
-        these GOAWAYs are written here and h2 stays open for in-flight streams.
-        """
-        if self.draining or self.terminated:
-            return
-        self.draining = True
-        self._queue(goaway(MAX_STREAM_ID, ErrorCodes.NO_ERROR))
-        self.h2.ping(DRAIN_PING)
-        self._queue()
-        self.guard.drain_started()
-
-    def _drain_second_step(self) -> None:
-        if not self.draining or self.terminated or self.last_stream_id != MAX_STREAM_ID:
-            return
-        self.last_stream_id = self.h2.highest_inbound_stream_id
-        self._queue(goaway(self.last_stream_id, ErrorCodes.NO_ERROR))
-        self.guard.drain_deadline = None
+        """Begin a graceful close: two GOAWAYs (:meth:`ConnectionEnd.start_drain`)."""
+        self.ending.start_drain()
 
     def check_timeouts(self) -> float:
         """Act on the timers that have run out; return the next deadline."""
@@ -833,9 +508,9 @@ class H2Core:
             self.guard.idle_since = None
             self.start_drain()
         elif reason is not None:
-            self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, reason)
+            self.ending.connection_error(ErrorCodes.ENHANCE_YOUR_CALM, reason)
         if self.guard.drain_due():
-            self._drain_second_step()
+            self.ending.drain_second_step()
         return self.guard.next_deadline()
 
     def _give_up(self, stream_id: int, why: str) -> None:
@@ -846,56 +521,15 @@ class H2Core:
 
     def close(self) -> None:
         """Queue the final GOAWAY (NO_ERROR) of an orderly close."""
-        if not self.terminated:
-            # RFC 9113 section 6.8: a later GOAWAY must not raise the last
-            # stream id, and streams refused after draining do not count.
-            last = min(self.last_stream_id, self.h2.highest_inbound_stream_id)
-            self.h2.close_connection(ErrorCodes.NO_ERROR, last_stream_id=last)
-            self._terminate()
+        self.ending.close()
 
     def abort(self, code: ErrorCodes, reason: str) -> None:
         """End the connection now with GOAWAY ``code``."""
-        if self.terminated:
-            return
-        try:
-            self.h2.close_connection(code, additional_data=reason.encode()[:128])
-        except h2.exceptions.ProtocolError:
-            # h2's state machine refuses (it may be the one that failed):
-            # write the GOAWAY ourselves.
-            self._queue(goaway(self.h2.highest_inbound_stream_id, code))
-        self._terminate()
+        self.ending.abort(code, reason)
 
     def connection_lost(self) -> None:
         """The socket is gone: every stream is disconnected."""
-        self.h2.clear_outbound_data_buffer()
-        self._out.clear()
-        self._terminate()
-
-    def _connection_error(self, code: ErrorCodes, reason: str, *, quiet: bool = False) -> None:
-        """The client broke a rule, or a limit (ENHANCE_YOUR_CALM): GOAWAY
-        ``code`` and one log line with the peer and the reason (at DEBUG if
-        ``quiet``: one of a run already logged)."""
-        if self.terminated:
-            return
-        if not connection_closed(self.h2):
-            # h2 queues its own GOAWAY for errors in frames, but not for a
-            # broken preface (RFC 9113 section 3.4 asks for PROTOCOL_ERROR).
-            self.abort(code, reason)
-        self._terminate()
-        self.error = RemoteProtocolError(reason, error_code=code)
-        if quiet:
-            log.debug("%s: closing connection: %s", self.peer, reason)
-        elif code == ErrorCodes.ENHANCE_YOUR_CALM:
-            log.warning("%s: closing connection: %s", self.peer, reason)
-        else:
-            log.info("%s: connection error %s: %s", self.peer, code_name(code), reason)
-
-    def _send_reset(self, stream_id: int, code: ErrorCodes) -> None:
-        """RST_STREAM, unless h2 has closed the stream already: a RST_STREAM
-        from the client, or one h2 sent itself, later in the same read (or
-        the client's GOAWAY closed the connection)."""
-        if stream_live(self.h2, stream_id) and not connection_closed(self.h2):
-            self.h2.reset_stream(stream_id, code)
+        self.ending.connection_lost()
 
     def body_wanted(self, stream: Exchange, wanted: bool) -> None:
         """The handler of ``stream`` waits in ``receive()`` for body (or not).
@@ -914,82 +548,26 @@ class H2Core:
             return
         self.send_informational(stream, [(b":status", b"100")])
 
-    def _spend(self, bucket: TokenBucket, what: str) -> None:
-        if not bucket.spend():
-            self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, f"too many {what}")
-
-    def _terminate(self) -> None:
-        if self.bad_requests > 1 and not self.terminated:
-            log.info("%s: %d bad requests on this connection (the first logged above)",
-                     self.peer, self.bad_requests)
-        self.terminated = True
-        self.head.hold(0)
-        for stream in list(self.streams.values()):
-            self._close(stream, disconnected=True)
-
     # --------------------------------------------------------------- helpers
 
-    def _response_ended(self, stream: Exchange) -> None:
-        stream.response_ended = True
-        self._maybe_close(stream)
+    @property
+    def streams(self) -> dict[int, Exchange]:
+        """The open streams: the stream table's (``_core.h2streams``)."""
+        return self.table.streams
 
-    def _maybe_close(self, stream: Exchange) -> None:
-        if stream.body_ended and stream.response_ended and not stream.closed:
-            self._close(stream, disconnected=False)
-
-    def _close(self, stream: Exchange, *, disconnected: bool) -> None:
-        """Remove ``stream`` from the table: the one place a stream ends."""
-        if stream.closed:
-            return
-        stream.closed = True
-        del self.streams[stream.stream_id]
-        self.scheduler.remove(stream.stream_id)
-        self.guard.stream_stalled(stream.stream_id, False)
-        self.guard.body_wanted(stream.stream_id, False)
-        if disconnected:
-            stream.disconnected = True
-            self.orphans += 1  # until handler_finished
-            stream.response_ended = True
-            stream.outbox = None
-            self._discard_body(stream)
-        stream.wake()
-
-    def _discard_body(self, stream: Exchange) -> None:
-        """Drop unread request body and return its credit to the client."""
-        unread = sum(n for _, n in stream.body)
-        stream.body.clear()
-        if unread and not self.terminated:
-            self.h2.acknowledge_received_data(unread, stream.stream_id)
-
-    def _refresh(self, stream: Exchange) -> bool:
-        """Tell the scheduler whether ``stream`` can send now; return that."""
-        if stream.closed:
-            return False
-        outbox = stream.outbox
-        ready = outbox is not None and (
-            len(outbox) == 0 or self.h2.local_flow_control_window(stream.stream_id) > 0
-        )
-        self.scheduler.set_ready(stream.stream_id, ready)
-        self.guard.stream_stalled(stream.stream_id, outbox is not None and not ready)
-        return ready
-
-    def _refresh_all(self) -> None:
-        for stream in self.streams.values():
-            if stream.outbox is not None:
-                self._refresh(stream)
+    def _acknowledge(self, size: int, stream_id: int) -> None:
+        """Return credit for request body nobody will read, unless the
+        connection has ended."""
+        if not self.terminated:
+            self.h2.acknowledge_received_data(size, stream_id)
 
     @property
     def scheduler_control(self) -> SchedulerControl:
         """The ``trio_h2.scheduler`` scope extension of this connection."""
         if self._control is None:
-            self._control = SchedulerControl(self)
+            self._control = SchedulerControl(self.output)
         return self._control
 
     def stats(self) -> dict[str, Any]:
         """Counters for tests and debugging."""
-        return {
-            "open_streams": len(self.streams),
-            "ready_streams": self.scheduler.ready_count,
-            "buffered_body_bytes": sum(n for s in self.streams.values() for _, n in s.body),
-            "body_memory": self.body_bytes,
-        }
+        return {**self.table.stats(), "ready_streams": self.scheduler.ready_count}

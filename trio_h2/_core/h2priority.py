@@ -3,8 +3,8 @@
 RFC 7540 signals (in HEADERS and PRIORITY frames, when
 ``Config.rfc7540_priorities`` is on), RFC 9218's ``priority`` field and
 PRIORITY_UPDATE frames (including those that name a stream before it opens),
-and the response's own ``priority`` field. ``H2Core`` (``_core.h2``), the owner
-of stream lifetime, says when a stream opens and closes and acts on the
+and the response's own ``priority`` field. ``H2Core`` (``_core.h2``), whose table
+(``_core.h2streams``) owns stream lifetime, says when a stream opens and closes and acts on the
 errors raised here (:class:`SchedulerError`, :class:`BadPriorityUpdate`:
 connection errors); this class only keeps the scheduler in step.
 """

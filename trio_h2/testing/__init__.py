@@ -8,14 +8,14 @@ Open a connection with :func:`open_h2_client`, an async context manager::
         response = await client.get("/")
 """
 
-from ._client import ConnectionClosed as ConnectionClosed
 from ._client import H2Client as H2Client
-from ._client import H2ClientError as H2ClientError
-from ._client import Priority as Priority
-from ._client import Response as Response
-from ._client import StreamingResponse as StreamingResponse
-from ._client import StreamReset as StreamReset
-from ._client import open_h2_client as open_h2_client
+from ._connect import open_h2_client as open_h2_client
+from ._responses import ConnectionClosed as ConnectionClosed
+from ._responses import H2ClientError as H2ClientError
+from ._responses import Priority as Priority
+from ._responses import Response as Response
+from ._responses import StreamingResponse as StreamingResponse
+from ._responses import StreamReset as StreamReset
 from ._servers import H2ClientFactory as H2ClientFactory
 from ._servers import H2ServerFactory as H2ServerFactory
 from ._servers import H2TestServer as H2TestServer

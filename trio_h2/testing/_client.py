@@ -22,11 +22,8 @@ refuses to send raise h2's own ``h2.exceptions.ProtocolError`` subclasses.
 
 from __future__ import annotations
 
-import ssl
-from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
 from typing import final
 
 import h2.config
@@ -39,22 +36,18 @@ from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
 from .._core.h2internals import GoawayTolerantConnection, change_local_settings, stream_live
-
-__all__ = [
-    "ConnectionClosed",
-    "H2Client",
-    "H2ClientError",
-    "Priority",
-    "Response",
-    "StreamReset",
-    "StreamingResponse",
-    "open_h2_client",
-]
-
-HeaderList = list[tuple[bytes, bytes]]
-"""Headers as received: lowercase byte names, byte values, no pseudo-headers."""
-RequestHeaders = Sequence[tuple[str | bytes, str | bytes]]
-"""Extra request headers; ``str`` is encoded as UTF-8 and names are lowercased."""
+from ._responses import (
+    ClientStream,
+    ConnectionClosed,
+    H2ClientError,
+    HeaderList,
+    Priority,
+    RequestHeaders,
+    Response,
+    StreamingResponse,
+    StreamReset,
+    as_bytes,
+)
 
 _PRIORITY_UPDATE = 0x10  # RFC 9218 section 7.1 frame type
 _READ_SIZE = 65536
@@ -65,166 +58,6 @@ _STREAM_EVENTS = (
     h2.events.StreamEnded,
     h2.events.StreamReset,
 )
-
-
-class H2ClientError(Exception):
-    """Base class of the errors the client raises for protocol events."""
-
-
-@final
-class StreamReset(H2ClientError):
-    """The server reset the stream with RST_STREAM. ``error_code`` is the RFC
-    9113 code it sent (an :class:`h2.errors.ErrorCodes`, or ``int`` if unknown).
-    The connection stays usable."""
-
-    def __init__(self, stream_id: int, error_code: ErrorCodes | int) -> None:
-        super().__init__(f"stream {stream_id} was reset by the server: {error_code!r}")
-        self.stream_id = stream_id
-        self.error_code = error_code
-
-
-@final
-class ConnectionClosed(H2ClientError):
-    """The connection ended before the request finished, or a request was made
-    on a closed connection. ``error_code`` and ``last_stream_id`` are those of
-    the server's GOAWAY, or ``None`` if it sent none."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        error_code: ErrorCodes | int | None = None,
-        last_stream_id: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.error_code = error_code
-        self.last_stream_id = last_stream_id
-
-
-@final
-@dataclass(frozen=True)
-class Priority:
-    """Priority signals to send with a request.
-
-    ``urgency`` (0..7) and ``incremental`` become an RFC 9218 ``priority``
-    request header (``u=N, i``); ``weight`` (1..256), ``depends_on`` and
-    ``exclusive`` become RFC 7540 priority information in the HEADERS frame
-    (sent when any of them differs from its default). Raises ``ValueError``
-    for values out of range.
-    """
-
-    urgency: int | None = None
-    incremental: bool = False
-    weight: int | None = None
-    depends_on: int = 0
-    exclusive: bool = False
-
-    def __post_init__(self) -> None:
-        if self.urgency is not None and not 0 <= self.urgency <= 7:
-            raise ValueError(f"urgency must be in 0..7, not {self.urgency}")
-        if self.weight is not None and not 1 <= self.weight <= 256:
-            raise ValueError(f"weight must be in 1..256, not {self.weight}")
-        if not 0 <= self.depends_on < 2**31:
-            raise ValueError(f"depends_on must be a stream id, not {self.depends_on}")
-
-    @property
-    def field_value(self) -> str | None:
-        """The RFC 9218 field value, e.g. ``"u=2, i"``; ``None`` if there is none."""
-        parts = [] if self.urgency is None else [f"u={self.urgency}"]
-        if self.incremental:
-            parts.append("i")
-        return ", ".join(parts) or None
-
-    @property
-    def has_stream_dependency(self) -> bool:
-        """Whether RFC 7540 priority information goes into the HEADERS frame."""
-        return self.weight is not None or self.depends_on != 0 or self.exclusive
-
-
-def _find(headers: HeaderList, name: str | bytes) -> bytes | None:
-    key = _as_bytes(name).lower()
-    return next((value for n, value in headers if n == key), None)
-
-
-@final
-@dataclass(frozen=True)
-class Response:
-    """A complete response, as returned by :meth:`H2Client.request`."""
-
-    status: int
-    headers: HeaderList
-    body: bytes
-    trailers: HeaderList
-    stream_id: int
-
-    def header(self, name: str | bytes) -> bytes | None:
-        """The first value of header ``name`` (case-insensitive), or ``None``."""
-        return _find(self.headers, name)
-
-    @property
-    def text(self) -> str:
-        """The body decoded as UTF-8."""
-        return self.body.decode()
-
-
-class _Stream:
-    """Per-stream state, written by the reader task and read by the requester."""
-
-    def __init__(self, stream_id: int, *, ack_on_receive: bool) -> None:
-        self.stream_id = stream_id
-        self.ack_on_receive = ack_on_receive
-        self.changed = trio.Event()
-        self.status: int | None = None
-        self.headers: HeaderList = []
-        self.trailers: HeaderList = []
-        self.chunks: deque[tuple[bytes, int]] = deque()  # (data, flow-controlled length)
-        self.ended = False
-        self.reset_code: ErrorCodes | int | None = None
-        self.refused = False  # above the last_stream_id of a GOAWAY
-
-    def notify(self) -> None:
-        self.changed.set()
-        self.changed = trio.Event()
-
-
-@final
-class StreamingResponse:
-    """A response whose headers have arrived and whose body is read on demand,
-    yielded by :meth:`H2Client.stream`. Iterate it for body chunks, or
-    :meth:`read` the rest. Each chunk is acknowledged to the server (with
-    ``auto_window``) only when the caller takes it, so a caller that does not
-    read keeps the server's send window closed. Reading raises
-    :exc:`StreamReset` / :exc:`ConnectionClosed` once the chunks received
-    before the stream or connection failed have been consumed."""
-
-    def __init__(self, client: H2Client, stream: _Stream) -> None:
-        self._client = client
-        self._stream = stream
-        self.stream_id = stream.stream_id
-        self.status: int = stream.status or 0
-        self.headers: HeaderList = stream.headers
-
-    def header(self, name: str | bytes) -> bytes | None:
-        """The first value of header ``name`` (case-insensitive), or ``None``."""
-        return _find(self.headers, name)
-
-    @property
-    def trailers(self) -> HeaderList:
-        """Trailers; complete once the body has been read to the end."""
-        return self._stream.trailers
-
-    def __aiter__(self) -> StreamingResponse:
-        return self
-
-    async def __anext__(self) -> bytes:
-        chunk = await self._client._next_chunk(self._stream)
-        if chunk is None:
-            raise StopAsyncIteration
-        return chunk
-
-    async def read(self) -> bytes:
-        """Read and return the rest of the body."""
-        return b"".join([chunk async for chunk in self])
 
 
 @final
@@ -254,7 +87,7 @@ class H2Client:
             SettingCodes.ENABLE_PUSH: 0,
             SettingCodes.INITIAL_WINDOW_SIZE: initial_window_size,
         })
-        self._streams: dict[int, _Stream] = {}
+        self._streams: dict[int, ClientStream] = {}
         self._pings: dict[bytes, trio.Event] = {}
         self._ping_counter = 0
         self._conn_changed = trio.Event()  # windows, settings, stream closures
@@ -456,14 +289,14 @@ class H2Client:
         authority: str | None,
         *,
         ack_on_receive: bool,
-    ) -> _Stream:
+    ) -> ClientStream:
         request_headers: HeaderList = [
             (b":method", method.encode()),
             (b":scheme", self._scheme),
             (b":authority", (authority or self._authority).encode()),
             (b":path", path.encode()),
         ]
-        request_headers += [(_as_bytes(n).lower(), _as_bytes(v)) for n, v in headers]
+        request_headers += [(as_bytes(n).lower(), as_bytes(v)) for n, v in headers]
         field_value = None if priority is None else priority.field_value
         if field_value is not None:
             request_headers.append((b"priority", field_value.encode()))
@@ -483,11 +316,11 @@ class H2Client:
             priority_depends_on=priority.depends_on if priority and dependency else None,
             priority_exclusive=priority.exclusive if priority and dependency else None,
         )
-        stream = self._streams[stream_id] = _Stream(stream_id, ack_on_receive=ack_on_receive)
+        stream = self._streams[stream_id] = ClientStream(stream_id, ack_on_receive=ack_on_receive)
         self._kick()
         return stream
 
-    async def _send_body(self, stream: _Stream, body: bytes | AsyncIterable[bytes]) -> None:
+    async def _send_body(self, stream: ClientStream, body: bytes | AsyncIterable[bytes]) -> None:
         if isinstance(body, bytes):
             if not body or not await self._send_data(stream, body):
                 return
@@ -499,7 +332,7 @@ class H2Client:
             self._conn.end_stream(stream.stream_id)
             self._kick()
 
-    async def _send_data(self, stream: _Stream, data: bytes) -> bool:
+    async def _send_data(self, stream: ClientStream, data: bytes) -> bool:
         """Send ``data`` within the flow control windows. Returns False if the
         server completed the response and closed the stream with NO_ERROR."""
         view = memoryview(data)
@@ -520,18 +353,18 @@ class H2Client:
             await self._flush()
         return True
 
-    def _may_send(self, stream: _Stream) -> bool:
+    def _may_send(self, stream: ClientStream) -> bool:
         if stream.reset_code == ErrorCodes.NO_ERROR and stream.ended:
             return False
         self._raise_for(stream)
         return True
 
-    async def _wait(self, stream: _Stream, ready: Callable[[], bool]) -> None:
+    async def _wait(self, stream: ClientStream, ready: Callable[[], bool]) -> None:
         while not ready():
             self._raise_for(stream)
             await stream.changed.wait()
 
-    def _raise_for(self, stream: _Stream) -> None:
+    def _raise_for(self, stream: ClientStream) -> None:
         if stream.reset_code is not None:
             raise StreamReset(stream.stream_id, stream.reset_code)
         if stream.refused:
@@ -543,7 +376,7 @@ class H2Client:
         if self._error is not None:
             raise self._closed_error()
 
-    async def _next_chunk(self, stream: _Stream) -> bytes | None:
+    async def _next_chunk(self, stream: ClientStream) -> bytes | None:
         while True:
             if stream.chunks:
                 data, flow_controlled = stream.chunks.popleft()
@@ -561,7 +394,7 @@ class H2Client:
                 self._conn.acknowledge_received_data(size, stream_id)
             self._kick()
 
-    def _release(self, stream: _Stream) -> None:
+    def _release(self, stream: ClientStream) -> None:
         """Forget a finished request; reset its stream if still open."""
         self._streams.pop(stream.stream_id, None)
         if self._error is not None or self._closing:
@@ -718,21 +551,21 @@ class H2Client:
             if isinstance(event, (ev.StreamEnded, ev.StreamReset)):
                 self._notify_conn()  # a stream slot may have been freed
 
-    def _on_stream_event(self, stream: _Stream, event: h2.events.Event) -> None:
+    def _on_stream_event(self, stream: ClientStream, event: h2.events.Event) -> None:
         ev = h2.events
         if isinstance(event, ev.ResponseReceived):
             for name, value in event.headers:
                 if name == b":status":
                     stream.status = int(value)
                 else:
-                    stream.headers.append((_as_bytes(name), _as_bytes(value)))
+                    stream.headers.append((as_bytes(name), as_bytes(value)))
         elif isinstance(event, ev.DataReceived):
             if event.data:
                 stream.chunks.append((event.data, event.flow_controlled_length))
             if stream.ack_on_receive or not event.data:
                 self._acknowledge(event.flow_controlled_length, stream.stream_id)
         elif isinstance(event, ev.TrailersReceived):
-            stream.trailers.extend((_as_bytes(n), _as_bytes(v)) for n, v in event.headers)
+            stream.trailers.extend((as_bytes(n), as_bytes(v)) for n, v in event.headers)
         elif isinstance(event, ev.StreamEnded):
             stream.ended = True
         elif isinstance(event, ev.StreamReset):
@@ -750,77 +583,3 @@ class H2Client:
                 stream.refused = True
                 stream.notify()
         self._notify_conn()
-
-
-@asynccontextmanager
-async def open_h2_client(
-    host: str,
-    port: int,
-    *,
-    ssl_context: ssl.SSLContext | None = None,
-    server_hostname: str | None = None,
-    initial_window_size: int = 65535,
-    auto_window: bool = True,
-) -> AsyncIterator[H2Client]:
-    """Connect to an HTTP/2 server and yield an :class:`H2Client` for it.
-
-    Opens a TCP connection, and TLS if ``ssl_context`` is given (after setting
-    its ALPN protocols to ``["h2"]``; ``server_hostname`` defaults to
-    ``host``), sends the client preface and SETTINGS, and waits for the
-    server's SETTINGS. Raises :exc:`H2ClientError` if the server does not
-    negotiate ``h2`` via ALPN, :exc:`ConnectionClosed` if it closes or does not
-    speak HTTP/2, ``OSError`` if the connection cannot be made.
-
-    ``initial_window_size`` is our SETTINGS_INITIAL_WINDOW_SIZE, the stream
-    window for response bodies. With ``auto_window=False`` no received data is
-    ever acknowledged automatically, on streams or the connection; call
-    :meth:`H2Client.open_window` to let the server send more.
-
-    The background tasks run in a nursery inside this context manager. On
-    exit, the client is closed as by :meth:`H2Client.aclose`. An exception
-    from the body propagates unchanged (not wrapped in an exception group).
-    """
-    tcp = await trio.open_tcp_stream(host, port)
-    stream: trio.abc.Stream = tcp
-    if ssl_context is not None:
-        ssl_context.set_alpn_protocols(["h2"])
-        tls = trio.SSLStream(tcp, ssl_context, server_hostname=server_hostname or host)
-        stream = tls
-        try:
-            await tls.do_handshake()
-            if tls.selected_alpn_protocol() != "h2":
-                raise H2ClientError(
-                    f"the server did not negotiate HTTP/2 via ALPN "
-                    f"(selected: {tls.selected_alpn_protocol()!r})"
-                )
-        except BaseException:
-            await trio.aclose_forcefully(tls)
-            raise
-    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    try:
-        client = H2Client(
-            stream,
-            scheme="https" if ssl_context is not None else "http",
-            authority=authority,
-            initial_window_size=initial_window_size,
-            auto_window=auto_window,
-        )
-    except BaseException:
-        await trio.aclose_forcefully(stream)
-        raise
-    body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        await nursery.start(client._start)
-        try:
-            await client._handshake()
-            yield client
-        except BaseException as exc:
-            body_error = exc
-        finally:
-            await client.aclose()
-    if body_error is not None:
-        raise body_error
-
-
-def _as_bytes(value: bytes | str) -> bytes:
-    return value if isinstance(value, bytes) else value.encode()
