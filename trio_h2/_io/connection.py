@@ -244,6 +244,31 @@ class Connection:
             await self._receive(data)
             del data
 
+    async def _write(self, data: bytes) -> bool:
+        """Write all of ``data``; False if the connection is lost.
+
+        On a plain socket, first try to write at once: trio's ``send_all``
+        yields once after every write, even one the kernel took whole, so
+        that a task step (a turn of the loop and a wake-up) would follow
+        every response. The sender yields anyway when it has more to write
+        (``_send_loop``), and sleeps when it has not. What the kernel does
+        not take at once goes through ``send_all``, which waits for room."""
+        stream = self._stream
+        try:
+            if isinstance(stream, trio.SocketStream):
+                try:
+                    sent = os.write(stream.socket.fileno(), data)
+                except BlockingIOError:
+                    sent = 0
+                if sent == len(data):
+                    return True
+                await stream.send_all(memoryview(data)[sent:])
+            else:
+                await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return False  # os.write's reset or broken pipe; trio's, translated
+        return True
+
     async def _read(self, *, wait_first: bool) -> bytes | bytearray:
         """Up to :data:`READ_SIZE` bytes from the client; empty once it has
         closed (or reset) the connection.
@@ -328,9 +353,7 @@ class Connection:
             if data:
                 guard = state.guard
                 guard.writing_since = guard.clock()  # the watchdog's send_timeout
-                try:
-                    await self._stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                if not await self._write(data):
                     log.debug("%s: connection lost while sending", self.peer)
                     state.connection_lost()
                     self._end()
@@ -338,11 +361,17 @@ class Connection:
                 guard.writing_since = None
                 self._reader_waker.wake()
             if done and state.ready_to_send:
-                # trio runs woken tasks in random order: yield once more so
-                # that the handlers just released offer their next chunks
-                # before the next decision, instead of looking idle to it.
+                # trio runs the tasks of one turn in random order: yield two
+                # turns, so that the handlers just released (run in the
+                # first) offer their next chunks before the next decision,
+                # instead of looking idle to it.
                 await trio.lowlevel.checkpoint()
-            if data or done:
+                await trio.lowlevel.checkpoint()
+                continue
+            if (data or done) and state.sender_has_work:
+                # More to write at once: let the other tasks (and
+                # connections) run between two writes, as send_all would.
+                await trio.lowlevel.checkpoint()
                 continue
             if state.finished:
                 if not state.terminated:
