@@ -91,6 +91,11 @@ DISCARD_LIMIT = 256 * 1024
 
 _NO_BODY_STATUSES = (204, 304)
 
+# A chunk offered while no write is under way is framed at once if the
+# output stays within this; else it waits for the sender, which writes at
+# most 128 KiB at a time (``_io.connection.SEND_BATCH``) in any case.
+TAKE_AT_ONCE = 128 * 1024
+
 Upgrade = Callable[[Handover], ProtocolCore]
 
 
@@ -470,6 +475,12 @@ class H1Core:
         stream.outbox_end = end_stream
         stream.trailers = trailers
         stream.in_flight = True
+        if self.guard.writing_since is None and len(self._out) + len(data) <= TAKE_AT_ONCE:
+            # No write is under way: frame the chunk now, into the write the
+            # sender makes next (with the head queued before it), as it
+            # would once woken; the handler need not wait for it: one task
+            # switch less per response, and no more held than by the sender.
+            stream.in_flight = not self.pull(TAKE_AT_ONCE)
 
     def reset(self, stream: Exchange, code: ErrorCodes) -> None:
         """An HTTP/1.1 exchange cannot be reset alone: the connection closes."""
