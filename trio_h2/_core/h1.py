@@ -442,8 +442,9 @@ class H1Core:
             # that is not a number, say): the response cannot be framed.
             self._abandon(f"h11 refused the response head: {exc}")
             raise LocalProtocolError(f"invalid response head: {exc}") from exc
-        length = next((value for name, value in response.headers
-                       if name == b"content-length"), None)  # as h11 normalized it
+        # h11 took the head, so every content-length field agrees ("5" or "5, 5").
+        length = next((value.split(b",", 1)[0] for name, value in fields
+                       if name == b"content-length"), None)
         no_body = stream.head.method == b"HEAD" or status in _NO_BODY_STATUSES
         self._remaining = 0 if no_body else None if length is None else int(length)
         self._chunked = length is None and not no_body and stream.http_version != "1.0"

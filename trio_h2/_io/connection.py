@@ -86,6 +86,8 @@ class Connection:
         self.state = core
         self.peer = peer
         self._stream = stream
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        """The plain socket under ``stream``, if it is one (see :meth:`_read`)."""
         self._handler = handler
         self._sender_waker = Waker()
         self._reader_waker = Waker()  # the reader's brake: after a write, or body taken
@@ -255,9 +257,9 @@ class Connection:
         not take at once goes through ``send_all``, which waits for room."""
         stream = self._stream
         try:
-            if isinstance(stream, trio.SocketStream):
+            if self._socket is not None:
                 try:
-                    sent = os.write(stream.socket.fileno(), data)
+                    sent = os.write(self._socket.fileno(), data)
                 except BlockingIOError:
                     sent = 0
                 if sent == len(data):
@@ -281,10 +283,10 @@ class Connection:
         already, so ``receive_some`` reads at once."""
         stream = self._stream
         try:
-            if wait_first and isinstance(stream, trio.SocketStream):
-                await trio.lowlevel.wait_readable(stream.socket)
+            if wait_first and (sock := self._socket) is not None:
+                await trio.lowlevel.wait_readable(sock)
                 try:
-                    return os.read(stream.socket.fileno(), READ_SIZE)
+                    return os.read(sock.fileno(), READ_SIZE)
                 except BlockingIOError:
                     pass  # woken but nothing to read after all: trio's way
             return await stream.receive_some(READ_SIZE)
