@@ -215,7 +215,7 @@ async def test_each_exchange_starts_with_a_fresh_context(h2_server: H2ServerFact
             await client.send(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
             assert (await client.response()).body == b"unset", path
         release.set()
-        await client.send(GET)
+        await client.send(b"GET /e HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await client.response()).body == b"unset"
 
 
