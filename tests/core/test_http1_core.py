@@ -12,7 +12,7 @@ from trio_h2 import Config
 from trio_h2._core.errors import LocalProtocolError
 from trio_h2._core.exchange import Exchange
 from trio_h2._core.guard import DRAIN_RTT
-from trio_h2._core.h1 import DISCARD_LIMIT, MAX_TARGET, H1Core
+from trio_h2._core.h1 import DISCARD_LIMIT, MAX_TARGET, TAKE_AT_ONCE, H1Core
 
 GET = b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nX-One: 1\r\n\r\n"
 POST = b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world"
@@ -169,6 +169,31 @@ def test_streaming_response_is_chunked_on_11_with_trailers() -> None:
     [response] = parse(core.out, [b"GET"])
     assert response.headers[b"transfer-encoding"] == b"chunked"
     assert (response.body, response.trailers) == (b"abcd", {b"x-sum": b"4"})
+
+
+def test_a_chunk_is_taken_at_once_only_into_an_idle_output_within_one_write() -> None:
+    """With no write under way, a chunk that fits in one write (128 KiB)
+    with what is queued is framed at once: its handler need not wait. One
+    that does not fit, or any chunk while a write is under way, waits for the
+    sender, so the output never holds more than one write's worth."""
+    core = Core()
+    [stream] = core.feed(GET)
+    core.server.send_headers(stream, [(b":status", b"200")], end_stream=False)
+    core.server.offer(stream, b"a" * 1000, end_stream=False)
+    assert not stream.in_flight and core.server.output_backlog > 1000
+    core.server.offer(stream, b"b" * TAKE_AT_ONCE, end_stream=False)  # with a's: too big
+    assert stream.in_flight and core.server.output_backlog < 2000
+    core.flush()
+    core.server.guard.writing_since = core.clock()  # a write blocks
+    core.server.offer(stream, b"c", end_stream=False)
+    assert stream.in_flight and core.server.output_backlog == 0
+    core.flush()
+    core.server.guard.writing_since = None
+    core.server.offer(stream, b"d", end_stream=True)
+    assert not stream.in_flight and stream.response_ended
+    core.flush()
+    [response] = parse(core.out, [b"GET"])
+    assert response.body == b"a" * 1000 + b"b" * TAKE_AT_ONCE + b"cd"
 
 
 def test_streaming_response_is_close_delimited_on_10() -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from itertools import repeat
 from typing import Any
@@ -137,18 +139,33 @@ async def test_a_base_exception_from_the_app_ends_only_that_stream(
 
 async def test_a_failing_socket_ends_only_that_connection(
         h2_server: H2ServerFactory, app: App, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The socket's send_all raising OSError (EIO, not a clean reset) on the
-    attacker's connection closes that connection, and nothing else."""
-    real = trio.SocketStream.send_all
+    """A write raising OSError (EIO, not a clean reset) on the attacker's
+    connection closes that connection, and nothing else. The sender writes
+    with ``os.write`` first and ``send_all`` for what the kernel did not
+    take: both fail."""
+    real_send_all, real_write = trio.SocketStream.send_all, os.write
     doomed: list[tuple[int, int]] = []
 
     async def send_all(self: trio.SocketStream, data: Any) -> None:
-        ends = (self.socket.getsockname()[1], self.socket.getpeername()[1])
-        if ends in doomed:
+        if (self.socket.getsockname()[1], self.socket.getpeername()[1]) in doomed:
             raise OSError(errno.EIO, "injected I/O error")
-        await real(self, data)
+        await real_send_all(self, data)
+
+    def write(fd: int, data: Any) -> int:
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:  # not a socket
+            return real_write(fd, data)
+        try:
+            if sock.family in (socket.AF_INET, socket.AF_INET6) and \
+                    (sock.getsockname()[1], sock.getpeername()[1]) in doomed:
+                raise OSError(errno.EIO, "injected I/O error")
+        finally:
+            sock.detach()
+        return real_write(fd, data)
 
     monkeypatch.setattr(trio.SocketStream, "send_all", send_all)
+    monkeypatch.setattr(os, "write", write)
     server = await start(h2_server, app)
     async with watched(server, app) as watch:
         attacker = await watch.connect()

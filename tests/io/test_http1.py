@@ -8,6 +8,7 @@ import logging
 import re
 import socket
 import ssl
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,38 @@ async def test_keep_alive_serves_many_requests_on_one_connection(server: H2TestS
             response = await client.response(b"POST")
             assert (response.status, response.body) == (200, b"%02d" % n)
             assert b"date" in response.headers and b"connection" not in response.headers
+
+
+REQUEST_VAR: ContextVar[str] = ContextVar("REQUEST_VAR", default="unset")
+
+
+async def test_each_exchange_starts_with_a_fresh_context(h2_server: H2ServerFactory) -> None:
+    """A keep-alive connection's exchanges run one after another in one
+    handler task, yet a context variable one request's application sets is
+    not seen by the next, as if each had a task of its own; and an
+    application still running after its response (a background task) does
+    not hold up the next request."""
+    release = trio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen = REQUEST_VAR.get()
+        REQUEST_VAR.set(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": seen.encode()})
+        if scope["path"] == "/linger":
+            await release.wait()
+
+    server = await h2_server(app)
+    client = await connect(server)
+    with trio.fail_after(10):
+        for path in (b"/a", b"/b", b"/linger", b"/c", b"/d"):
+            await client.send(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+            assert (await client.response()).body == b"unset", path
+        release.set()
+        await client.send(b"GET /e HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await client.response()).body == b"unset"
 
 
 async def test_pipelined_requests_are_answered_in_order_and_read_one_at_a_time(

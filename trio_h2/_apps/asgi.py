@@ -6,8 +6,9 @@ alone, so it serves HTTP/2 streams and HTTP/1.1 exchanges alike; the scope's
 
 When ``send`` returns: for ``http.response.body``, once the connection's
 sender has taken every byte of that body (HTTP/2: framed it as DATA within
-the client's flow-control windows; HTTP/1.1: framed it for h11) into the
-write it is about to make (at most 128 KiB per connection). Until then the
+the client's flow-control windows; HTTP/1.1: framed it for h11, at once
+when no write is under way) into the write it is about to make (at most
+128 KiB per connection). Until then the
 chunk is the only response data of the exchange that trio_h2 holds, by
 reference, never copied into a queue. So an app that streams to a slow
 client waits, and one exchange's bytes are never reordered: its next chunk

@@ -253,12 +253,12 @@ def http_date() -> bytes:
     return _date_cache[1]
 
 
+_PHRASES = {status.value: status.phrase.encode() for status in http.HTTPStatus}
+
+
 def reason_phrase(status: int) -> bytes:
     """The reason phrase of ``status`` (``b"Not Found"``), or b"" if it has none."""
-    try:
-        return http.HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
+    return _PHRASES.get(status, b"")
 
 
 def error_page(status: int, reason: str) -> tuple[Headers, bytes]:
