@@ -252,3 +252,14 @@ def test_protocol_error_is_recorded_with_its_code() -> None:
     assert pair.server.terminated
     assert pair.server.error is not None
     assert pair.server.error.error_code == ErrorCodes.FRAME_SIZE_ERROR
+
+
+@pytest.mark.parametrize("name", [b"x-foo\n", b"x foo", b"x-foo:", b"", b"\nx-foo"])
+def test_an_app_header_name_that_is_not_a_token_is_refused(name: bytes) -> None:
+    """RFC 9110 section 5.1: the whole name is a token (a trailing newline
+    too is refused, not only characters in the middle)."""
+    from trio_h2._core.errors import LocalProtocolError
+    from trio_h2._core.headers import response_headers
+
+    with pytest.raises(LocalProtocolError, match="invalid response header name"):
+        response_headers(200, [(name, b"v")])

@@ -36,7 +36,7 @@ _BAD_NAME = re.compile(rb"[\x00-\x20A-Z\x7f-\xff:]")
 _BAD_VALUE_CHAR = re.compile(rb"[\x00\r\n]")
 _WHITESPACE = (b" ", b"\t")
 # RFC 9110 section 5.1: a field name is a token.
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9a-zA-Z]+$")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+")
 
 
 class MalformedRequest(Exception):
@@ -229,7 +229,7 @@ def _app_fields(fields: object, what: str) -> Headers:
             raise LocalProtocolError(f"{what} header {pair!r} is not a pair") from None
         if not isinstance(raw_name, bytes) or not isinstance(value, bytes):
             raise LocalProtocolError(f"{what} header {pair!r} must be a pair of bytes")
-        if not _TOKEN.match(raw_name):
+        if not _TOKEN.fullmatch(raw_name):
             raise LocalProtocolError(f"invalid {what} header name {raw_name!r}")
         name = raw_name.lower()
         if _bad_value(value):
