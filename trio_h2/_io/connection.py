@@ -121,8 +121,9 @@ class Connection:
 
     def drain(self) -> None:
         """Begin a graceful close: finish the exchanges in flight, start no
-        more (HTTP/2: GOAWAY; HTTP/1.1: ``Connection: close``)."""
-        self.state.start_drain()
+        more (HTTP/2: GOAWAY; HTTP/1.1: ``Connection: close``; a WebSocket:
+        1001). The core after any hand-over: a 101 just queued is one."""
+        self._current().start_drain()
         self.wake_sender()
 
     def wake_sender(self) -> None:
