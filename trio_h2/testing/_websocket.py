@@ -216,9 +216,13 @@ class WebSocket:
                     received += event.data or b""
                     self._h2.acknowledge_received_data(event.flow_controlled_length or 0,
                                                        _STREAM_ID)
-                elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset |
-                                h2.events.ConnectionTerminated):
+                elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
                     ended = True
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    # A GOAWAY that names our stream lets it finish (RFC 9113
+                    # section 6.8: a graceful shutdown); the connection's end
+                    # follows the stream's.
+                    ended = ended or (event.last_stream_id or 0) < _STREAM_ID
             await self._flush()
             if received or pending:
                 return received
