@@ -28,10 +28,12 @@ import trio
 import trio.testing
 import websockets.exceptions
 import websockets.sync.client
+from hyperframe.frame import DataFrame, GoAwayFrame, SettingsFrame
 
 import trio_h2
-from tests.support import h1raw
-from tests.support.requests import H1_GET
+from tests.support import frames, h1raw
+from tests.support.rawh2 import H2Client, HeaderBlock
+from tests.support.requests import GET, H1_GET
 from tests.support.wsapps import TRANSPORTS
 from trio_h2.testing import WebSocketClosed, open_websocket
 
@@ -132,6 +134,31 @@ async def test_a_keep_alive_request_that_crosses_the_shutdown_is_answered() -> N
             while chunk := await client.receive_some():
                 raw += chunk
     answered_with_close(raw, requests=2)
+
+
+async def test_an_http2_preface_that_arrives_during_the_shutdown_is_answered() -> None:
+    # Accepted, its protocol not yet known: the connection is drained once
+    # its core exists, and the server's SETTINGS must still be its first
+    # frame (RFC 9113 section 3.4), before the drain's GOAWAY.
+    async with serving() as (port, stop):
+        client = H2Client(await trio.open_tcp_stream("127.0.0.1", port))
+        client.timeout = LIVENESS
+        await trio.testing.wait_all_tasks_blocked()
+        stop.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        await client.send_raw(frames.PREFACE + frames.settings())
+        await client.send_headers(1, GET, end_stream=True)
+        received = []
+        while (frame := await client.recv_frame()) is not None:  # to the close
+            received.append(frame)
+    first = received[0]
+    assert isinstance(first, SettingsFrame) and "ACK" not in first.flags, received
+    head = next(f for f in received if isinstance(f, HeaderBlock) and f.stream_id == 1)
+    assert dict(head.headers)[b":status"] == b"200"
+    assert b"".join(f.data for f in received
+                    if isinstance(f, DataFrame) and f.stream_id == 1) == b"hi\n"
+    goaways = [(f.error_code, f.last_stream_id) for f in received if isinstance(f, GoAwayFrame)]
+    assert goaways[0] == (0, 2**31 - 1) and goaways[-1] == (0, 1), goaways
 
 
 class Chat:
