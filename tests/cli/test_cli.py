@@ -24,6 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
+import websockets.exceptions
+import websockets.sync.client
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -635,3 +637,34 @@ def test_sigterm_with_twenty_slow_requests_on_one_connection(tmp_path: Path) -> 
         assert len(re.findall(r"recv \(stream_id=\d+\) :status: 200", out)) == 20, out
         assert out.count("recv GOAWAY") >= 1
         assert server.process.wait(timeout=TIMEOUT) == 0
+
+
+# An echo WebSocket app that says on stdout how each WebSocket ended for it.
+ECHO_WS_APP = """
+async def app(scope, receive, send):
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    while (message := await receive())["type"] == "websocket.receive":
+        await send({"type": "websocket.send", "text": message["text"]})
+    print("disconnect", message["code"], flush=True)
+"""
+
+
+def test_sigterm_closes_an_open_websocket_with_1001(tmp_path: Path) -> None:
+    # The websockets library as the client: it sees the close frame's code;
+    # the app sees websocket.disconnect 1001; the runner exits by itself,
+    # long before --shutdown-timeout (30 s) would cut the WebSocket off.
+    write_module(tmp_path, "echows", ECHO_WS_APP)
+    with run_server("echows:app", "--bind", "127.0.0.1:0", cwd=tmp_path) as server:
+        url = server.url.replace("http://", "ws://", 1)
+        with websockets.sync.client.connect(url + "/") as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=TIMEOUT) == "hello"
+            server.process.send_signal(signal.SIGTERM)
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                ws.recv(timeout=TIMEOUT)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert server.process.wait(timeout=TIMEOUT) == 0
+        assert server.stdout.rest() == "disconnect 1001\n"

@@ -15,7 +15,9 @@ WebSocket is accepted:
   message: until the application has taken it, the pump takes no more body,
   so the client is stopped by flow control (HTTP/2: no WINDOW_UPDATE) or by
   TCP (HTTP/1.1: the reader's brake). It answers PINGs (one PONG waiting at
-  most) and sees the close and the client going away.
+  most) and sees the close and the client going away. When the server
+  shuts down (:attr:`Exchange.going_away`), it closes the WebSocket with
+  1001 "going away" (RFC 6455 section 7.4.1).
 * The **keepalive** PINGs every ``Config.websocket_ping_interval`` and ends
   the WebSocket (1011) when no PONG comes within ``websocket_ping_timeout``
   of time in which the pump was reading.
@@ -43,6 +45,7 @@ from .._core.exchange import Exchange
 from .._core.headers import Headers, response_headers
 from .._core.websocket import (
     ABNORMAL,
+    GOING_AWAY,
     INTERNAL_ERROR,
     NORMAL,
     Closed,
@@ -101,6 +104,9 @@ class WebSocketSession:
         self._ws: WebSocketCore | None = None
         self._phase = "connecting"
         """connecting -> accepted -> closed, or -> denying -> denied."""
+        self._closed_by_app = False
+        """Closed by ``websocket.close``, not by the client, the keepalive
+        or the shutdown."""
         self._connect_sent = False
         self._inbox: Event | None = None
         """The one message the pump holds for ``receive``."""
@@ -195,8 +201,10 @@ class WebSocketSession:
             if self._phase == "connecting":
                 await self._respond(403, [], b"")
             elif self._phase == "accepted":
+                self._closed_by_app = True
                 await self._close(int(code), str(message.get("reason") or ""))
             else:
+                self._check_ended()
                 raise LocalProtocolError(f"websocket.close after the WebSocket {self._phase}")
         elif kind == "websocket.http.response.start":
             if self._phase != "connecting":
@@ -240,6 +248,7 @@ class WebSocketSession:
         self._nursery.start_soon(self._keepalive)
 
     async def _send_message(self, message: Event) -> None:
+        self._check_ended()
         if self._phase != "accepted" or self._ws is None:
             raise LocalProtocolError(f"websocket.send with the WebSocket {self._phase}")
         self._check_connected()
@@ -277,6 +286,14 @@ class WebSocketSession:
             await self._taken()
             self.sent += len(body)
         self._responded = not stream.disconnected
+
+    def _check_ended(self) -> None:
+        """The WebSocket was ended by the client, the keepalive or the
+        shutdown: the application hears of it as of a socket's end, by its
+        next ``receive`` (``websocket.disconnect``) or here, not as a
+        mistake of its own."""
+        if self._phase == "closed" and not self._closed_by_app:
+            raise ClientDisconnected(f"stream {self._stream.stream_id}: WebSocket closed")
 
     def _check_connected(self) -> None:
         if self._stream.disconnected or self._ended is not None:
@@ -317,6 +334,9 @@ class WebSocketSession:
         ws, stream, conn = self._ws, self._stream, self._conn
         assert ws is not None
         while True:
+            if stream.going_away and self._phase == "accepted":
+                await self._go_away()
+                return
             pongs = ws.pongs
             event = ws.next_event()
             if ws.pongs != pongs:
@@ -348,7 +368,8 @@ class WebSocketSession:
                 key = "text" if isinstance(event.data, str) else "bytes"
                 self._inbox = {"type": "websocket.receive", key: event.data}
                 self._lot.unpark_all()
-                while self._inbox is not None and not stream.disconnected:
+                while (self._inbox is not None and not stream.disconnected
+                       and not stream.going_away):
                     await self._lot.park()
             elif isinstance(event, Closed):
                 self._phase = "closed"
@@ -363,6 +384,16 @@ class WebSocketSession:
                         suppress(ClientDisconnected):
                     await self._transmit(end=True)
                 return
+
+    async def _go_away(self) -> None:
+        """The server shuts down: close with 1001, which the application's
+        next ``receive`` reports (after the message the pump holds, if
+        any), and end the exchange. Bounded by ``send_timeout``, and the
+        whole shutdown by ``shutdown_timeout``."""
+        log.debug("%s: stream %d: the server shuts down; closing the WebSocket with %d",
+                  self._conn.peer, self._stream.stream_id, GOING_AWAY)
+        with trio.move_on_after(self._config.send_timeout), suppress(ClientDisconnected):
+            await self._close(GOING_AWAY, "server shutting down")
 
     async def _keepalive(self) -> None:
         """PING every ``websocket_ping_interval``; no PONG within

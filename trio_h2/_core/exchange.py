@@ -8,7 +8,7 @@ changes it; handlers read it and wait on it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import final
 
@@ -63,6 +63,10 @@ class Exchange:
     disconnected: bool = False
     """Closed abnormally: reset by either side, or the connection was lost.
     The client will not see any more of the response."""
+    going_away: bool = False
+    """The server is shutting down (its connection drains): an exchange
+    that would otherwise run on (a WebSocket) ends now, with 1001 "going
+    away" (RFC 6455 section 7.4.1). Set with a :attr:`wake`."""
 
     wake: Callable[[], object] = _noop
     """Called whenever something a handler may be waiting on changes."""
@@ -93,3 +97,11 @@ def drain_body(stream: Exchange) -> bytes:
     data = b"".join(chunk for chunk, _ in stream.body)
     stream.body.clear()
     return data
+
+
+def going_away(streams: Iterable[Exchange]) -> None:
+    """The connection drains: tell the handlers of ``streams`` (the cores'
+    ``start_drain``)."""
+    for stream in streams:
+        stream.going_away = True
+        stream.wake()

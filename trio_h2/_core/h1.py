@@ -63,7 +63,7 @@ from h2.errors import ErrorCodes
 
 from .._config import Config
 from .errors import LocalProtocolError, RemoteProtocolError
-from .exchange import Exchange, drain_body, release, take_offered
+from .exchange import Exchange, drain_body, going_away, release, take_offered
 from .guard import ConnectionGuard
 from .h1heads import MAX_TARGET as MAX_TARGET
 from .h1heads import (
@@ -278,7 +278,7 @@ class H1Core:
             else:
                 settings = asked
         self._count += 1
-        stream = Exchange(self._count, head, http_version=version)
+        stream = Exchange(self._count, head, http_version=version, going_away=self.draining)
         self._renew = version == "1.0" and b"keep-alive" in tokens(fields, b"connection")
         self.current = stream
         self._unread = 0
@@ -614,12 +614,15 @@ class H1Core:
         front reuses its idle connections within microseconds; nginx then
         logs "upstream prematurely closed connection" and must resend, or
         fail a POST). A request that arrives meanwhile is answered with
-        ``Connection: close``."""
+        ``Connection: close``. The current exchange's handler is told
+        (:attr:`Exchange.going_away`)."""
         if self.draining or self.terminated:
             return
         self.draining = True
         if self.current is None:
             self.guard.drain_started()
+        else:
+            going_away([self.current])
 
     def check_timeouts(self) -> float:
         """Act on the timers that have run out; return the next deadline."""

@@ -53,7 +53,7 @@ from hyperframe.frame import ExtensionFrame
 
 from .._config import Config
 from .errors import ClientDisconnected, RemoteProtocolError
-from .exchange import Exchange, release
+from .exchange import Exchange, going_away, release
 from .guard import ConnectionGuard, FrameSlicer
 from .h2bodies import RequestBodies
 from .h2ending import DRAIN_PING, MAX_STREAM_ID, ConnectionEnd
@@ -490,8 +490,12 @@ class H2Core:
         return self.ending.error
 
     def start_drain(self) -> None:
-        """Begin a graceful close: two GOAWAYs (:meth:`ConnectionEnd.start_drain`)."""
+        """Begin a graceful close: two GOAWAYs (:meth:`ConnectionEnd.start_drain`);
+        the handlers of the streams in flight are told (:attr:`Exchange.going_away`)."""
+        if self.draining or self.terminated:
+            return
         self.ending.start_drain()
+        going_away(self.streams.values())
 
     def check_timeouts(self) -> float:
         """Act on the timers that have run out; return the next deadline."""

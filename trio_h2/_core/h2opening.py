@@ -104,6 +104,9 @@ class StreamOpening:
                                                      prio.depends_on or 0),
                 bool(prio is not None and prio.exclusive))
         stream.body_ended = ended
+        # Opened before the client saw our first GOAWAY: served, and told at
+        # once that the server is going away.
+        stream.going_away = self.ending.draining
         return stream
 
     def _refuse(self, stream_id: int, refusal: Refusal, *, request_ended: bool) -> None:

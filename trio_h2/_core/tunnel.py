@@ -27,7 +27,7 @@ from h2.errors import ErrorCodes
 
 from .._config import Config
 from .errors import LocalProtocolError, RemoteProtocolError
-from .exchange import Exchange, drain_body, release, take_offered
+from .exchange import Exchange, drain_body, going_away, release, take_offered
 from .guard import ConnectionGuard
 from .headers import Headers, RequestHead
 from .output import Output
@@ -174,8 +174,11 @@ class TunnelCore:
         return self.guard.next_deadline()
 
     def start_drain(self) -> None:
-        """Nothing to announce: the exchange runs to its end (or until
+        """Tell the exchange's handler (:attr:`Exchange.going_away`): the
+        WebSocket closes with 1001. It runs to its end (or until
         ``shutdown_timeout`` cancels it)."""
+        if not self.terminated:
+            going_away([self.stream])
 
     def close(self) -> None:
         self._terminate()

@@ -104,6 +104,10 @@ class Connection:
         self._received = received
         self._idle_handler: Task | None = None
         """A handler task waiting for the connection's next exchange."""
+        self._initiated = False
+        """The core has queued what it says first (:meth:`run`)."""
+        self._drain_asked = False
+        """:meth:`drain` came before that: :meth:`run` drains after it."""
 
     async def run(self) -> None:
         """Serve until the connection ends; then every task of it has exited.
@@ -113,6 +117,9 @@ class Connection:
         Does not close the underlying stream: the caller owns it.
         """
         self.state.initiate()
+        self._initiated = True
+        if self._drain_asked:
+            self.drain()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._sender)
@@ -121,8 +128,15 @@ class Connection:
 
     def drain(self) -> None:
         """Begin a graceful close: finish the exchanges in flight, start no
-        more (HTTP/2: GOAWAY; HTTP/1.1: ``Connection: close``)."""
-        self.state.start_drain()
+        more (HTTP/2: GOAWAY; HTTP/1.1: ``Connection: close``; a WebSocket:
+        1001). The core after any hand-over: a 101 just queued is one.
+        Before :meth:`run` (a connection accepted as the shutdown began),
+        the drain waits for the core's first bytes: HTTP/2's SETTINGS must
+        be the first frame, before the drain's GOAWAY (RFC 9113 section 3.4)."""
+        if not self._initiated:
+            self._drain_asked = True
+            return
+        self._current().start_drain()
         self.wake_sender()
 
     def wake_sender(self) -> None:

@@ -38,6 +38,8 @@ from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.extensions import PerMessageDeflate
 
+from .._core.h2internals import GoawayTolerantConnection
+
 __all__ = ["WebSocket", "WebSocketClosed", "WebSocketRejected", "open_websocket"]
 
 _READ_SIZE = 65536
@@ -214,9 +216,13 @@ class WebSocket:
                     received += event.data or b""
                     self._h2.acknowledge_received_data(event.flow_controlled_length or 0,
                                                        _STREAM_ID)
-                elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset |
-                                h2.events.ConnectionTerminated):
+                elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
                     ended = True
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    # A GOAWAY that names our stream lets it finish (RFC 9113
+                    # section 6.8: a graceful shutdown); the connection's end
+                    # follows the stream's.
+                    ended = ended or (event.last_stream_id or 0) < _STREAM_ID
             await self._flush()
             if received or pending:
                 return received
@@ -254,7 +260,9 @@ async def _h1_handshake(stream: trio.abc.Stream, authority: str, path: str,
 async def _h2_handshake(stream: trio.abc.Stream, scheme: str, authority: str, path: str,
                         headers: Headers
                         ) -> tuple[h2.connection.H2Connection, Headers, bytes]:
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(
+    # Still open after the server's GOAWAY: a graceful shutdown lets the
+    # WebSocket's stream finish (its 1001 close).
+    conn = GoawayTolerantConnection(h2.config.H2Configuration(
         client_side=True, header_encoding=None))
     conn.initiate_connection()
     await stream.send_all(conn.data_to_send())
