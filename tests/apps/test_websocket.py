@@ -21,7 +21,7 @@ from wsproto.events import CloseConnection, Ping
 from tests.support.h1raw import RawClient
 from tests.support.rawh2 import H2Client as RawH2
 from tests.support.requests import request
-from tests.support.wsapps import TRANSPORTS, echo, frame
+from tests.support.wsapps import TRANSPORTS, echo, echo_messages, frame
 from trio_h2 import Config
 from trio_h2._apps.asgi import asgi_handler
 from trio_h2._core.h1 import H1Core
@@ -100,6 +100,31 @@ async def test_denial_is_a_real_http_response(server: H2TestServer, http2: bool)
         async with open_websocket(ws_url(server, "/reject"), http2=http2):
             pass
     assert rejected.value.status == 403
+
+
+async def greeter(scope: Any, receive: Any, send: Any) -> None:
+    """Greets the first message with ``hello``, then echoes the messages."""
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    await receive()
+    await send({"type": "websocket.send", "text": "hello"})
+    await echo_messages(receive, send)
+
+
+async def test_http2_client_keeps_what_it_reads_while_waiting_for_window(
+        h2_server: H2ServerFactory) -> None:
+    """trio_h2.testing's client reads while a send waits for HTTP/2 window:
+    what comes meanwhile (``hello``, sent as the app takes ``first``, while
+    64 windows of ``big`` are still to go) is the next ``receive``. (It
+    was dropped: the receive then waited for ever.)"""
+    server = await h2_server(greeter, initial_window_size=16 * KiB)
+    async with open_websocket(ws_url(server, "/"), http2=True) as ws:
+        big = os.urandom(MiB)
+        await ws.send("first")
+        await ws.send(big)
+        with trio.fail_after(LIVENESS):
+            assert await ws.receive() == "hello"
+            assert await ws.receive() == big
 
 
 class Listener:

@@ -177,9 +177,12 @@ class WebSocket:
             window = min(conn.local_flow_control_window(_STREAM_ID),
                          conn.max_outbound_frame_size)
             if view and window <= 0:
-                if await self._read(pending=True) is None:
+                received = await self._read(pending=True)
+                if received is None:
                     self._closed = WebSocketClosed(1006, "")
                     raise self._closed
+                if received and self._ws.state is not ConnectionState.CLOSED:
+                    self._ws.receive_data(received)  # for receive (PINGs answered there)
                 continue
             chunk, view = view[:window], view[window:]
             conn.send_data(_STREAM_ID, bytes(chunk), end_stream=end and not view)
