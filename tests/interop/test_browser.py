@@ -90,9 +90,9 @@ def test_chromium_websocket_over_http2_and_http11(tmp_path: Path) -> None:
     with run_server("--self-signed", "--bind", "127.0.0.1:0", app, cwd=tmp_path) as server:
         run = read_self_signed(server)
         over_tls = load_page(f"https://localhost:{run.port}/", tmp_path / "tls",
-                             spki_sha256=run.spki_sha256)
+                             spki_sha256=run.spki_sha256, virtual_time=False)
     with run_server("--bind", "127.0.0.1:0", app, cwd=tmp_path) as server:
-        plain = load_page(server.url + "/", tmp_path / "plain")
+        plain = load_page(server.url + "/", tmp_path / "plain", virtual_time=False)
     assert over_tls.error is None and plain.error is None
     assert '<p id="result" data-version="2">|2|ping from the browser</p>' in over_tls.dom
     assert set(over_tls.alpn) == {"h2"}

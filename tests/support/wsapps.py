@@ -61,8 +61,10 @@ async def echo_messages(receive: Any, send: Any) -> None:
 
 PAGE = b"""<!doctype html><meta charset="utf-8"><title>ws</title>
 <p id="result">pending</p>
+<!-- Held until the page has written the echo into #result (and said so):
+the load event, on which Chromium's --dump-dom dumps, waits for it. -->
+<img src="/wait" alt="">
 <script>
-fetch("/wait");  // pending until the echo went out: Chromium's virtual time waits for it
 const scheme = location.protocol === "https:" ? "wss:" : "ws:";
 const ws = new WebSocket(`${scheme}//${location.host}/version`);
 const result = document.getElementById("result");
