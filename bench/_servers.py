@@ -9,7 +9,9 @@ load runs.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -41,6 +43,20 @@ HYPERCORN_KEEP_ALIVE_MAX_REQUESTS = 1_000_000_000
 class Tls:
     certfile: Path
     keyfile: Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for servers that
+    cannot be given port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time process ``pid`` has used so far (user + system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def make_tls(directory: Path) -> Tls:

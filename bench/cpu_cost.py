@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import _wrk
 from bench._apps import DOWNLOAD_SIZE, MiB
 from bench._cpu_server import ACCESS_LOG_VARIABLE
-from bench._servers import ROOT, make_tls
+from bench._servers import ROOT, cpu_seconds, free_port, make_tls
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,18 +84,6 @@ class Cost:
     iterations: float
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 def _drive(load: Load, url: str, upload: Path, script: Path) -> int:
     """Run the load generator; return how many requests completed."""
     if load.wrk:
@@ -118,7 +105,7 @@ def _drive(load: Load, url: str, upload: Path, script: Path) -> int:
 
 def measure(load: Load, tree: Path, tls_files: list[str], upload: Path, script: Path,
             access_log: Path | None = None) -> Cost:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT}"}
     if access_log is not None:
         env[ACCESS_LOG_VARIABLE] = str(access_log)
@@ -130,9 +117,9 @@ def measure(load: Load, tree: Path, tls_files: list[str], upload: Path, script: 
         if server.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the server in {tree} did not start")
         scheme = "https" if tls_files else "http"
-        before = _cpu_seconds(server.pid)
+        before = cpu_seconds(server.pid)
         n = _drive(load, f"{scheme}://127.0.0.1:{port}{load.path}", upload, script)
-        after = _cpu_seconds(server.pid)
+        after = cpu_seconds(server.pid)
         server.send_signal(2)  # SIGINT: the counts
         counts = json.loads(server.stdout.readline())
         if not counts["trio_h2"].startswith(str(tree)):

@@ -33,8 +33,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._servers import cpu_seconds, free_port  # noqa: E402  (needs ROOT on sys.path)
+
 SIZE = 64 * 1024 * 1024
-TICK = os.sysconf("SC_CLK_TCK")
 
 TRIO_H2_SERVER = """
 import sys, trio, trio_h2, trio_h2._apps.asgi as asgi
@@ -77,17 +80,6 @@ async def handle(stream):
     await stream.aclose()
 trio.run(lambda: trio.serve_tcp(handle, int(sys.argv[1]), host="127.0.0.1"))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def measure(code: str, arg: str, path: Path, curl_version: str, runs: int) -> tuple[float, float]:

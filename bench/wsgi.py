@@ -28,7 +28,6 @@ Run: ``python bench/wsgi.py`` (``--quick`` for a smoke test, ``--help``).
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import sys
 import tempfile
@@ -41,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _h2load, _wrk
 from bench._loadgen import LoadResult
-from bench._servers import HYPERCORN_KEEP_ALIVE_MAX_REQUESTS, Server
+from bench._servers import HYPERCORN_KEEP_ALIVE_MAX_REQUESTS, Server, free_port
 
 KiB, MiB = 1024, 1024 * 1024
 HELLO = b"Hello, world"
@@ -64,12 +63,6 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     return [HELLO]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def argv_for(name: str, http: str, directory: Path) -> list[str]:
     """The command line that serves ``APP`` with server ``name``; ``http`` is
     ``"2"`` for the h2c loads, ``"1"`` for wrk (only Granian needs to know)."""
@@ -84,7 +77,7 @@ def argv_for(name: str, http: str, directory: Path) -> list[str]:
                 "--bind", "127.0.0.1:0", "--log-level", "info", APP]
     if name == "Granian":
         return [sys.executable, "-m", "granian", "--interface", "wsgi", "--http", http,
-                "--host", "127.0.0.1", "--port", str(_free_port()), "--workers", "1",
+                "--host", "127.0.0.1", "--port", str(free_port()), "--workers", "1",
                 # As many threads for the app as trio_h2's WSGIApp has.
                 "--blocking-threads", "40",
                 "--log-level", "info", "--no-ws", APP]
