@@ -19,3 +19,19 @@ class CommandError(Exception):
     def __init__(self, message: str, status: int = EXIT_FAILURE) -> None:
         super().__init__(message)
         self.status = status
+
+
+# Config files, logging configurations, certificates and keys are a few KiB:
+# reading more only matters for a wrong path such as /dev/zero.
+READ_LIMIT = 1024 * 1024
+
+
+def read_user_file(path: str, what: str) -> bytes:
+    """The first :data:`READ_LIMIT` bytes of the file the user named as
+    ``what`` (e.g. ``"config file"``). Raises :exc:`CommandError` (status 1),
+    naming it, if it cannot be read."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(READ_LIMIT)
+    except OSError as exc:
+        raise CommandError(f"cannot read {what} {path!r}: {exc.strerror or exc}") from None

@@ -17,15 +17,10 @@ from typing import cast
 
 from .._apps.asgi import ASGIApp
 from .._io.tls import h2_ciphers, server_ssl_context
-from ._errors import EXIT_USAGE, CommandError
+from ._errors import EXIT_USAGE, CommandError, read_user_file
 from ._options import AppSpec
 
 __all__ = ["load_app", "load_tls"]
-
-# Certificates and keys are a few KiB; reading more than this to look for PEM
-# markers only matters for a wrong path such as /dev/zero.
-PEM_READ_LIMIT = 1024 * 1024
-
 
 def load_app(spec: AppSpec) -> ASGIApp:
     """Import ``spec.module`` (current directory first on :data:`sys.path`) and
@@ -133,9 +128,4 @@ def _ssl_detail(exc: Exception) -> str:
 
 
 def _read_pem(path: str, what: str) -> bytes:
-    try:
-        with open(path, "rb") as file:
-            return file.read(PEM_READ_LIMIT)
-    except OSError as exc:
-        raise CommandError(f"cannot read {what} file {path!r}: "
-                           f"{exc.strerror or exc}") from None
+    return read_user_file(path, f"{what} file")

@@ -34,7 +34,7 @@ from .._core.limits import Budget
 from .._io.reload import DEFAULT_PATTERNS, RELOAD_EXTRA
 from .._io.workers import BACKLOG, WORKER_TIMEOUT
 from ._binds import DEFAULT_UNIX_MODE, Bind, TCPBind
-from ._errors import EXIT_USAGE, PROG, CommandError
+from ._errors import EXIT_USAGE, PROG, CommandError, read_user_file
 from ._values import (
     BINDS,
     BUDGET,
@@ -61,8 +61,6 @@ DEFAULT_BIND = TCPBind("127.0.0.1", 8000)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 VERIFY_MODES = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
                 "required": ssl.CERT_REQUIRED}
-# A config file is a few KiB; reading more only matters for a wrong path.
-CONFIG_READ_LIMIT = 1024 * 1024
 
 
 @final
@@ -437,11 +435,7 @@ def read_config_file(path: str) -> dict[str, object]:
     """The options a TOML file sets, each converted and checked. Raises
     :exc:`CommandError` (status 1 if it cannot be read, 2 if it is not TOML,
     has a key that is not an option, or a bad value)."""
-    try:
-        with open(path, "rb") as file:
-            data = file.read(CONFIG_READ_LIMIT)
-    except OSError as exc:
-        raise CommandError(f"cannot read config file {path!r}: {exc.strerror or exc}") from None
+    data = read_user_file(path, "config file")
     try:
         table = loads_toml(data)
     except ValueError as exc:

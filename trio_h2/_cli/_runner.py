@@ -54,7 +54,7 @@ from ._binds import (
     open_in_worker,
     open_listeners,
 )
-from ._errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, PROG, CommandError
+from ._errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, PROG, CommandError, read_user_file
 from ._loading import load_app, load_tls
 from ._options import VERIFY_MODES, Options, loads_toml, parse_options
 
@@ -70,8 +70,6 @@ __all__ = ["main"]
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # With --workers, several processes write to the same log: say which.
 LOG_FORMAT_WORKERS = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
-# A logging configuration is a few KiB.
-LOG_CONFIG_READ_LIMIT = 1024 * 1024
 
 T = TypeVar("T")
 
@@ -248,11 +246,7 @@ def _read_log_config(path: str) -> dict[str, object]:
     if kind not in ("json", "toml"):
         raise CommandError(f"--log-config {path!r}: expected a .json or .toml file "
                            f"(or a json: or toml: prefix)", EXIT_USAGE)
-    try:
-        with open(path, "rb") as file:
-            data = file.read(LOG_CONFIG_READ_LIMIT)
-    except OSError as exc:
-        raise CommandError(f"cannot read --log-config {path!r}: {exc.strerror or exc}") from None
+    data = read_user_file(path, "--log-config")
     try:
         loaded: object = json.loads(data) if kind == "json" else loads_toml(data)
     except ValueError as exc:  # JSON or TOML decode errors, UnicodeDecodeError
