@@ -18,6 +18,7 @@ from typing import Any
 import trio
 import trio.testing
 
+from tests.support.windows import open_window_and_read
 from trio_h2 import WSGIApp
 from trio_h2.testing import H2ServerFactory, open_h2_client
 
@@ -74,14 +75,8 @@ async def check_closed_window_bound(
                 passed = await settled(lambda: produced[0])
                 assert WINDOW <= passed <= WINDOW + PIECE
                 # Opening the window resumes exactly where it stopped.
-                await client.open_window(3 * PIECE)
-                await client.open_window(3 * PIECE, response.stream_id)
-                received = 0
-                async for data in response:
-                    assert data == b"g" * len(data)
-                    received += len(data)
-                    if received == WINDOW + 3 * PIECE:
-                        break
+                await open_window_and_read(client, response, more=3 * PIECE,
+                                           through=WINDOW + 3 * PIECE)
                 passed = await settled(lambda: produced[0])
                 assert WINDOW + 3 * PIECE <= passed <= WINDOW + 4 * PIECE
 

@@ -18,6 +18,7 @@ from tests.support.apps import http_only, read_body
 from tests.support.requests import GET, request
 from tests.support.sansio import Pair
 from tests.support.tasks import all_trio_h2_tasks
+from tests.support.windows import open_window_and_read
 from trio_h2._io.connection import SEND_BATCH
 from trio_h2.testing import H2ServerFactory, open_h2_client
 
@@ -118,14 +119,8 @@ async def test_closed_window_holds_a_large_download_at_one_chunk(
                 await trio.testing.wait_all_tasks_blocked(0.05)
                 assert passed <= window + chunk < 1024 * KiB
                 # Opening the window resumes exactly where it stopped.
-                await client.open_window(3 * chunk)
-                await client.open_window(3 * chunk, response.stream_id)
-                received = 0
-                async for data in response:
-                    assert data == b"g" * len(data)
-                    received += len(data)
-                    if received == window + 3 * chunk:
-                        break
+                await open_window_and_read(client, response, more=3 * chunk,
+                                           through=window + 3 * chunk)
                 await trio.testing.wait_all_tasks_blocked(0.05)
                 assert 3 * chunk <= passed <= window + 4 * chunk
 
