@@ -111,6 +111,12 @@ def uvicorn_argv(workers: int) -> list[str]:
     return argv
 
 
+def floor_argv(shape: str) -> list[str]:
+    """``bench/_floor_server.py``: trio and h11 with nothing else, in ``shape``
+    ("design" or "inline")."""
+    return [sys.executable, "-m", "bench._floor_server", shape]
+
+
 class Server:
     """A running server; ``url`` is known once :meth:`start` returns."""
 

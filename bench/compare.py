@@ -3,7 +3,10 @@
 Two suites of loads. HTTP/2 (h2c and TLS), driven by h2load, compares trio_h2
 with Hypercorn's trio worker. HTTP/1.1 (plain TCP, keep-alive), driven by wrk,
 compares trio_h2 with Hypercorn's trio worker and with uvicorn (``--http h11``,
-on asyncio). For each load, and each of ``--repeat`` rounds, starts a fresh
+on asyncio), and with two floors (``bench/_floor_server.py``): trio and h11
+serving the same app with nothing else, in the design card's shape (reader,
+handler, sender, zero-buffer channels) and inline (one task per connection).
+They tell how much of trio_h2's cost is trio_h2's own. For each load, and each of ``--repeat`` rounds, starts a fresh
 server of each kind in turn (A B A B ..., or A B C A B C ...), drives it for
 ``--duration`` seconds after ``--warm-up`` seconds, and samples the server's
 peak RSS. Prints the medians and the ratios trio_h2 / each other server per
@@ -46,6 +49,7 @@ from bench._servers import (
     Memory,
     Server,
     Tls,
+    floor_argv,
     hypercorn_argv,
     make_tls,
     rss,
@@ -76,7 +80,9 @@ class Suite:
 H2 = Suite("h2", "HTTP/2", ("trio_h2", "Hypercorn"), "h2load", {"Hypercorn": 3.0},
            "performance_results", "performance.png", "get-c100-m1")
 # Issue 12: at least twice Hypercorn's trio worker, and no slower than uvicorn.
-HTTP1 = Suite("http1", "HTTP/1.1", ("trio_h2", "Hypercorn", "uvicorn"), "wrk",
+# The floors have no target: they are the least trio and h11 cost, in two shapes.
+FLOORS = ("floor-design", "floor-inline")
+HTTP1 = Suite("http1", "HTTP/1.1", ("trio_h2", "Hypercorn", "uvicorn", *FLOORS), "wrk",
               {"Hypercorn": 2.0, "uvicorn": 1.0}, "performance_results_http1",
               "performance_http1.png", "h1-get-c100")
 SUITES = (H2, HTTP1)
@@ -150,6 +156,9 @@ def server_for(name: str, tls: Tls | None, workers: int, directory: Path, log: P
     if name == "uvicorn":
         assert tls is None, "uvicorn serves the plain-TCP HTTP/1.1 loads only"
         return Server(name, uvicorn_argv(workers), log)
+    if name in FLOORS:
+        assert tls is None and workers == 1, "a floor serves plain TCP in one process"
+        return Server(name, floor_argv(name.removeprefix("floor-")), log)
     return Server(name, hypercorn_argv(tls, workers, directory), log)
 
 
