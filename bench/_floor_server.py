@@ -23,6 +23,7 @@ Usage: ``python -m bench._floor_server design|inline``; it prints its URL.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,8 @@ from bench._apps import app
 
 Message = dict[str, Any]
 READ_SIZE = 64 * 1024  # as trio_h2 and Hypercorn read
+# The client went away, or its connection is beyond use.
+GONE = (OSError, h11.ProtocolError, trio.BrokenResourceError)
 
 
 def _scope(request: h11.Request) -> Message:
@@ -132,27 +135,34 @@ async def serve_design(sock: socket.socket) -> None:
         done.set()
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(sender)
-        while isinstance(request := await _next_event(conn, sock), h11.Request):
-            to_handler, body = trio.open_memory_channel[bytes](0)
-            done = trio.Event()
-            nursery.start_soon(handler, request, body, done)
-            while isinstance(event := await _next_event(conn, sock), h11.Data):
-                if not done.is_set():  # (an app that answered without reading: dropped)
-                    await to_handler.send(bytes(event.data))
-            to_handler.close()
-            await done.wait()
-            conn.start_next_cycle()
+        nursery.start_soon(_ending, nursery.cancel_scope, sender)
+        with contextlib.suppress(*GONE):
+            while isinstance(request := await _next_event(conn, sock), h11.Request):
+                to_handler, body = trio.open_memory_channel[bytes](0)
+                done = trio.Event()
+                nursery.start_soon(_ending, nursery.cancel_scope, handler, request, body, done)
+                while isinstance(event := await _next_event(conn, sock), h11.Data):
+                    if not done.is_set():  # (an app that answered without reading: dropped)
+                        await to_handler.send(bytes(event.data))
+                to_handler.close()
+                await done.wait()
+                conn.start_next_cycle()
         nursery.cancel_scope.cancel()
+
+
+async def _ending(scope: trio.CancelScope, task: Callable[..., Awaitable[None]],
+                  *args: Any) -> None:
+    """Run ``task``; if the client goes away under it, end the connection."""
+    try:
+        await task(*args)
+    except GONE:
+        scope.cancel()
 
 
 async def _serve_one(serve: Callable[[socket.socket], Awaitable[None]],
                      sock: socket.socket) -> None:
-    with sock:
-        try:
-            await serve(sock)
-        except* (OSError, h11.ProtocolError):
-            pass  # the client went away
+    with sock, contextlib.suppress(*GONE):
+        await serve(sock)
 
 
 async def main(shape: str) -> None:
