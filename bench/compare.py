@@ -1,4 +1,5 @@
 """trio_h2 against Hypercorn's trio worker and uvicorn, on the same raw ASGI app.
+
 Two suites of loads. HTTP/2 (h2c and TLS), driven by h2load, compares trio_h2
 with Hypercorn's trio worker. HTTP/1.1 (plain TCP, keep-alive), driven by wrk,
 compares trio_h2 with Hypercorn's trio worker and with uvicorn (``--http h11``,
@@ -7,8 +8,8 @@ serving the same app with nothing else, in the design card's shape (reader,
 handler, sender, zero-buffer channels) and inline (one task per connection).
 They tell how much of trio_h2's cost is trio_h2's own. For each load, and each
 of ``--repeat`` rounds, starts a fresh server of each kind in turn (A B A B
-..., or A B C A B C ...), drives it for ``--duration`` seconds after ``--warm-
-up`` seconds, and samples the server's peak RSS. Prints the medians and the
+..., or A B C A B C ...), drives it for ``--duration`` seconds after
+``--warm-up`` seconds, and samples the server's peak RSS. Prints the medians and the
 ratios trio_h2 / each other server per load; a full run also writes, per suite,
 a plot (``docs/_static/``), a reST table included by ``docs/performance.rst``
 and the same table in Markdown (``docs/performance_results*.inc`` and ``.md``).
