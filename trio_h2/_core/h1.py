@@ -476,12 +476,12 @@ class H1Core:
         stream.outbox_end = end_stream
         stream.trailers = trailers
         stream.in_flight = True
-        if self.guard.writing_since is None and len(self._out) + len(data) <= TAKE_AT_ONCE:
+        if self.guard.writing_since is None and len(self._out) <= TAKE_AT_ONCE:
             # No write is under way: frame the chunk now, into the write the
             # sender makes next (with the head queued before it), as it
             # would once woken; the handler need not wait for it: one task
             # switch less per response, and no more held than by the sender.
-            stream.in_flight = not self.pull(TAKE_AT_ONCE)
+            stream.in_flight = not self.pull(len(data))
 
     def reset(self, stream: Exchange, code: ErrorCodes) -> None:
         """An HTTP/1.1 exchange cannot be reset alone: the connection closes."""
@@ -511,7 +511,7 @@ class H1Core:
         stream = self.current
         if stream is None or stream.outbox is None or self.terminated:
             return []
-        piece = take_offered(stream, budget)
+        piece = take_offered(stream, len(stream.outbox))
         if piece:
             # h11 takes any bytes-like object (its docs); typed as bytes.
             self._send(h11.Data(data=cast(bytes, piece)))
