@@ -74,6 +74,24 @@ READ_SLICE = 16384
 StreamHandler = Callable[["Connection", Exchange], Awaitable[None]]
 
 
+
+def _write_now(fd: int, pieces: list[Piece]) -> list[Piece]:
+    """Write ``pieces`` to ``fd`` until the kernel takes no more (or all is
+    written); return what is left, in order."""
+    start = 0
+    while start < len(pieces):
+        try:
+            sent = os.writev(fd, pieces[start:start + WRITEV_PIECES])
+        except BlockingIOError:
+            break
+        while start < len(pieces) and sent >= len(pieces[start]):
+            sent -= len(pieces[start])
+            start += 1
+        if sent:
+            pieces[start] = memoryview(pieces[start])[sent:]
+            break  # the kernel took part of a piece: it is full
+    return pieces[start:]
+
 @final
 class Connection:
     """Runs a protocol core on an established byte stream (TCP or TLS).
@@ -275,30 +293,21 @@ class Connection:
     async def _write(self, pieces: list[Piece]) -> bool:
         """Write all of ``pieces``, in order; False if the connection is lost.
 
-        On a plain socket, first try to write them at once, with one
-        ``writev``: trio's ``send_all`` yields once after every write, even
-        one the kernel took whole, so that a task step (a turn of the loop
-        and a wake-up) would follow every response; and it takes one
-        buffer, which joining the pieces would copy (a response body, once
-        more). The sender yields anyway when it has more to write
-        (``_send_loop``), and sleeps when it has not. What the kernel does
-        not take at once goes through ``send_all``, piece by piece, which
-        waits for room. TLS takes one buffer: the pieces are joined."""
+        On a plain socket, first write them at once, with ``writev``: trio's
+        ``send_all`` yields once after every write, even one the kernel took
+        whole, so that a task step (a turn of the loop and a wake-up) would
+        follow every response; and it takes one buffer, which joining the
+        pieces would copy (a response body, once more). The sender yields
+        anyway when it has more to write (``_send_loop``), and sleeps when
+        it has not. What the kernel does not take at once goes through
+        ``send_all``, which waits for room: joined, unless it is what is
+        left of one piece. TLS takes one buffer: the pieces are joined."""
         stream = self._stream
         try:
-            if self._socket is None:
-                await stream.send_all(join(pieces))
-                return True
-            try:
-                sent = os.writev(self._socket.fileno(), pieces[:WRITEV_PIECES])
-            except BlockingIOError:
-                sent = 0
-            for piece in pieces:
-                if sent >= len(piece):
-                    sent -= len(piece)
-                    continue
-                await stream.send_all(memoryview(piece)[sent:] if sent else piece)
-                sent = 0
+            if self._socket is not None:
+                pieces = _write_now(self._socket.fileno(), pieces)
+            if pieces:
+                await stream.send_all(pieces[0] if len(pieces) == 1 else join(pieces))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return False  # os.writev's reset or broken pipe; trio's, translated
         return True
