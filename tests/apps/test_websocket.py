@@ -25,7 +25,8 @@ from tests.support.wsapps import TRANSPORTS, echo, echo_messages, frame
 from trio_h2 import Config
 from trio_h2._apps.asgi import asgi_handler
 from trio_h2._core.h1 import H1Core
-from trio_h2._io.connection import READ_SIZE, Connection
+from trio_h2._core.protocol import READ_SIZE
+from trio_h2._io.connection import Connection
 from trio_h2.testing import (
     H2ServerFactory,
     H2TestServer,

@@ -12,7 +12,8 @@ from trio_h2 import Config
 from trio_h2._core.errors import LocalProtocolError
 from trio_h2._core.exchange import Exchange
 from trio_h2._core.guard import DRAIN_RTT
-from trio_h2._core.h1 import DISCARD_LIMIT, MAX_TARGET, TAKE_AT_ONCE, H1Core
+from trio_h2._core.h1 import BODY_READ_SIZE, DISCARD_LIMIT, MAX_TARGET, TAKE_AT_ONCE, H1Core
+from trio_h2._core.protocol import READ_SIZE
 
 GET = b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nX-One: 1\r\n\r\n"
 POST = b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world"
@@ -172,28 +173,68 @@ def test_streaming_response_is_chunked_on_11_with_trailers() -> None:
 
 
 def test_a_chunk_is_taken_at_once_only_into_an_idle_output_within_one_write() -> None:
-    """With no write under way, a chunk that fits in one write (128 KiB)
-    with what is queued is framed at once: its handler need not wait. One
-    that does not fit, or any chunk while a write is under way, waits for the
-    sender, so the output never holds more than one write's worth."""
+    """With no write under way and at most 128 KiB queued, a chunk of any
+    size is framed at once, whole (as a view of the application's bytes,
+    not a copy): its handler need not wait. Any chunk while more is queued,
+    or while a write is under way, waits for the sender, so the output holds
+    at most 128 KiB besides the chunk of the application's latest send."""
     core = Core()
     [stream] = core.feed(GET)
     core.server.send_headers(stream, [(b":status", b"200")], end_stream=False)
     core.server.offer(stream, b"a" * 1000, end_stream=False)
     assert not stream.in_flight and core.server.output_backlog > 1000
-    core.server.offer(stream, b"b" * TAKE_AT_ONCE, end_stream=False)  # with a's: too big
-    assert stream.in_flight and core.server.output_backlog < 2000
+    core.server.offer(stream, b"b" * 2 * TAKE_AT_ONCE, end_stream=False)
+    assert not stream.in_flight and core.server.output_backlog > 2 * TAKE_AT_ONCE
+    backlog = core.server.output_backlog
+    core.server.offer(stream, b"c", end_stream=False)  # past TAKE_AT_ONCE queued: waits
+    assert stream.in_flight and core.server.output_backlog == backlog
     core.flush()
     core.server.guard.writing_since = core.clock()  # a write blocks
-    core.server.offer(stream, b"c", end_stream=False)
+    core.server.offer(stream, b"d", end_stream=False)
     assert stream.in_flight and core.server.output_backlog == 0
     core.flush()
     core.server.guard.writing_since = None
-    core.server.offer(stream, b"d", end_stream=True)
+    core.server.offer(stream, b"e", end_stream=True)
     assert not stream.in_flight and stream.response_ended
     core.flush()
     [response] = parse(core.out, [b"GET"])
-    assert response.body == b"a" * 1000 + b"b" * TAKE_AT_ONCE + b"cd"
+    assert response.body == b"a" * 1000 + b"b" * 2 * TAKE_AT_ONCE + b"cde"
+
+
+def test_the_sender_takes_a_whole_offer_whatever_its_budget() -> None:
+    """One exchange at a time: no other stream waits behind a budget, so
+    the sender takes all of an offer in one pull, as one view of the
+    application's bytes (no copy)."""
+    core = Core()
+    [stream] = core.feed(GET)
+    core.server.send_headers(stream, [(b":status", b"200")], end_stream=False)
+    core.server.guard.writing_since = core.clock()  # the offer waits for the sender
+    body = b"x" * (1 << 20)
+    core.server.offer(stream, body, end_stream=True)
+    assert stream.in_flight
+    assert core.server.pull(16 * 1024) == [stream]
+    pieces = core.server.pieces_to_send()
+    assert any(isinstance(piece, memoryview) and piece.obj is body for piece in pieces)
+    assert sum(len(piece) for piece in pieces) > len(body)
+
+
+def test_a_body_is_read_in_pieces_up_to_the_room_left_in_the_window() -> None:
+    """While a request body arrives, the reader asks for as much as the
+    window has room for (at least 64 KiB, at most 256 KiB); a head, 64 KiB.
+    So at most initial_window_size + 64 KiB of body is held, as before."""
+    core = Core()
+    window = core.server.config.initial_window_size
+    assert core.server.read_size == READ_SIZE
+    [stream] = core.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                         % (4 * window))
+    assert core.server.read_size == min(BODY_READ_SIZE, window)
+    core.feed(b"u" * (window - 1000))
+    assert core.server.read_size == READ_SIZE  # 1000 bytes of room: one ordinary read
+    assert not core.server.reading_paused
+    core.feed(b"u" * READ_SIZE)
+    assert core.server.reading_paused
+    core.server.take_body(stream)
+    assert core.server.read_size == min(BODY_READ_SIZE, window)
 
 
 def test_streaming_response_is_close_delimited_on_10() -> None:

@@ -141,9 +141,9 @@ async def test_a_failing_socket_ends_only_that_connection(
         h2_server: H2ServerFactory, app: App, monkeypatch: pytest.MonkeyPatch) -> None:
     """A write raising OSError (EIO, not a clean reset) on the attacker's
     connection closes that connection, and nothing else. The sender writes
-    with ``os.write`` first and ``send_all`` for what the kernel did not
+    with ``os.writev`` first and ``send_all`` for what the kernel did not
     take: both fail."""
-    real_send_all, real_write = trio.SocketStream.send_all, os.write
+    real_send_all, real_writev = trio.SocketStream.send_all, os.writev
     doomed: list[tuple[int, int]] = []
 
     async def send_all(self: trio.SocketStream, data: Any) -> None:
@@ -151,21 +151,21 @@ async def test_a_failing_socket_ends_only_that_connection(
             raise OSError(errno.EIO, "injected I/O error")
         await real_send_all(self, data)
 
-    def write(fd: int, data: Any) -> int:
+    def writev(fd: int, buffers: Any) -> int:
         try:
             sock = socket.socket(fileno=fd)
         except OSError:  # not a socket
-            return real_write(fd, data)
+            return real_writev(fd, buffers)
         try:
             if sock.family in (socket.AF_INET, socket.AF_INET6) and \
                     (sock.getsockname()[1], sock.getpeername()[1]) in doomed:
                 raise OSError(errno.EIO, "injected I/O error")
         finally:
             sock.detach()
-        return real_write(fd, data)
+        return real_writev(fd, buffers)
 
     monkeypatch.setattr(trio.SocketStream, "send_all", send_all)
-    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "writev", writev)
     server = await start(h2_server, app)
     async with watched(server, app) as watch:
         attacker = await watch.connect()

@@ -25,7 +25,8 @@ from tests.support.tools import curl_args, require_tool, run
 from trio_h2 import Config, configure_h2_context
 from trio_h2._apps.asgi import asgi_handler
 from trio_h2._core.h1 import MAX_TARGET, H1Core
-from trio_h2._io.connection import READ_SIZE, SEND_BATCH, Connection
+from trio_h2._core.protocol import READ_SIZE
+from trio_h2._io.connection import SEND_BATCH, Connection
 from trio_h2.testing import H2ServerFactory, H2TestServer
 
 KiB = 1024

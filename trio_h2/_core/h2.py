@@ -65,8 +65,9 @@ from .h2priority import PrioritySignals
 from .h2streams import StreamTable
 from .headers import Headers, RequestHead, expects_continue
 from .memory import Holding, ServerMemory
+from .output import Piece
 from .priority_field import PRIORITY_UPDATE, BadPriorityUpdate
-from .protocol import Handover, ProtocolCore
+from .protocol import READ_SIZE, Handover, ProtocolCore
 from .scheduler import Scheduler, SchedulerError
 from .sendlog import SchedulerControl
 
@@ -229,6 +230,7 @@ class H2Core:
         what reading produced, and WINDOW_UPDATE frames."""
         return self.output.backlog
 
+    read_size = READ_SIZE
     whole_reads = False  # thousands of frames fit in one read (issue 11)
 
     @property
@@ -465,6 +467,10 @@ class H2Core:
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket, in order."""
         return self.output.take()
+
+    def pieces_to_send(self) -> list[Piece]:
+        """:meth:`data_to_send`, as the pieces it is made of."""
+        return self.output.take_pieces()
 
     @property
     def finished(self) -> bool:

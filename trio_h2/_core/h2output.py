@@ -26,7 +26,7 @@ from .h2admission import Refusal, own_response
 from .h2internals import connection_closed, data_frame_header, response_headers_frame, stream_live
 from .h2streams import StreamTable
 from .headers import Headers
-from .output import Output
+from .output import Output, Piece
 from .scheduler import Scheduler
 from .sendlog import SendLog
 
@@ -70,6 +70,11 @@ class H2Output:
         """Bytes to write to the socket, in order."""
         self.queue()
         return self._out.take()
+
+    def take_pieces(self) -> list[Piece]:
+        """:meth:`take`, as the pieces it is made of."""
+        self.queue()
+        return self._out.take_pieces()
 
     def discard(self) -> None:
         """The socket is gone: nothing queued will be written."""

@@ -35,7 +35,14 @@ from .errors import RemoteProtocolError
 from .exchange import Exchange
 from .guard import ConnectionGuard
 from .headers import Headers, RequestHead
+from .output import Piece
 from .sendlog import SchedulerControl
+
+# Bytes the reader asks for at a time, unless the core says otherwise
+# (:attr:`ProtocolCore.read_size`): one full 16 KiB HTTP/2 frame plus headers,
+# several small frames at once. Inbound memory is bounded by flow control and
+# the cores' brakes (``reading_paused``), not by this.
+READ_SIZE = 64 * 1024
 
 
 @final
@@ -113,8 +120,14 @@ class ProtocolCore(Protocol):
         takes body), then calls :meth:`receive_buffered`."""
 
     @property
+    def read_size(self) -> int:
+        """How many bytes the reader asks the socket for next (at least
+        :data:`READ_SIZE`); the bound on what the core holds comes from
+        :attr:`reading_paused`, and each core documents it."""
+
+    @property
     def whole_reads(self) -> bool:
-        """The reader may hand this core a whole read (up to 64 KiB) at once.
+        """The reader may hand this core a whole read (:attr:`read_size`) at once.
         False: in slices of 16 KiB with a checkpoint between, for a core
         whose work per byte can be large (HTTP/2: a read full of small
         frames, each answered)."""
@@ -141,6 +154,11 @@ class ProtocolCore(Protocol):
 
     def data_to_send(self) -> bytes:
         """Everything queued for the socket, in order."""
+
+    def pieces_to_send(self) -> list[Piece]:
+        """What :meth:`data_to_send` would return, as the pieces it is made
+        of (``_core.output``): the sender writes them with one ``writev``,
+        where joining them would copy every response body once more."""
 
     def pull(self, budget: int) -> list[Exchange]:
         """Take up to about ``budget`` bytes of offered response data into

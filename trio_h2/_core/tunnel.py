@@ -30,8 +30,8 @@ from .errors import LocalProtocolError, RemoteProtocolError
 from .exchange import Exchange, drain_body, going_away, release, take_offered
 from .guard import ConnectionGuard
 from .headers import Headers, RequestHead
-from .output import Output
-from .protocol import Handover, ProtocolCore
+from .output import Output, Piece
+from .protocol import READ_SIZE, Handover, ProtocolCore
 
 log = logging.getLogger("trio_h2")
 
@@ -76,6 +76,7 @@ class TunnelCore:
         data, self._early = self._early, b""
         return self.receive_data(data) if data else []
 
+    read_size = READ_SIZE
     whole_reads = False  # as HTTP/2: the WebSocket frames in it are parsed by the handler
 
     @property
@@ -141,6 +142,9 @@ class TunnelCore:
 
     def data_to_send(self) -> bytes:
         return self._out.take()
+
+    def pieces_to_send(self) -> list[Piece]:
+        return self._out.take_pieces()
 
     @property
     def sender_has_work(self) -> bool:

@@ -48,14 +48,11 @@ from h2.errors import ErrorCodes
 from trio.lowlevel import Abort, RaiseCancelT, Task
 
 from .._core.exchange import Exchange
-from .._core.protocol import ProtocolCore
+from .._core.output import Piece, join
+from .._core.protocol import READ_SIZE, ProtocolCore
 from .waker import Waker
 
 log = logging.getLogger("trio_h2")
-
-# Bytes read per receive_some: one full 16 KiB frame plus headers, several
-# small frames at once. Inbound memory is bounded by flow control, not this.
-READ_SIZE = 65536
 
 # DATA framed per send_all. A late high-priority stream waits behind at most
 # this much plus the kernel's TCP_NOTSENT_LOWAT of 16 KiB that trio sets:
@@ -63,6 +60,10 @@ READ_SIZE = 65536
 # Each write and its trip through trio's loop cost as much as framing
 # 32 KiB: 64 KiB writes took 20% more CPU per byte of a 1 MiB download.
 SEND_BATCH = 128 * 1024
+
+# Pieces given to one writev; the rest go after it. Linux's IOV_MAX is 1024;
+# a response's pieces are a head, a few body slices and their framing.
+WRITEV_PIECES = 64
 
 # The reader hands a read to the core this much at a time, and lets the other
 # tasks run between the pieces: whatever 64 KiB a client sends (thousands of
@@ -72,6 +73,24 @@ READ_SLICE = 16384
 
 StreamHandler = Callable[["Connection", Exchange], Awaitable[None]]
 
+
+
+def _write_now(fd: int, pieces: list[Piece]) -> list[Piece]:
+    """Write ``pieces`` to ``fd`` until the kernel takes no more (or all is
+    written); return what is left, in order."""
+    start = 0
+    while start < len(pieces):
+        try:
+            sent = os.writev(fd, pieces[start:start + WRITEV_PIECES])
+        except BlockingIOError:
+            break
+        while start < len(pieces) and sent >= len(pieces[start]):
+            sent -= len(pieces[start])
+            start += 1
+        if sent:
+            pieces[start] = memoryview(pieces[start])[sent:]
+            break  # the kernel took part of a piece: it is full
+    return pieces[start:]
 
 @final
 class Connection:
@@ -259,8 +278,9 @@ class Connection:
                 await self._reader_waker.sleep()
                 state = self._start(self._current().receive_buffered())
                 continue
-            data = await self._read(wait_first=empty)
-            empty = len(data) < READ_SIZE
+            size = state.read_size
+            data = await self._read(size, wait_first=empty)
+            empty = len(data) < size
             state = self._current()  # a handler may have handed over meanwhile
             if not data:
                 log.debug("%s: connection closed by client", self.peer)
@@ -270,33 +290,30 @@ class Connection:
             await self._receive(data)
             del data
 
-    async def _write(self, data: bytes) -> bool:
-        """Write all of ``data``; False if the connection is lost.
+    async def _write(self, pieces: list[Piece]) -> bool:
+        """Write all of ``pieces``, in order; False if the connection is lost.
 
-        On a plain socket, first try to write at once: trio's ``send_all``
-        yields once after every write, even one the kernel took whole, so
-        that a task step (a turn of the loop and a wake-up) would follow
-        every response. The sender yields anyway when it has more to write
-        (``_send_loop``), and sleeps when it has not. What the kernel does
-        not take at once goes through ``send_all``, which waits for room."""
+        On a plain socket, first write them at once, with ``writev``: trio's
+        ``send_all`` yields once after every write, even one the kernel took
+        whole, so that a task step (a turn of the loop and a wake-up) would
+        follow every response; and it takes one buffer, which joining the
+        pieces would copy (a response body, once more). The sender yields
+        anyway when it has more to write (``_send_loop``), and sleeps when
+        it has not. What the kernel does not take at once goes through
+        ``send_all``, which waits for room: joined, unless it is what is
+        left of one piece. TLS takes one buffer: the pieces are joined."""
         stream = self._stream
         try:
             if self._socket is not None:
-                try:
-                    sent = os.write(self._socket.fileno(), data)
-                except BlockingIOError:
-                    sent = 0
-                if sent == len(data):
-                    return True
-                await stream.send_all(memoryview(data)[sent:])
-            else:
-                await stream.send_all(data)
+                pieces = _write_now(self._socket.fileno(), pieces)
+            if pieces:
+                await stream.send_all(pieces[0] if len(pieces) == 1 else join(pieces))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            return False  # os.write's reset or broken pipe; trio's, translated
+            return False  # os.writev's reset or broken pipe; trio's, translated
         return True
 
-    async def _read(self, *, wait_first: bool) -> bytes | bytearray:
-        """Up to :data:`READ_SIZE` bytes from the client; empty once it has
+    async def _read(self, size: int, *, wait_first: bool) -> bytes | bytearray:
+        """Up to ``size`` bytes from the client; empty once it has
         closed (or reset) the connection.
 
         ``wait_first``: the kernel's buffer was empty a moment ago, so on a
@@ -310,10 +327,10 @@ class Connection:
             if wait_first and (sock := self._socket) is not None:
                 await trio.lowlevel.wait_readable(sock)
                 try:
-                    return os.read(sock.fileno(), READ_SIZE)
+                    return os.read(sock.fileno(), size)
                 except BlockingIOError:
                     pass  # woken but nothing to read after all: trio's way
-            return await stream.receive_some(READ_SIZE)
+            return await stream.receive_some(size)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return b""  # (trio turns the socket's OSErrors into those two)
 
@@ -402,7 +419,7 @@ class Connection:
             # Hand the chunks back at once: their handlers offer the next
             # ones while this batch is written, ready for the next decision.
             state.taken(done)
-            data = state.data_to_send()
+            data = state.pieces_to_send()
             if data:
                 guard = state.guard
                 guard.writing_since = guard.clock()  # the watchdog's send_timeout

@@ -9,13 +9,14 @@ from typing import Literal, TypeVar
 
 import trio
 
+from .._core.protocol import READ_SIZE
+
 T = TypeVar("T")
 
-# Bytes per read: what follows the decision belongs to the protocol it picks
-# and goes to that protocol's core, so a read is as large as the connection's
-# own (connection.READ_SIZE). While a PROXY header is incomplete the buffer
-# never exceeds V2_MAX_LENGTH + READ_SIZE (128 KiB), once per connection.
-READ_SIZE = 65536
+# Bytes per read (READ_SIZE): what follows the decision belongs to the
+# protocol it picks and goes to that protocol's core, so a read is as large as
+# the connection's own. While a PROXY header is incomplete the buffer never
+# exceeds V2_MAX_LENGTH + READ_SIZE (128 KiB), once per connection.
 
 
 async def read_until(stream: trio.abc.Stream,
