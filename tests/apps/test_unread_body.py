@@ -1,7 +1,7 @@
 """A response that does not wait for the request body: an application that
 answers (in one message) without reading a body still arriving has the
 rest read and dropped first, within ``DISCARD_BYTES`` and
-``DISCARD_SECONDS`` (``_apps.asgi``). curl 7.88 stops uploading once it has
+``DISCARD_SECONDS`` (``_core.exchange``). curl 7.88 stops uploading once it has
 the response headers (curl issue 10433) and fails a request reset under it
 with error 92; with the body drained first it gets its answer.
 
@@ -31,7 +31,7 @@ from hyperframe.frame import (
 
 from tests.support.rawh2 import H2Client, HeaderBlock, Received
 from tests.support.tools import require_tool
-from trio_h2._apps.asgi import DISCARD_BYTES, DISCARD_PAUSE, DISCARD_SECONDS
+from trio_h2._core.exchange import DISCARD_BYTES, DISCARD_PAUSE, DISCARD_SECONDS
 from trio_h2.testing import H2ServerFactory, H2TestServer
 
 ANSWER = b"answered without reading\n"
