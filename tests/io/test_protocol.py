@@ -75,7 +75,7 @@ def make_app(log: AppLog) -> Callable[..., Awaitable[None]]:
     """``/`` echoes the request body; ``/big?N`` answers N bytes with a
     content-length; ``/hold`` waits for ``release``, then answers without
     reading the body; ``/answered`` reads one piece of the body, answers at
-    once (a response not held for the rest: see ``_apps.asgi``'s
+    once (a response not held for the rest: see ``_core.exchange``'s
     DISCARD_BYTES), then waits for ``release``; ``/stuck`` never answers; ``/receive`` waits in
     ``receive()`` and records what it gets."""
 
@@ -608,7 +608,7 @@ async def test_unread_request_body_returns_connection_credit(
             credit += update.window_increment
         if not end_stream:
             # The answer waits while the rest of the body is read and dropped
-            # (_apps.asgi's DISCARD_BYTES); the credit came back as it was.
+            # (_core.exchange's DISCARD_BYTES); the credit came back as it was.
             await client.send_data(1, b"", end_stream=True)
             assert (await client.read_response(1)).status == 200
             assert not [f for f in client.kept if isinstance(f, RstStreamFrame)]

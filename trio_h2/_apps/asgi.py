@@ -32,14 +32,19 @@ from h2.errors import ErrorCodes
 from .._config import Config
 from .._core.accesslog import AccessAtoms
 from .._core.errors import ClientDisconnected, LocalProtocolError
-from .._core.exchange import Address, Exchange
+from .._core.exchange import (
+    DISCARD_BYTES,
+    DISCARD_PAUSE,
+    DISCARD_SECONDS,
+    Address,
+    Exchange,
+    awaits_unread_body,
+)
 from .._core.forwarded import TrustedProxies, forwarded_client
 from .._core.headers import (
     Headers,
     MalformedRequest,
-    declared_length,
     early_hints_headers,
-    expects_continue,
     http_date,
     response_headers,
     trailer_headers,
@@ -58,25 +63,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-# An application may answer without reading the request body (a 401, a 404,
-# a 413 decided from the head). A response whole in one message then waits
-# while the rest of the body is read and dropped, within these bounds: a
-# client that sends its whole body before it reads gets the answer. curl
-# before 8.1 stops uploading once it has response headers (curl issue 10433)
-# and hangs, or fails with error 92 if the stream is reset as RFC 9113
-# section 8.1 allows. nginx discards an unread body too, for at most its
-# lingering_time (30 s), and no longer than its lingering_timeout (5 s)
-# without a byte: the client's window is open (credit goes back as the body
-# is dropped), so a pause that long means it has stopped sending. A body
-# declared larger than 8 MiB is not waited for, and past 8 MiB the answer
-# goes: it costs bandwidth, never memory
-# (each piece is dropped as it is taken, and only its credit goes back, so
-# no window grows past what was advertised). 8 MiB covers the form posts
-# and photos an early answer usually meets.
-DISCARD_BYTES = 8 * 1024 * 1024
-DISCARD_SECONDS = 30.0
-DISCARD_PAUSE = 5.0
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
 
@@ -433,25 +419,17 @@ class _Exchange:
             self._check_connected()
 
     async def _discard_unread_body(self) -> None:
-        """Before a response that is whole in one message, to a request
-        whose body the application has not read at all and is still
-        arriving: read and drop it, within :data:`DISCARD_BYTES`,
-        :data:`DISCARD_SECONDS` and pauses of :data:`DISCARD_PAUSE`, so that
-        the client has sent it all when the answer comes. Past a bound the
-        answer goes as it is (and HTTP/2 resets the request with NO_ERROR
-        once the handler returns). An application that read some of the
-        body and then answered (a 413 on the running size) wants the upload
-        stopped: it is not waited for."""
+        """Before a response that is whole in one message, when
+        ``_core.exchange.awaits_unread_body`` says so (the application has
+        not read the body, which is still arriving): read and drop it,
+        within :data:`DISCARD_BYTES`, :data:`DISCARD_SECONDS` and pauses of
+        :data:`DISCARD_PAUSE`, so that the client has sent it all when the
+        answer comes. Past a bound the answer goes as it is (and HTTP/2
+        resets the request with NO_ERROR once the handler returns). WSGI
+        responses come here too (``_apps.wsgi`` sends through this adapter)."""
         stream, state = self._stream, self._state
-        if self._body_read or stream.body_ended or stream.disconnected:
+        if not awaits_unread_body(stream, body_read=self._body_read):
             return
-        if expects_continue(stream.head) and not stream.body:
-            return  # the client holds its body back for a 100 it need not get
-        declared = declared_length(stream.head)
-        if declared is not None and declared > DISCARD_BYTES:
-            return
-        if not declared and not stream.body:
-            return  # no body announced, none arrived: nothing to wait for
         dropped = 0
         with trio.move_on_after(DISCARD_SECONDS):
             while not stream.disconnected:

@@ -274,16 +274,23 @@ class _Response:
     def _send_iterable(self, result: Iterable[bytes]) -> None:
         # PEP 3333: a one-element list's length is the Content-Length. Other
         # iterables go piece by piece (HTTP/1.1: chunked unless the app set
-        # Content-Length) with an empty last piece to end the body.
+        # Content-Length) with an empty last piece to end the body, except
+        # the piece that completes the app's Content-Length: it ends the body
+        # itself, and iteration stops there (PEP 3333). So a response whole
+        # in its first piece (Werkzeug's ClosingIterator, Django's
+        # HttpResponse) is whole in one message, and the ASGI adapter this
+        # one sends through has it wait while an unread request body is
+        # dropped (_core.exchange.awaits_unread_body).
         if isinstance(result, list | tuple) and len(result) == 1 and not self._started:
             self._send_body(self._within_length(_checked(result[0])), more=False)
             return
         for piece in result:
             data = self._within_length(_checked(piece))
+            if self._length is not None and self._written + len(data) >= self._length:
+                self._send_body(data, more=False)
+                return
             if data:
                 self._send_body(data, more=True)
-            if self._length is not None and self._written >= self._length:
-                break  # PEP 3333: stop iterating once Content-Length is sent
         self._send_body(b"", more=False)
 
     def _within_length(self, data: bytes) -> bytes:

@@ -12,11 +12,32 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import final
 
-from .headers import Headers, RequestHead
+from .headers import Headers, RequestHead, declared_length, expects_continue
 
 Address = tuple[str, int | None]
 """A socket address as the ASGI scope has it: ``(host, port)``, or
 ``(path, None)`` for a Unix socket."""
+
+
+# An application may answer without reading the request body (a 401, a 404,
+# a 413 decided from the head). A response whole in one message then waits
+# while the rest of the body is read and dropped, within these bounds: a
+# client that sends its whole body before it reads gets the answer. curl
+# before 8.1 stops uploading once it has response headers (curl issue 10433)
+# and hangs, or fails with error 92 if the stream is reset as RFC 9113
+# section 8.1 allows. nginx discards an unread body too, for at most its
+# lingering_time (30 s), and no longer than its lingering_timeout (5 s)
+# without a byte: the client's window is open (credit goes back as the body
+# is dropped), so a pause that long means it has stopped sending. A body
+# declared larger than 8 MiB is not waited for, and past 8 MiB the answer
+# goes: it costs bandwidth, never memory
+# (each piece is dropped as it is taken, and only its credit goes back, so
+# no window grows past what was advertised). 8 MiB covers the form posts
+# and photos an early answer usually meets. The app adapters wait this way
+# (``_apps.asgi``; ``_apps.wsgi`` through it); this module decides whether.
+DISCARD_BYTES = 8 * 1024 * 1024
+DISCARD_SECONDS = 30.0
+DISCARD_PAUSE = 5.0
 
 
 def _noop() -> None:
@@ -97,6 +118,26 @@ def drain_body(stream: Exchange) -> bytes:
     data = b"".join(chunk for chunk, _ in stream.body)
     stream.body.clear()
     return data
+
+
+def awaits_unread_body(stream: Exchange, *, body_read: bool) -> bool:
+    """Whether a response whole in one message, about to go on ``stream``,
+    first waits while the rest of its request body is read and dropped
+    (within :data:`DISCARD_BYTES`, :data:`DISCARD_SECONDS` and pauses of
+    :data:`DISCARD_PAUSE`). Not when the body has ended or the stream is
+    gone; not when the application read some of it (``body_read``: a 413
+    on the running size wants the upload stopped); not when the client
+    holds its body back for a ``100 Continue`` it need not get; not when it
+    declared more than :data:`DISCARD_BYTES`; not when no body was announced
+    and none arrived."""
+    if body_read or stream.body_ended or stream.disconnected:
+        return False
+    if expects_continue(stream.head) and not stream.body:
+        return False
+    declared = declared_length(stream.head)
+    if declared is not None and declared > DISCARD_BYTES:
+        return False
+    return bool(declared) or bool(stream.body)
 
 
 def going_away(streams: Iterable[Exchange]) -> None:
