@@ -237,6 +237,25 @@ def test_a_body_is_read_in_pieces_up_to_the_room_left_in_the_window() -> None:
     assert core.server.read_size == min(BODY_READ_SIZE, window)
 
 
+def test_a_content_length_body_reaches_the_application_as_it_was_read() -> None:
+    """Body bytes go past h11 (``h11_take_body``): the application gets the
+    very ``bytes`` the reader read, not a copy; what follows the body in the
+    same read (a pipelined request) still goes through h11, in order."""
+    core = Core()
+    [stream] = core.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+    read = b"12345"
+    core.feed(read)
+    assert stream.body[0][0] is read
+    assert core.server.take_body(stream) == read
+    core.feed(b"67890" + GET)
+    assert core.server.take_body(stream) == b"67890" and stream.body_ended
+    core.respond(stream)
+    core.flush()
+    core.server.handler_finished(stream)
+    [second] = core.server.receive_buffered()
+    assert second.head.method == b"GET"
+
+
 def test_streaming_response_is_close_delimited_on_10() -> None:
     core = Core()
     [stream] = core.feed(b"GET / HTTP/1.0\r\n\r\n")

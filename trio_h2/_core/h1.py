@@ -75,7 +75,7 @@ from .h1heads import (
     tokens,
     without_hop_fields,
 )
-from .h2internals import h11_buffered
+from .h2internals import h11_buffered, h11_take_body
 from .headers import Headers, RequestHead, error_page, reason_phrase
 from .memory import Holding, ServerMemory
 from .output import Output, Piece
@@ -190,7 +190,12 @@ class H1Core:
             self._head_started = True
         elif state is not h11.SEND_BODY:
             self._held = True  # a request is complete: the next one waits
-        self._h11.receive_data(cast(bytes, data))  # h11 takes any bytes-like object
+        elif body := h11_take_body(self._h11, len(data)):
+            # Body h11 need not see: to the application as it was read.
+            self._body(bytes(data) if body == len(data) else bytes(data[:body]))
+            data = data[body:]
+        if data:
+            self._h11.receive_data(cast(bytes, data))  # h11 takes any bytes-like object
         return self._parse()
 
     def receive_buffered(self) -> list[Exchange]:
