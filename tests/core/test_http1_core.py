@@ -256,6 +256,25 @@ def test_a_content_length_body_reaches_the_application_as_it_was_read() -> None:
     assert second.head.method == b"GET"
 
 
+def test_a_body_sent_without_waiting_for_100_continue_keeps_the_connection() -> None:
+    """A client that asks for 100 Continue and sends its body anyway is not
+    waiting any more (as h11 records it on body it parses): no 100, and the
+    connection stays open after the response."""
+    core = Core()
+    [stream] = core.feed(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                         b"Content-Length: 10\r\n\r\n")
+    core.feed(b"hello")
+    core.server.body_wanted(stream, True)
+    assert b" 100 " not in core.flush()
+    core.feed(b"world")
+    assert core.server.take_body(stream) == b"helloworld" and stream.body_ended
+    core.respond(stream)
+    core.server.handler_finished(stream)
+    out = core.flush()
+    assert b" 100 " not in out and b"connection: close" not in out.lower()
+    assert not core.server.finished
+
+
 def test_streaming_response_is_close_delimited_on_10() -> None:
     core = Core()
     [stream] = core.feed(b"GET / HTTP/1.0\r\n\r\n")

@@ -27,4 +27,7 @@ def h11_take_body(conn: h11.Connection, size: int) -> int:
         return 0
     taken = min(size, reader._remaining)
     reader._remaining -= taken
+    if taken:
+        # As h11 does on the client's body: whoever sends it waits no more.
+        conn.client_is_waiting_for_100_continue = False
     return taken
