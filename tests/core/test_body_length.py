@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 import h2.events
+import h2.stream
 import pytest
 from h2.errors import ErrorCodes
 from hyperframe.frame import RstStreamFrame
@@ -19,6 +20,7 @@ from hyperframe.frame import RstStreamFrame
 from tests.support.requests import GET, request
 from tests.support.sansio import Pair, parse_frames, received
 from trio_h2 import Config
+from trio_h2._core.h2internals import HookMissing, check_hooks
 
 
 def resets(events: list[h2.events.Event]) -> dict[int, int]:
@@ -120,3 +122,13 @@ def test_dropped_body_gives_the_connection_window_back() -> None:
         pair.server.handler_finished(stream)  # it saw the disconnect and returned
     assert pair.server.stats()["open_streams"] == 0
     assert_connection_goes_on(pair)
+
+
+def test_h2_no_longer_raising_for_the_length_fails_the_check(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release that counts content-length elsewhere (or makes it a stream
+    error itself) would leave the wrapper unused: the check says so."""
+    monkeypatch.setattr(h2.stream.H2Stream, "_track_content_length",
+                        lambda self, length, end_stream: None)
+    with pytest.raises(HookMissing, match=r"_receive_data_frame raising InvalidBodyLengthError"):
+        check_hooks()
