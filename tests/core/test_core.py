@@ -11,10 +11,10 @@ import h2.events
 import h2.settings
 import pytest
 from h2.errors import ErrorCodes
-from hyperframe.frame import Frame, GoAwayFrame, PingFrame, RstStreamFrame
+from hyperframe.frame import GoAwayFrame, PingFrame, RstStreamFrame
 
 from tests.support.requests import GET, POST
-from tests.support.sansio import Pair, received
+from tests.support.sansio import Pair, parse_frames, received
 from trio_h2 import Config
 
 
@@ -206,23 +206,13 @@ def test_handler_finishing_early_resets_the_open_request_with_no_error() -> None
     assert received(pair.events, stream.stream_id) == b"done"
 
 
-def frames(data: bytes) -> list[Frame]:
-    out = []
-    while data:
-        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
-        frame.parse_body(memoryview(data[9:9 + length]))
-        out.append(frame)
-        data = data[9 + length:]
-    return out
-
-
 def test_drain_is_two_goaways_around_a_ping() -> None:
     # RFC 9113 section 6.8: GOAWAY with 2^31-1 first, a PING, then GOAWAY
     # with the last stream id once the PING is answered.
     pair = Pair()
     first = pair.request(GET)
     pair.server.start_drain()
-    goaway, ping = frames(pair.server.data_to_send())
+    goaway, ping = parse_frames(pair.server.data_to_send())
     assert isinstance(goaway, GoAwayFrame) and goaway.last_stream_id == 2**31 - 1
     assert isinstance(ping, PingFrame) and "ACK" not in ping.flags
     # A stream the client opened before it saw the GOAWAY is still served.
@@ -232,11 +222,11 @@ def test_drain_is_two_goaways_around_a_ping() -> None:
     assert 3 in pair.server.streams
     pair.server.receive_data(PingFrame(0, flags=["ACK"], opaque_data=ping.opaque_data)
                              .serialize())
-    (second,) = frames(pair.server.data_to_send())
+    (second,) = parse_frames(pair.server.data_to_send())
     assert isinstance(second, GoAwayFrame) and second.last_stream_id == 3
     pair.client.send_headers(5, GET, end_stream=True)  # after the second: refused
     pair.server.receive_data(pair.client.data_to_send())
-    (refused,) = frames(pair.server.data_to_send())
+    (refused,) = parse_frames(pair.server.data_to_send())
     assert isinstance(refused, RstStreamFrame) and refused.stream_id == 5
     assert refused.error_code == ErrorCodes.REFUSED_STREAM
     assert not pair.server.finished  # streams 1 and 3 are in flight

@@ -7,6 +7,7 @@ stream error, the tests also check that the connection's other streams go on.
 from __future__ import annotations
 
 import functools
+import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 import trustme
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
@@ -26,6 +28,7 @@ from hyperframe.frame import (
 )
 
 import trio_h2
+from tests.support.attack_harness import LIVENESS_LIMIT
 from tests.support.frames import (
     CONTINUATION,
     DATA,
@@ -375,17 +378,111 @@ async def test_data_beyond_the_stream_window(
         assert await client.closed()
 
 
-async def test_content_length_mismatch(server: Server) -> None:
-    # RFC 9113 section 8.1.1: malformed; h2 makes it a connection error (5.4.1 allows).
-    with trio.fail_after(5):
-        client = await server.connect()
-        await client.send_headers(1, request("POST", "/", ("content-length", "10")))
-        await client.send_data(1, b"12345", end_stream=True)
-        kind, code = await rst_or_goaway(client, 1)
-        assert code == ErrorCodes.PROTOCOL_ERROR, kind
-
-
 # ------------------------------------------------------ stream-level errors
+
+
+@dataclass
+class Windows:
+    """The client's send windows (RFC 9113 section 6.9), as the server
+    opens them: DATA goes only where both have room."""
+
+    client: H2Client
+    sizes: dict[int, int] = field(default_factory=lambda: {0: 65535})
+
+    def count(self, frame: Received) -> bool:
+        """Count a WINDOW_UPDATE (a match for :meth:`H2Client.next_frame`)."""
+        if not isinstance(frame, WindowUpdateFrame):
+            return False
+        self.sizes[frame.stream_id] = self.room(frame.stream_id) + frame.window_increment
+        return True
+
+    def room(self, stream_id: int) -> int:
+        return self.sizes.setdefault(stream_id, self.initial)
+
+    @property
+    def initial(self) -> int:
+        return self.client.server_settings.get(SettingCodes.INITIAL_WINDOW_SIZE, 65535)
+
+    async def send(self, stream_id: int, size: int, *, end_stream: bool = False) -> None:
+        """``size`` bytes of DATA on ``stream_id``, in frames of a whole
+        stream window (16 KiB at most), each sent once both windows have
+        room for all of it: a stream's first frame is never cut short."""
+        while size:
+            frame = min(size, 16384, self.initial)
+            while min(self.room(0), self.room(stream_id)) < frame:
+                update = next((f for f in self.client.kept if self.count(f)), None)
+                if update is None:
+                    await self.client.next_frame(self.count)
+                else:
+                    self.client.kept.remove(update)
+            size -= frame
+            await self.client.send_data(stream_id, bytes(frame), end_stream=end_stream and not size)
+            self.sizes[0] -= frame
+            self.sizes[stream_id] -= frame
+
+
+async def test_body_length_mismatch_resets_only_its_stream(
+        start_test_server: StartServer, caplog: pytest.LogCaptureFixture) -> None:
+    # RFC 9113 section 8.1.1: a body that disagrees with its content-length
+    # makes the request malformed, a stream error. h2 raises
+    # InvalidBodyLengthError, which used to end the whole connection
+    # (curl 7.88 can end an upload early once the answer has come).
+    # Windows: 8 x 8 KiB for the connection, so the bodies dropped below
+    # need their credit back.
+    server = await start_test_server(max_concurrent_streams=8, initial_window_size=8192)
+    caplog.set_level(logging.DEBUG, logger="trio_h2")
+    with trio.fail_after(LIVENESS_LIMIT):
+        client = await server.connect()
+        windows = Windows(client)
+        await client.send_headers(1, request("POST", "/", ("content-length", "5")))
+        await client.send_data(1, b"hello", end_stream=True)
+        response = await client.read_response(1)
+        assert (response.status, response.body) == (200, b"hello")
+        await client.send_headers(3, request("POST", "/receive", ("content-length", "10")))
+        await windows.send(3, 5, end_stream=True)  # short of the length
+        assert await client.expect_rst(3) == ErrorCodes.PROTOCOL_ERROR
+        await client.send_headers(5, request("POST", "/receive", ("content-length", "5")))
+        await windows.send(5, 10)  # past the length
+        assert await client.expect_rst(5) == ErrorCodes.PROTOCOL_ERROR
+        assert await get(client, 7) == 200
+        # Each of eight streams sends a whole stream window past its length:
+        # twice the connection window, sent only as the server credits it.
+        for stream_id in range(9, 25, 2):
+            await client.send_headers(stream_id,
+                                      request("POST", "/receive", ("content-length", "5")))
+            await windows.send(stream_id, 8192)
+            assert await client.expect_rst(stream_id) == ErrorCodes.PROTOCOL_ERROR
+        # And a body of a whole connection window, read and echoed.
+        await client.send_headers(25, request("POST", "/"))
+        await windows.send(25, 65536, end_stream=True)
+        response = await client.read_response(25)
+        assert (response.status, len(response.body)) == (200, 65536)
+        assert not [f for f in client.kept if isinstance(f, GoAwayFrame)]
+        # Every handler of a reset stream saw its body end in a disconnect.
+        await trio.testing.wait_all_tasks_blocked()
+    assert server.log.messages == [{"type": "http.disconnect"}] * 10
+    lines = [r for r in caplog.records if "content-length" in r.getMessage()]
+    assert [(r.levelno, r.getMessage().split(": ", 1)[1]) for r in lines[:2]] == [
+        (logging.INFO, "stream 3: malformed request: the body ended after 5 bytes, short of "
+                       "its content-length 10"),
+        (logging.DEBUG, "stream 5: malformed request: 10 bytes of body arrived, past its "
+                        "content-length 5"),
+    ]
+    assert not [r for r in caplog.records if "connection error" in r.getMessage()]
+
+
+async def test_trailers_ending_the_body_short_are_a_stream_error(server: Server) -> None:
+    # h2 counts DATA against content-length; trailers end the body too.
+    with trio.fail_after(LIVENESS_LIMIT):
+        client = await server.connect()
+        await client.send_headers(1, request("POST", "/receive", ("content-length", "10")))
+        await client.send_data(1, b"12345")
+        await client.send_headers(1, [("x-checksum", "1")], end_stream=True)
+        assert await client.expect_rst(1) == ErrorCodes.PROTOCOL_ERROR
+        assert await get(client, 3) == 200
+        await server.log.disconnected.wait()
+    assert server.log.messages[-1] == {"type": "http.disconnect"}
+    assert not [m for m in server.log.messages if not m.get("more_body", True)]
 
 
 async def test_stream_window_overflow_resets_only_that_stream(server: Server) -> None:

@@ -6,6 +6,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+from hyperframe.frame import Frame
 
 from trio_h2 import Config
 from trio_h2._core.exchange import Exchange
@@ -65,3 +66,16 @@ class Pair:
 def received(events: list[h2.events.Event], stream_id: int) -> bytes:
     return b"".join(e.data for e in events
                     if isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id)
+
+
+def parse_frames(data: bytes) -> list[Frame]:
+    """The frames in ``data`` (the server's output), in order: for what the
+    client's h2 would take without an event (a RST_STREAM on a stream it
+    has closed, a GOAWAY's details)."""
+    out = []
+    while data:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9:9 + length]))
+        out.append(frame)
+        data = data[9 + length:]
+    return out

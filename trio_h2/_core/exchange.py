@@ -61,6 +61,9 @@ class Exchange:
     body: deque[tuple[bytes, int]] = field(default_factory=deque)
     body_ended: bool = False
     """The client sent END_STREAM: no more body will come."""
+    body_received: int = 0
+    """HTTP/2: bytes of request body received (padding aside), to judge
+    against its content-length when trailers end it."""
     continued: bool = False
     """HTTP/2: a ``100 Continue`` is no longer due (sent, or the body began)."""
     body_charge: int = 0

@@ -55,10 +55,10 @@ from .._config import Config
 from .errors import ClientDisconnected, RemoteProtocolError
 from .exchange import Exchange, going_away, release
 from .guard import ConnectionGuard, FrameSlicer
-from .h2bodies import RequestBodies
+from .h2bodies import RequestBodies, body_length_mismatch
 from .h2ending import DRAIN_PING, MAX_STREAM_ID, ConnectionEnd
 from .h2extras import MAX_SETTINGS, code_name, server_connection
-from .h2internals import change_local_settings, limit_encoder_table
+from .h2internals import BodyLengthReset, change_local_settings, limit_encoder_table
 from .h2opening import StreamOpening
 from .h2output import H2Output
 from .h2priority import PrioritySignals
@@ -283,13 +283,18 @@ class H2Core:
             self.bodies.trailers_received(event)
         elif isinstance(event, h2.events.StreamReset):
             # By the client, or by h2 for the client's error (a stream window
-            # overflow): either way a reset the client caused.
+            # overflow, a body that disagrees with its content-length):
+            # either way a reset the client caused.
             self.ending.spend(self.guard.resets, "stream resets")
             stream = self.streams.get(event.stream_id)
-            if stream is not None:
+            if isinstance(event, BodyLengthReset):
+                self.ending.bad_request(event.stream_id,
+                                        body_length_mismatch(event.expected, event.actual))
+            elif stream is not None:
                 log.debug("%s: stream %d reset (%s, by %s)", self.peer, event.stream_id,
                           code_name(event.error_code),
                           "client" if event.remote_reset else "us")
+            if stream is not None:
                 self.table.close(stream, disconnected=True)
         elif isinstance(event, h2.events.WindowUpdated):
             if event.stream_id == 0:

@@ -99,7 +99,7 @@ def own_response(refusal: Refusal, room: int) -> tuple[Headers, bytes]:
 
 def body_allowance(head: RequestHead, window: int) -> int:
     """What a request that may carry a body may send before its app reads:
-    its stream ``window``, or its ``content-length`` if smaller (h2 ends the
-    connection if the body goes past it)."""
+    its stream ``window``, or its ``content-length`` if smaller (the stream
+    is reset if the body goes past it: ``_core.h2internals.reset_on_body_length``)."""
     length = declared_length(head)
     return window if length is None else min(length, window)

@@ -5,10 +5,12 @@ advertised (h2 enforces the window), and its credit goes back to the client
 only as the application takes the body (:meth:`RequestBodies.take`): RFC
 9113 section 6.9, and the memory bound of ``_core.memory``'s ``bodies``
 account. DATA nobody will read is acknowledged at once. END_STREAM, or
-trailers once they are judged (malformed, or over ``max_header_fields``:
-the stream is reset), end the body. ``H2Core`` (``_core.h2``) hands h2's
-events here; the stream table (``_core.h2streams``) closes the stream once
-both sides have ended.
+trailers once they are judged (malformed, short of the content-length, or
+over ``max_header_fields``: the stream is reset), end the body. A body that
+ends short of its content-length at END_STREAM, or goes past it, is
+h2's to find (``_core.h2internals.reset_on_body_length`` makes that a
+stream reset). ``H2Core`` (``_core.h2``) hands h2's events here; the stream
+table (``_core.h2streams``) closes the stream once both sides have ended.
 """
 
 from __future__ import annotations
@@ -26,12 +28,38 @@ from .._config import Config
 from .exchange import Exchange
 from .guard import ConnectionGuard
 from .h2ending import ConnectionEnd
-from .h2internals import fields_dropped
+from .h2internals import fields_dropped, stream_live
 from .h2output import H2Output
 from .h2streams import StreamTable
-from .headers import MalformedRequest, validate_trailers
+from .headers import Headers, MalformedRequest, declared_length, validate_trailers
 
 log = logging.getLogger("trio_h2")
+
+
+def body_length_mismatch(declared: int, received: int) -> str:
+    """What is wrong with a request body of ``received`` bytes, so far or
+    in all, whose content-length says ``declared``: malformed, RFC 9113
+    section 8.1.1. For the log line after ``"stream N: "``."""
+    if received > declared:
+        return (f"malformed request: {received} bytes of body arrived, past its "
+                f"content-length {declared}")
+    return (f"malformed request: the body ended after {received} bytes, short of its "
+            f"content-length {declared}")
+
+
+def judge_trailers(stream: Exchange, fields: Headers) -> str | None:
+    """Why trailers (``fields``, those over ``max_header_fields`` dropped)
+    make ``stream``'s request malformed, or None: fields a trailer may not
+    carry, or a body they end short of its content-length (RFC 9113 section
+    8.1.1; h2 counts DATA against it, not trailers). For the log line."""
+    try:
+        validate_trailers(fields)
+    except MalformedRequest as exc:
+        return f"malformed trailers: {exc}"
+    declared = declared_length(stream.head)
+    if declared is not None and declared != stream.body_received:
+        return body_length_mismatch(declared, stream.body_received)
+    return None
 
 
 @final
@@ -74,6 +102,7 @@ class RequestBodies:
             stream.body.append((data, flow))
             self.guard.body_arrived(event.stream_id)
         if stream is not None:
+            stream.body_received += len(data)
             if event.stream_ended is not None:
                 stream.body_ended = True
             stream.wake()
@@ -84,14 +113,12 @@ class RequestBodies:
             return
         fields = list(event.headers or [])
         total = fields_dropped(fields)
-        try:
-            validate_trailers(fields[1:] if total else fields)
-        except MalformedRequest as exc:
-            log.info("%s: stream %d: malformed trailers: %s", self.peer, event.stream_id, exc)
-            h2_stream = self.h2.streams.get(event.stream_id)
-            if h2_stream is None or h2_stream.closed:
+        problem = judge_trailers(stream, fields[1:] if total else fields)
+        if problem is not None:
+            self.ending.bad_request(event.stream_id, problem)
+            if not stream_live(self.h2, event.stream_id):
                 # Our response had ended, so the trailers' END_STREAM closed
-                # the stream in h2 before we could judge the fields, and h2
+                # the stream in h2 before we could judge them, and h2
                 # refuses to reset a closed stream. RFC 9113 section 8.1.1
                 # still asks for a stream error (nghttp2 judges the fields
                 # before the state change): the RST_STREAM, written by hand.

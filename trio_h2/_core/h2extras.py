@@ -35,6 +35,7 @@ from .h2internals import (
     Decoder,
     change_local_settings,
     replace_decoder,
+    reset_on_body_length,
     use_frame_buffer,
     use_linear_huffman,
 )
@@ -54,7 +55,9 @@ SETTINGS_NO_RFC7540_PRIORITIES = cast(h2.settings.SettingCodes, 0x9)
 def server_connection(config: Config) -> h2.connection.H2Connection:
     """An h2 server connection as trio_h2 runs it: ``config``'s settings,
     h2's header validation off (``_core.headers`` does it, as stream errors), the
-    :class:`Decoder`, ``_core.h2internals.FrameBuffer`` and the linear
+    :class:`Decoder`, ``_core.h2internals.FrameBuffer``, a body that
+    disagrees with its content-length reset as a stream error
+    (``_core.h2internals.reset_on_body_length``), and the linear
     ``_core.h2internals.HuffmanEncoder``."""
     conn = h2.connection.H2Connection(
         h2.config.H2Configuration(
@@ -81,6 +84,7 @@ def server_connection(config: Config) -> h2.connection.H2Connection:
         **({h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1} if config.websocket else {}),
     })
     use_frame_buffer(conn)
+    reset_on_body_length(conn)  # RFC 9113 section 8.1.1: a stream error
     use_linear_huffman(conn)
     replace_decoder(conn, Decoder(max_header_list_size=config.max_header_list_size,
                                   max_fields=config.max_header_fields))

@@ -30,6 +30,11 @@ events, exceptions, ``h2.errors``, ``h2.settings``):
 * ``H2Connection._frame_dispatch_table``: h2 dispatches received frames on
   their exact class, so :func:`use_frame_buffer` routes :class:`DataFrame`
   as DATA.
+* ``H2Connection._receive_data_frame(frame)``: h2's DATA handler, wrapped
+  (in the dispatch table) by :func:`reset_on_body_length`, which makes the
+  ``InvalidBodyLengthError`` it raises a stream reset (a
+  :class:`BodyLengthReset` event) instead of h2's connection error.
+  :func:`check_hooks` sends a body past its content-length through it.
 * ``H2Connection.decoder``: replaced by :func:`replace_decoder` (the
   decoder that reports COMPRESSION_ERROR, :class:`Decoder`); h2 must
   decode every header block with it.
@@ -125,6 +130,7 @@ except ImportError as exc:
                       f"{metadata.version('h2')} does not have") from exc
 
 from .h2hooks import (
+    BodyLengthReset,
     GoawayTolerantConnection,
     HeaderBlockFrame,
     change_local_settings,
@@ -132,6 +138,7 @@ from .h2hooks import (
     limit_encoder_table,
     pending_header_frames,
     replace_decoder,
+    reset_on_body_length,
     stream_live,
     unparsed_bytes,
 )
@@ -219,6 +226,7 @@ HOOKS = (
     Hook("h2.stream.StreamInputs", "SEND_END_STREAM", False, _exists),
     Hook(_BUFFER, "_update_header_buffer", False, _takes(2)),
     Hook(_CONNECTION, "_receive_goaway_frame", False, _takes(2)),
+    Hook(_CONNECTION, "_receive_data_frame", False, _takes(2)),
     Hook(_STREAM_MACHINE, "process_input", False, _takes(2)),
     Hook(_STREAM, "closed", False, _is(property)),
     # hyperframe.
@@ -289,6 +297,9 @@ def check_hooks() -> None:
         _check_decoder()
     with _hook("hpack.Decoder's steps, run by trio_h2's Decoder"):
         _check_counting_decoder()
+    with _hook(f"{_CONNECTION}._receive_data_frame raising InvalidBodyLengthError, "
+               "wrapped to reset the stream"):
+        _check_body_length()
     with _hook(f"{_BUFFER}._data and ._headers_buffer holding an unfinished header block"):
         _check_frame_buffer()
     with _hook("hpack.huffman.HuffmanEncoder, matched by trio_h2's HuffmanEncoder"):
@@ -377,6 +388,23 @@ def _check_counting_decoder() -> None:
             raise AssertionError(f"decoded {decoded!r}, hpack decodes {expected!r}")
 
 
+def _check_body_length() -> None:
+    """Two bytes of body past a content-length of 1: the stream reset, the
+    connection still open."""
+    client = _h2(client_side=True)
+    client.initiate_connection()
+    client.send_headers(1, [(b":method", b"POST"), *_REQUEST[1:], (b"content-length", b"1")])
+    client.send_data(1, b"12")
+    server = _h2(client_side=False)
+    reset_on_body_length(server)
+    events = server.receive_data(client.data_to_send())
+    resets = [(event.stream_id, event.expected, event.actual)
+              for event in events if isinstance(event, BodyLengthReset)]
+    if resets != [(1, 1, 2)] or stream_live(server, 1) or connection_closed(server):
+        raise AssertionError(f"events {events!r}, stream 1 live: {stream_live(server, 1)}, "
+                             f"connection closed: {connection_closed(server)}")
+
+
 def _check_frame_buffer() -> None:
     server = _h2(client_side=False)
     server.receive_data(_request_wire()
@@ -430,6 +458,7 @@ __all__ = [
     "HOOKS",
     "HUFFMAN",
     "LIBRARIES",
+    "BodyLengthReset",
     "DataFrame",
     "Decoder",
     "FieldsDropped",
@@ -451,6 +480,7 @@ __all__ = [
     "limit_encoder_table",
     "pending_header_frames",
     "replace_decoder",
+    "reset_on_body_length",
     "response_headers_frame",
     "stream_live",
     "unparsed_bytes",

@@ -6,13 +6,23 @@ connection. Nothing here touches a hook as it is imported:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 import h2.connection
 import h2.events
+import h2.exceptions
 import h2.settings
 import hpack
-from hyperframe.frame import ContinuationFrame, Frame, GoAwayFrame, HeadersFrame, PushPromiseFrame
+from h2.errors import ErrorCodes
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PushPromiseFrame,
+)
 
 HeaderBlockFrame = HeadersFrame | ContinuationFrame | PushPromiseFrame
 
@@ -64,6 +74,53 @@ def stream_live(conn: h2.connection.H2Connection, stream_id: int) -> bool:
     """Whether h2 knows ``stream_id`` and has not closed it."""
     stream = conn.streams.get(stream_id)
     return stream is not None and not stream.closed
+
+
+@dataclass(kw_only=True)
+class BodyLengthReset(h2.events.StreamReset):
+    """A stream reset by us (``remote_reset`` False, RST_STREAM
+    PROTOCOL_ERROR queued) because its request body disagrees with its
+    content-length: :func:`reset_on_body_length`'s event."""
+
+    expected: int
+    """The body's declared length (0 for a HEAD request, as h2 counts it)."""
+    actual: int
+    """The bytes of body received when h2 saw the disagreement."""
+
+
+def reset_on_body_length(conn: h2.connection.H2Connection) -> None:
+    """Make a request body that disagrees with its content-length the
+    stream error RFC 9113 section 8.1.1 says it is, not h2's connection
+    error.
+
+    h2 raises ``InvalidBodyLengthError`` out of ``receive_data`` for DATA
+    past the declared length, or ending short of it, and closes the
+    connection (GOAWAY PROTOCOL_ERROR): every other stream on it is lost,
+    and the events of the frames before it in the same call with them. Its
+    DATA handler, wrapped here, turns that into what h2 does for the other
+    stream errors it finds (a stream window overflow): the stream reset
+    with RST_STREAM, and a :class:`BodyLengthReset` event. h2 raises
+    before the frame's END_STREAM moves the stream's state, so the stream
+    is still open to reset. h2 took the frame out of the connection window
+    before the stream refused it, and nobody will read it: its credit goes
+    back at once, as h2 gives back DATA that arrives on a closed stream.
+    """
+    receive = conn._receive_data_frame
+
+    def receive_data_frame(frame: DataFrame) -> tuple[list[Frame], list[h2.events.Event]]:
+        try:
+            return receive(frame)
+        except h2.exceptions.InvalidBodyLengthError as exc:
+            conn.reset_stream(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            conn.acknowledge_received_data(frame.flow_controlled_length, frame.stream_id)
+            return [], [BodyLengthReset(stream_id=frame.stream_id,
+                                        error_code=ErrorCodes.PROTOCOL_ERROR,
+                                        remote_reset=False, expected=exc.expected_length,
+                                        actual=exc.actual_length)]
+
+    table = conn._frame_dispatch_table
+    for kind in [kind for kind in table if issubclass(kind, DataFrame)]:
+        table[kind] = receive_data_frame  # hyperframe's, and ours (use_frame_buffer)
 
 
 def connection_closed(conn: h2.connection.H2Connection) -> bool:
