@@ -5,7 +5,7 @@ body's bytes still to come. Checked by ``h2internals.check_hooks``."""
 from __future__ import annotations
 
 import h11
-from h11._readers import ContentLengthReader
+import h11._readers  # (looked up as it is used: check_hooks reports it missing)
 
 
 def h11_buffered(conn: h11.Connection) -> int:
@@ -22,7 +22,7 @@ def h11_take_body(conn: h11.Connection, size: int) -> int:
     (the next request) go to h11 as usual, and it ends the body when its
     count is zero."""
     reader = conn._reader
-    if type(reader) is not ContentLengthReader or conn._receive_buffer \
+    if type(reader) is not h11._readers.ContentLengthReader or conn._receive_buffer \
             or conn.their_state is not h11.SEND_BODY:
         return 0
     taken = min(size, reader._remaining)
