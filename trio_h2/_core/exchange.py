@@ -58,7 +58,7 @@ class Exchange:
     """The ASGI ``http_version``: ``"2"``, ``"1.1"`` or ``"1.0"``."""
 
     # Request body, as received and not yet consumed: (bytes, flow-controlled
-    # length); HTTP/1.1 joins small chunks into a bytearray as they arrive.
+    # length); HTTP/1.1 joins small pieces into a bytearray as they arrive.
     body: deque[tuple[bytes | bytearray, int]] = field(default_factory=deque)
     body_ended: bool = False
     """The client sent END_STREAM: no more body will come."""

@@ -99,10 +99,11 @@ _NO_BODY_STATUSES = (204, 304)
 # MiB than with 64 KiB reads (bench/cpu_cost.py --only h1-echo).
 BODY_READ_SIZE = 256 * 1024
 
-# Request body chunks smaller than this are joined into one buffer as they
-# arrive: h11 hands each chunk of a chunked body over as its own bytes, and a
-# client may send them 1 byte each: one object per chunk (about 120 bytes
-# with its tuple) held 31 MiB for a 256 KiB window. A page, as a read.
+# Request body pieces smaller than this are joined into one buffer as they
+# arrive: h11 hands each chunk of a chunked body over as its own bytes (and a
+# trickling client makes each read one), and a client may send them 1 byte
+# each: one object per chunk (about 120 bytes with its tuple) held 31 MiB for
+# a 256 KiB window. A page.
 JOIN_BELOW = 4096
 
 # A chunk offered while no write is under way is framed at once, whole, if
@@ -351,12 +352,14 @@ class H1Core:
         if stream is None or stream.disconnected:
             return
         body = stream.body
-        last = body[-1][0] if body else None
-        if len(data) < JOIN_BELOW and isinstance(last, bytearray) and len(last) < JOIN_BELOW:
-            last += data
-            body[-1] = (last, len(last))
+        last = body[-1][0] if body else b""
+        if 0 < len(last) < JOIN_BELOW and len(data) < JOIN_BELOW:
+            # (A lone read stays the bytes it was: no copy.)
+            joined = last if isinstance(last, bytearray) else bytearray(last)
+            joined += data
+            body[-1] = (joined, len(joined))
         else:
-            body.append((bytearray(data) if len(data) < JOIN_BELOW else data, len(data)))
+            body.append((data, len(data)))
         self._unread += len(data)
         self.guard.body_arrived(stream.stream_id)
         stream.wake()
