@@ -57,8 +57,9 @@ class Exchange:
     http_version: str = "2"
     """The ASGI ``http_version``: ``"2"``, ``"1.1"`` or ``"1.0"``."""
 
-    # Request body, as received and not yet consumed: (bytes, flow-controlled length).
-    body: deque[tuple[bytes, int]] = field(default_factory=deque)
+    # Request body, as received and not yet consumed: (bytes, flow-controlled
+    # length); HTTP/1.1 joins small pieces into a bytearray as they arrive.
+    body: deque[tuple[bytes | bytearray, int]] = field(default_factory=deque)
     body_ended: bool = False
     """The client sent END_STREAM: no more body will come."""
     body_received: int = 0

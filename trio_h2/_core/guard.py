@@ -57,9 +57,10 @@ class ConnectionGuard:
         self.starved: dict[int, float] = {}
         """Streams whose application waits for body, and since the last DATA."""
         self.writing_since: float | None = None
-        """When the write in progress started (None: no write in progress).
-        Set and cleared around every write, so it must stay this cheap: no
-        deadline is announced for it; :meth:`next_deadline` looks at least
+        """When the write in progress started, or last made progress (None:
+        no write in progress). Set and cleared around every write, and set
+        again each time the client takes some of a long one, so it must stay
+        this cheap: no deadline is announced for it; :meth:`next_deadline` looks at least
         every half ``send_timeout`` instead."""
         self.head_size = 0
         """Bytes h2 holds of a header block still arriving (after the last read)."""

@@ -99,6 +99,13 @@ _NO_BODY_STATUSES = (204, 304)
 # MiB than with 64 KiB reads (bench/cpu_cost.py --only h1-echo).
 BODY_READ_SIZE = 256 * 1024
 
+# Request body pieces smaller than this are joined into one buffer as they
+# arrive: h11 hands each chunk of a chunked body over as its own bytes (and a
+# trickling client makes each read one), and a client may send them 1 byte
+# each: one object per chunk (about 120 bytes with its tuple) held 31 MiB for
+# a 256 KiB window. A page.
+JOIN_BELOW = 4096
+
 # A chunk offered while no write is under way is framed at once, whole, if
 # the output holds at most this (one HTTP/2 write's worth,
 # ``_io.connection.SEND_BATCH``); else it waits for the sender. So besides
@@ -151,6 +158,8 @@ class H1Core:
         """What the head still arriving holds of the server's header memory."""
         self._unread = 0
         """Bytes of the current request body waiting for the application."""
+        self._chunked_request = False
+        """The current request's body is chunked (h11: an event per chunk)."""
         self._discard: int | None = None
         """Bytes of an abandoned request body still to be dropped, or None."""
         self._remaining: int | None = None
@@ -209,14 +218,24 @@ class H1Core:
     @property
     def read_size(self) -> int:
         stream = self.current
-        if stream is None or stream.body_ended or self._discard is not None:
-            return READ_SIZE  # a head: most are far smaller
+        if stream is None or stream.body_ended or self._discard is not None \
+                or self._chunks_arriving:
+            return READ_SIZE  # a head (most are far smaller), or chunks
         room = self.config.initial_window_size - self._unread
         return max(READ_SIZE, min(BODY_READ_SIZE, room))
 
-    # h11 parses at most one request head per exchange (the rest is held) and
-    # hands body bytes through: a read costs about its copy, whatever it holds.
-    whole_reads = True
+    @property
+    def whole_reads(self) -> bool:
+        """h11 parses at most one request head per exchange (the rest is
+        held) and hands a Content-Length body through: a read costs about
+        its copy. A chunked body is an event per chunk, and 64 KiB of 1-byte
+        chunks is 10,922 of them: such a read goes in slices, as HTTP/2's."""
+        return not self._chunks_arriving
+
+    @property
+    def _chunks_arriving(self) -> bool:
+        stream = self.current
+        return self._chunked_request and stream is not None and not stream.body_ended
 
     @property
     def reading_paused(self) -> bool:
@@ -305,6 +324,7 @@ class H1Core:
         self._renew = version == "1.0" and b"keep-alive" in tokens(fields, b"connection")
         self.current = stream
         self._unread = 0
+        self._chunked_request = b"chunked" in tokens(fields, b"transfer-encoding")
         if settings is not None:
             self._upgrading = settings
             self.guard.streams_running(1)  # not idle: a request is arriving
@@ -331,7 +351,15 @@ class H1Core:
             return
         if stream is None or stream.disconnected:
             return
-        stream.body.append((data, len(data)))
+        body = stream.body
+        last = body[-1][0] if body else b""
+        if 0 < len(last) < JOIN_BELOW and len(data) < JOIN_BELOW:
+            # (A lone read stays the bytes it was: no copy.)
+            joined = last if isinstance(last, bytearray) else bytearray(last)
+            joined += data
+            body[-1] = (joined, len(joined))
+        else:
+            body.append((data, len(data)))
         self._unread += len(data)
         self.guard.body_arrived(stream.stream_id)
         stream.wake()

@@ -146,7 +146,8 @@ class RequestBodies:
         once half a window is consumed; :attr:`output_backlog` then says so."""
         chunks = stream.body
         if len(chunks) == 1:
-            data, flow = chunks.popleft()
+            piece, flow = chunks.popleft()
+            data = bytes(piece)  # (the same object: HTTP/2 queues bytes)
         else:
             data = b"".join(chunk for chunk, _ in chunks)
             flow = sum(n for _, n in chunks)

@@ -48,6 +48,7 @@ from h2.errors import ErrorCodes
 from trio.lowlevel import Abort, RaiseCancelT, Task
 
 from .._core.exchange import Exchange
+from .._core.guard import ConnectionGuard
 from .._core.output import Piece, join
 from .._core.protocol import READ_SIZE, ProtocolCore
 from .waker import Waker
@@ -74,7 +75,6 @@ READ_SLICE = 16384
 StreamHandler = Callable[["Connection", Exchange], Awaitable[None]]
 
 
-
 def _write_now(fd: int, pieces: list[Piece]) -> list[Piece]:
     """Write ``pieces`` to ``fd`` until the kernel takes no more (or all is
     written); return what is left, in order."""
@@ -91,6 +91,26 @@ def _write_now(fd: int, pieces: list[Piece]) -> list[Piece]:
             pieces[start] = memoryview(pieces[start])[sent:]
             break  # the kernel took part of a piece: it is full
     return pieces[start:]
+
+
+def _batches(pieces: list[Piece], size: int) -> Iterator[Piece]:
+    """``pieces``, in order, as buffers of at most ``size`` bytes: slices of
+    a large piece, small ones joined (a copy of ``size`` at most at a time)."""
+    batch: list[Piece] = []
+    room = size
+    for piece in pieces:
+        view = memoryview(piece)
+        while len(view) >= room:
+            batch.append(view[:room])
+            view = view[room:]
+            yield join(batch)
+            batch, room = [], size
+        if view:
+            batch.append(view)
+            room -= len(view)
+    if batch:
+        yield join(batch)
+
 
 @final
 class Connection:
@@ -290,8 +310,11 @@ class Connection:
             await self._receive(data)
             del data
 
-    async def _write(self, pieces: list[Piece]) -> bool:
+    async def _write(self, pieces: list[Piece], guard: ConnectionGuard) -> bool:
         """Write all of ``pieces``, in order; False if the connection is lost.
+        Each time the client takes some of them, ``guard.writing_since`` moves
+        on: ``send_timeout`` bounds a write without progress, not a long one
+        (a whole response body offered in one ``send``, read slowly).
 
         On a plain socket, first write them at once, with ``writev``: trio's
         ``send_all`` yields once after every write, even one the kernel took
@@ -299,15 +322,20 @@ class Connection:
         follow every response; and it takes one buffer, which joining the
         pieces would copy (a response body, once more). The sender yields
         anyway when it has more to write (``_send_loop``), and sleeps when
-        it has not. What the kernel does not take at once goes through
-        ``send_all``, which waits for room: joined, unless it is what is
-        left of one piece. TLS takes one buffer: the pieces are joined."""
-        stream = self._stream
+        it has not. What the kernel does not take at once waits for room,
+        then goes with ``writev`` again. TLS takes one buffer: the pieces go
+        in buffers of at most :data:`SEND_BATCH`, joined where small."""
         try:
-            if self._socket is not None:
-                pieces = _write_now(self._socket.fileno(), pieces)
-            if pieces:
-                await stream.send_all(pieces[0] if len(pieces) == 1 else join(pieces))
+            if (sock := self._socket) is not None:
+                pieces = _write_now(sock.fileno(), pieces)
+                while pieces:
+                    await trio.lowlevel.wait_writable(sock)
+                    guard.writing_since = guard.clock()
+                    pieces = _write_now(sock.fileno(), pieces)
+            else:
+                for batch in _batches(pieces, SEND_BATCH):
+                    await self._stream.send_all(batch)
+                    guard.writing_since = guard.clock()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return False  # os.writev's reset or broken pipe; trio's, translated
         return True
@@ -423,7 +451,7 @@ class Connection:
             if data:
                 guard = state.guard
                 guard.writing_since = guard.clock()  # the watchdog's send_timeout
-                if not await self._write(data):
+                if not await self._write(data, guard):
                     log.debug("%s: connection lost while sending", self.peer)
                     state.connection_lost()
                     self._end()
