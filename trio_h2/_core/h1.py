@@ -64,7 +64,7 @@ from h2.errors import ErrorCodes
 
 from .._config import Config
 from .errors import LocalProtocolError, RemoteProtocolError
-from .exchange import Exchange, drain_body, going_away, release, take_offered
+from .exchange import Exchange, add_body, drain_body, going_away, release, take_offered
 from .guard import ConnectionGuard
 from .h1heads import MAX_TARGET as MAX_TARGET
 from .h1heads import (
@@ -98,13 +98,6 @@ _NO_BODY_STATUSES = (204, 304)
 # reader and one of the handler: a 1 MiB echo upload took 24% less CPU per
 # MiB than with 64 KiB reads (bench/cpu_cost.py --only h1-echo).
 BODY_READ_SIZE = 256 * 1024
-
-# Request body pieces smaller than this are joined into one buffer as they
-# arrive: h11 hands each chunk of a chunked body over as its own bytes (and a
-# trickling client makes each read one), and a client may send them 1 byte
-# each: one object per chunk (about 120 bytes with its tuple) held 31 MiB for
-# a 256 KiB window. A page.
-JOIN_BELOW = 4096
 
 # A chunk offered while no write is under way is framed at once, whole, if
 # the output holds at most this (one HTTP/2 write's worth,
@@ -351,15 +344,7 @@ class H1Core:
             return
         if stream is None or stream.disconnected:
             return
-        body = stream.body
-        last = body[-1][0] if body else b""
-        if 0 < len(last) < JOIN_BELOW and len(data) < JOIN_BELOW:
-            # (A lone read stays the bytes it was: no copy.)
-            joined = last if isinstance(last, bytearray) else bytearray(last)
-            joined += data
-            body[-1] = (joined, len(joined))
-        else:
-            body.append((data, len(data)))
+        add_body(stream, data, len(data))
         self._unread += len(data)
         self.guard.body_arrived(stream.stream_id)
         stream.wake()

@@ -25,7 +25,7 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import RstStreamFrame
 
 from .._config import Config
-from .exchange import Exchange
+from .exchange import Exchange, add_body
 from .guard import ConnectionGuard
 from .h2ending import ConnectionEnd
 from .h2internals import fields_dropped, stream_live
@@ -99,7 +99,7 @@ class RequestBodies:
             # return the credit at once. Padding counts (h2 docs).
             self.h2.acknowledge_received_data(flow, event.stream_id)
         else:
-            stream.body.append((data, flow))
+            add_body(stream, data, flow)
             self.guard.body_arrived(event.stream_id)
         if stream is not None:
             stream.body_received += len(data)
@@ -147,7 +147,7 @@ class RequestBodies:
         chunks = stream.body
         if len(chunks) == 1:
             piece, flow = chunks.popleft()
-            data = bytes(piece)  # (the same object: HTTP/2 queues bytes)
+            data = bytes(piece)  # (a lone frame's bytes: the same object)
         else:
             data = b"".join(chunk for chunk, _ in chunks)
             flow = sum(n for _, n in chunks)

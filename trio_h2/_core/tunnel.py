@@ -27,7 +27,7 @@ from h2.errors import ErrorCodes
 
 from .._config import Config
 from .errors import LocalProtocolError, RemoteProtocolError
-from .exchange import Exchange, drain_body, going_away, release, take_offered
+from .exchange import Exchange, add_body, drain_body, going_away, release, take_offered
 from .guard import ConnectionGuard
 from .headers import Headers, RequestHead
 from .output import Output, Piece
@@ -66,7 +66,7 @@ class TunnelCore:
     def receive_data(self, data: bytes | bytearray) -> list[Exchange]:
         stream = self.stream
         if not self.terminated and not stream.disconnected and not stream.body_ended:
-            stream.body.append((bytes(data), len(data)))
+            add_body(stream, bytes(data), len(data))
             self._unread += len(data)
             stream.wake()
         return []
