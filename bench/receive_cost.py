@@ -28,8 +28,9 @@ and the floods of ``tests/attacks/test_floods.py`` (issue 11): Rapid Reset
 (``reset-flood``), requests without ``:scheme`` (``malformed-flood``),
 SETTINGS and PING floods, CONTINUATION frames of 1 byte and of 16 KiB, empty
 DATA frames, requests over ``max_header_fields`` (``header-count-bomb``);
-request bodies in DATA frames of 1 byte and of 16 KiB (``data-1B``,
-``data-16K``: no budget counts them, the window bounds them); and
+request bodies in DATA frames of 1 byte, 9, 256 and 16 KiB (``data-1B``,
+``data-9B``, ``data-256B``, ``data-16K``: ``data_frame_budget`` ends the
+small ones, the window bounds the others); and
 for HTTP/1.1 (``H1Core``), pipelined requests, garbage pipelined behind a
 request, and a request head that never ends.
 
@@ -40,8 +41,10 @@ the cost per 64 KiB shown here.
 Run: ``python bench/receive_cost.py [--repeat N] [--log-info] [WORD...]``
 (only the classes whose names contain a WORD); prints, per class, the
 worst and the median CPU per call (and per decision) over every call of
-every repeat, and how many reads each run took before the connection ended
-(the control-frame budget ends a pure PRIORITY flood after 10,000 frames).
+every repeat, how many reads each run took before the connection ended
+(the control-frame budget ends a pure PRIORITY flood after 10,000 frames),
+and the median over runs of all the CPU of a run (``all``: what one
+connection costs until its GOAWAY, or until the input runs out).
 """
 
 from __future__ import annotations
@@ -279,6 +282,8 @@ CLASSES: dict[str, Callable[[random.Random], tuple[bytes, Iterator[bytes]]]] = {
     "continuation-16K": continuation_flood(16384),
     "empty-data": empty_data,
     "data-1B": body_frames(1),
+    "data-9B": body_frames(9),
+    "data-256B": body_frames(256),
     "data-16K": body_frames(16384),
     "header-count-bomb": header_count_bomb,
 }
@@ -407,23 +412,25 @@ def main() -> None:
     print(f"CPU per receive_data of up to {READ // 1024} KiB, and per decision after it "
           f"(ms; {args.repeat} runs each; {trio_h2.__file__})")
     print(f"{'class':<20} {'reads':>6} {'worst':>7} {'median':>7}   "
-          f"{'decision worst':>14} {'median':>7}")
+          f"{'decision worst':>14} {'median':>7} {'all':>8}")
     runs: list[tuple[str, Callable[[int], tuple[list[float], list[float], int]]]] = [
         *((name, functools.partial(run, make)) for name, make in CLASSES.items()),
         *((name, functools.partial(run_h1, make)) for name, make in H1_CLASSES.items())]
     for name, measure in runs:
         if args.only and not any(word in name for word in args.only):
             continue
-        receive, decide, counts = [], [], []
+        receive, decide, counts, totals = [], [], [], []
         for seed in range(args.repeat):
             r, d, n = measure(seed)
             receive += r
             decide += d
             counts.append(n)
+            totals.append(sum(r))
         decisions = (f"{max(decide) * 1e3:>14.2f} {statistics.median(decide) * 1e3:>7.2f}"
                      if decide else f"{'-':>14} {'-':>7}")
         print(f"{name:<20} {max(counts):>6} {max(receive) * 1e3:>7.1f} "
-              f"{statistics.median(receive) * 1e3:>7.1f}   {decisions}")
+              f"{statistics.median(receive) * 1e3:>7.1f}   {decisions} "
+              f"{statistics.median(totals) * 1e3:>8.1f}")
 
 
 if __name__ == "__main__":

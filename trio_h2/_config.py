@@ -13,7 +13,7 @@ from typing import Literal, final
 
 from ._core.accesslog import DEFAULT_FORMAT, check_format
 from ._core.forwarded import TrustedProxies
-from ._core.limits import Budget
+from ._core.limits import DATA_FRAME_COST, Budget
 
 # RFC 9113 section 6.5.2: the largest flow-control window and frame size a
 # peer may announce.
@@ -186,6 +186,29 @@ class Config:
     Netty allows 2 in a row; a burst of 100 leaves room for clients that
     flush eagerly."""
 
+    data_frame_budget: Budget = Budget(10_000 * DATA_FRAME_COST, 4_000 * DATA_FRAME_COST)
+    """Bytes of DATA framing overhead the client may send in a burst and per
+    second after it; past it, GOAWAY ENHANCE_YOUR_CALM. Each DATA frame
+    costs the server about as much CPU whatever its size, so a body in
+    1-byte frames costs about 10 s of CPU per MiB, against 1.5 ms in 16 KiB
+    frames. Each frame draws 256 bytes (``DATA_FRAME_COST``, hyper's h2
+    threshold for a small frame) plus its padding, less its payload; larger
+    frames give back as much, up to the burst (as hyper's h2 does, PR
+    #935), and a stream's last frame draws nothing. So a client may send
+    small frames in proportion to the body it sends in large ones, plus the
+    burst and the refill.
+
+    The burst is 10,000 one-byte frames (as :attr:`control_frame_budget`,
+    Go's server's 10000 queued control frames), about 0.1 s of CPU; the
+    refill is 4,000 a second, about 4% of a core per connection. 100-byte
+    gRPC or fetch() upload messages draw 156 bytes each: 6,500 a second, say
+    1,000 a second on each of 6 streams, pass for ever. Browsers, curl and
+    h2load upload in frames of 16 KiB or as large as the window allows, and
+    only refill it. hyper's h2 allows half its connection window (at least
+    25,600 bytes) but refills only as the application reads; nginx closes a
+    connection once all it sent exceeds 8 times (its DATA payload + 1 MiB),
+    which a flood of 9-byte frames never does."""
+
     tls_handshake_timeout: float = 10.0
     """Seconds a TLS client gets to finish its handshake before we close the
     connection. nginx's ssl_handshake_timeout is 60 s; a browser finishes in
@@ -297,7 +320,8 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
-        for name in ("reset_budget", "control_frame_budget", "empty_frame_budget"):
+        for name in ("reset_budget", "control_frame_budget", "empty_frame_budget",
+                     "data_frame_budget"):
             if not isinstance(getattr(self, name), Budget):
                 raise ValueError(f"{name} must be a trio_h2.Budget, not {getattr(self, name)!r}")
         if not self.shutdown_timeout >= 0:

@@ -63,8 +63,10 @@ async def test_one_byte_data_frames_hold_about_their_bytes(tmp_path: Path) -> No
     grows by at most twice the body plus :data:`ALLOWANCE`, as it would for
     the same body in 16 KiB frames."""
     write_module(tmp_path, "holding", APP)
+    # A data_frame_budget for all of them: memory, not CPU, is measured here.
     with run_server("holding:app", "--bind", "127.0.0.1:0", "--lifespan", "off",
-                    "--log-level", "warning", cwd=tmp_path) as server:
+                    "--log-level", "warning", "--data-frame-budget", f"{256 * STREAMS * BODY}/0",
+                    cwd=tmp_path) as server:
         host, port = server.url.removeprefix("http://").rsplit(":", 1)
         attacker = await Attacker.connect(host, int(port))
         try:

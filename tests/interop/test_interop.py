@@ -75,6 +75,18 @@ async def test_h2load_3000_requests(server: H2TestServer) -> None:
     assert "status codes: 3000 2xx" in out, out
 
 
+async def test_h2load_uploads_pass_the_data_frame_budget(server: H2TestServer,
+                                                         tmp_path: Path) -> None:
+    """1000 uploads of 20 000 bytes (h2load --data) on 2 connections: DATA
+    frames as h2load cuts them, within the default data_frame_budget."""
+    h2load = require_tool("h2load")
+    body = tmp_path / "body.bin"
+    body.write_bytes(os.urandom(20_000))
+    out = await run(h2load, "-n", "1000", "-c", "2", "-m", "10", "--data", str(body),
+                    server.url + "/echo")
+    assert "1000 succeeded, 0 failed, 0 errored, 0 timeout" in out, out
+
+
 async def test_tls_client_without_h2_alpn_is_closed_with_a_log_line(
     h2_server: H2ServerFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

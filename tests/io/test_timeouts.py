@@ -161,6 +161,7 @@ async def test_a_client_that_does_not_read_is_cut_off(
     ("resets", {"reset_budget": Budget(5, 0)}),
     ("pings", {"control_frame_budget": Budget(5, 0)}),
     ("empty DATA", {"empty_frame_budget": Budget(5, 0)}),
+    ("1-byte DATA", {"data_frame_budget": Budget(5 * 255, 0)}),
     ("PRIORITY", {"control_frame_budget": Budget(5, 0)}),
 ])
 async def test_budgets_end_the_connection(
@@ -176,10 +177,10 @@ async def test_budgets_end_the_connection(
             await client.send_rst(stream_id, ErrorCodes.CANCEL)
         elif kind == "pings":
             await client.send_ping(b"%08d" % i)
-        elif kind == "empty DATA":
+        elif kind in ("empty DATA", "1-byte DATA"):
             if i == 0:
                 await client.send_headers(1, request("POST"))
-            await client.send_raw(raw_frame(0x0, 0, 1, b""))
+            await client.send_raw(raw_frame(0x0, 0, 1, b"" if kind == "empty DATA" else b"x"))
         else:
             await client.send_raw(raw_frame(0x2, 0, 101 + 2 * i, b"\x00\x00\x00\x00\x0f"))
     code, _ = await client.expect_goaway()

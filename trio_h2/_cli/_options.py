@@ -382,7 +382,7 @@ def parser(*, full_help: bool = True) -> argparse.ArgumentParser:
 
 def _show(value: object) -> str:
     if isinstance(value, Budget):
-        return f"{value.burst}/{value.per_second:g}"
+        return f"{value.burst}/{value.per_second:.15g}"
     if isinstance(value, list):
         return " ".join(map(str, value))
     if isinstance(value, str):

@@ -47,6 +47,7 @@ class ConnectionGuard:
         self.resets = TokenBucket(config.reset_budget, clock)
         self.control = TokenBucket(config.control_frame_budget, clock)
         self.empty = TokenBucket(config.empty_frame_budget, clock)
+        self.small_data = TokenBucket(config.data_frame_budget, clock)
         now = clock()
         self.preface_deadline: float | None = now + config.preface_timeout
         self.idle_since: float | None = now

@@ -32,6 +32,7 @@ from .h2internals import fields_dropped, stream_live
 from .h2output import H2Output
 from .h2streams import StreamTable
 from .headers import Headers, MalformedRequest, declared_length, validate_trailers
+from .limits import data_frame_overhead
 
 log = logging.getLogger("trio_h2")
 
@@ -94,6 +95,11 @@ class RequestBodies:
         data = event.data or b""
         if not data and event.stream_ended is None:
             self.ending.spend(self.guard.empty, "empty DATA frames")
+        overhead = data_frame_overhead(len(data), flow - len(data))
+        if event.stream_ended is None or overhead < 0:
+            # A stream's last frame draws nothing: one per stream, and the
+            # stream's HEADERS cost more (hyper's h2 exempts it too).
+            self.ending.spend(self.guard.small_data, "small DATA frames", overhead)
         if stream is None or not data:
             # Nobody will read it (stream we reset, or only padding):
             # return the credit at once. Padding counts (h2 docs).

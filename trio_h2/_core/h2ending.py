@@ -132,10 +132,11 @@ class ConnectionEnd:
         else:
             log.info("%s: connection error %s: %s", self.peer, code_name(code), reason)
 
-    def spend(self, bucket: TokenBucket, what: str) -> None:
-        """Spend one of the client's ``what`` from ``bucket`` (a budget of
-        ``_core.guard``); past it, the connection ends."""
-        if not bucket.spend():
+    def spend(self, bucket: TokenBucket, what: str, count: int = 1) -> None:
+        """Spend ``count`` of the client's ``what`` from ``bucket`` (a budget
+        of ``_core.guard``; a negative ``count`` gives back); past it, the
+        connection ends."""
+        if not bucket.spend(count):
             self.connection_error(ErrorCodes.ENHANCE_YOUR_CALM, f"too many {what}")
 
     def bad_request(self, stream_id: int, what: str) -> None:
