@@ -113,14 +113,21 @@ def whoami(*curl_args: str) -> Seen:
 
 @contextmanager
 def running(command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A process with its output in ``log``; killed on the way out."""
+    """A process with its output in ``log``; stopped on the way out with
+    SIGTERM, which nginx's and HAProxy's masters pass on to their workers
+    (SIGKILL left nginx's worker running, orphaned), and killed if it is
+    still there after ``TIMEOUT``."""
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
         yield process
     finally:
         if process.poll() is None:
-            process.kill()
+            process.terminate()
+            try:
+                process.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
         process.wait(timeout=TIMEOUT)
 
 
