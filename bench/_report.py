@@ -237,7 +237,7 @@ def plot(table: Table, path: Path) -> None:
     axes.set_ylabel("trio_h2 / other server (higher is better)")
     ratios = [ratio or 0.0 for row in rows for ratio in row["ratios"].values()]
     axes.set_ylim(0, max([*suite.targets.values(), *ratios]) * 1.15)
-    against = " and ".join(others)
+    against = others[0] if len(others) == 1 else f"{', '.join(others[:-1])} and {others[-1]}"
     axes.set_title(f"trio_h2 against {against}, same ASGI app, {suite.title}, "
                    f"{suite.client}")
     axes.legend(loc="upper right", fontsize=8)
