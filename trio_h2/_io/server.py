@@ -6,6 +6,7 @@ import functools
 import logging
 import math
 import os
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 from typing import final
@@ -20,7 +21,6 @@ from .._config import Config
 from .._core.exchange import Address
 from .._core.memory import ServerMemory
 from .connection import Connection
-from .listen_queue import take_queued
 from .proxy import ReplayStream, read_proxy_header
 from .select import H2, alpn_protocol, new_core, sniff_protocol
 from .tls import cipher_suite_ids
@@ -142,7 +142,8 @@ class _QueueTakingListener(trio.abc.Listener[trio.SocketStream]):
     as the drain serves every connection: a request already sent is
     answered with ``Connection: close`` (HTTP/2: GOAWAY, so the client knows
     what to send again elsewhere). Only the connections queued when the
-    close begins: from then on no handshake completes (``listen_queue``)."""
+    close begins: a handshake after it meets the closed socket, the race
+    every server has."""
 
     def __init__(self, listener: trio.SocketListener,
                  take: Callable[[trio.SocketStream], None]) -> None:
@@ -153,9 +154,28 @@ class _QueueTakingListener(trio.abc.Listener[trio.SocketStream]):
         return await self._listener.accept()
 
     async def aclose(self) -> None:
-        for sock in take_queued(self._listener.socket.fileno()):
+        for sock in _queued(self._listener.socket.fileno()):
             self._take(trio.SocketStream(trio.socket.from_stdlib_socket(sock)))
         await self._listener.aclose()
+
+
+def _queued(fd: int) -> list[socket.socket]:
+    """The connections waiting in listening socket ``fd``'s queue, accepted
+    without waiting (on a duplicate of ``fd``, as trio owns ``fd``). Bounded
+    by the queue's length (--backlog)."""
+    taken: list[socket.socket] = []
+    with socket.socket(fileno=os.dup(fd)) as listening:
+        listening.setblocking(False)
+        while True:
+            try:
+                sock, _ = listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return taken
+            except OSError as exc:  # out of descriptors, say: the rest are reset
+                log.warning("could not take the connections queued on a listener "
+                            "being closed: %s", exc)
+                return taken
+            taken.append(sock)
 
 
 @final
