@@ -154,9 +154,15 @@ class _QueueTakingListener(trio.abc.Listener[trio.SocketStream]):
         return await self._listener.accept()
 
     async def aclose(self) -> None:
-        for sock in _queued(self._listener.socket.fileno()):
-            self._take(trio.SocketStream(trio.socket.from_stdlib_socket(sock)))
-        await self._listener.aclose()
+        queued = _queued(self._listener.socket.fileno())
+        try:
+            # Closed at once (trio closes, then yields): nothing runs between
+            # the last accept and the close, in which a new handshake could
+            # complete only to be reset.
+            await self._listener.aclose()
+        finally:
+            for sock in queued:
+                self._take(trio.SocketStream(trio.socket.from_stdlib_socket(sock)))
 
 
 def _queued(fd: int) -> list[socket.socket]:
