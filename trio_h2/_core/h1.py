@@ -194,7 +194,8 @@ class H1Core:
             self._held = True  # a request is complete: the next one waits
         elif body := h11_take_body(self._h11, len(data)):
             # Body h11 need not see: to the application as it was read.
-            self._body(bytes(data) if body == len(data) else bytes(data[:body]))
+            # (One copy at most: none for a whole read of bytes.)
+            self._body(bytes(data) if body == len(data) else bytes(memoryview(data)[:body]))
             data = data[body:]
         if data:
             self._h11.receive_data(cast(bytes, data))  # h11 takes any bytes-like object

@@ -24,6 +24,7 @@ bench/receive_cost.py data-``, with no budget: 68 ms per 64 KiB read of
 of a flood free. 256 is hyper's h2 threshold for a small DATA frame
 (DEFAULT_DATA_FRAME_OVERHEAD_THRESHOLD, PR #935)."""
 
+
 def data_frame_overhead(payload: int, padding: int) -> int:
     """What a DATA frame of ``payload`` bytes of body and ``padding`` bytes
     of padding (the Pad Length byte included) draws on the client's
